@@ -1,0 +1,1 @@
+"""Money: prices, costs in integer micro-USD, holds and the ledger."""

@@ -1,0 +1,66 @@
+"""The model catalog: names and aliases clients may ask for, resolved to a configured model.
+
+Routing settings the operator can change at run time (persisted in the settings table): the default
+model (used when a request names none), extra aliases, and the haiku lane (``claude-haiku-*`` requests
+sent to another model, e.g. a cheaper OpenRouter one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import ModelConfig, RoutingConfig
+from .model import GatewayError
+
+
+class Catalog:
+    def __init__(self, models: list[ModelConfig], routing: RoutingConfig) -> None:
+        self.models: dict[str, ModelConfig] = {m.name: m for m in models}
+        self.config_aliases: dict[str, str] = {a: m.name for m in models for a in m.aliases}
+        self.extra_aliases: dict[str, str] = {}
+        self.default_model = routing.default_model or (models[0].name if models else "")
+        self.haiku_model = routing.haiku_model
+
+    def apply_settings(self, settings: dict[str, Any]) -> None:
+        if isinstance(settings.get("default_model"), str) and settings["default_model"] in self.models:
+            self.default_model = settings["default_model"]
+        if isinstance(settings.get("haiku_model"), str):
+            self.haiku_model = settings["haiku_model"]
+        if isinstance(settings.get("aliases"), dict):
+            self.extra_aliases = {k: v for k, v in settings["aliases"].items() if v in self.models}
+
+    @property
+    def aliases(self) -> dict[str, str]:
+        return {**self.config_aliases, **self.extra_aliases}
+
+    def resolve(self, name: str | None) -> ModelConfig:
+        if not name:
+            if self.default_model in self.models:
+                return self.models[self.default_model]
+            raise GatewayError("invalid_request", "model: field required (no default model is configured)")
+        if self.haiku_model and "haiku" in name and name not in self.models and self.haiku_model != name:
+            return self.resolve(self.haiku_model)
+        if name in self.models:
+            return self.models[name]
+        alias = self.aliases.get(name)
+        if alias:
+            return self.models[alias]
+        if name == "auto" and self.default_model in self.models:
+            return self.models[self.default_model]
+        if name.startswith("models/"):
+            return self.resolve(name[len("models/"):])
+        raise GatewayError("not_found", f"model {name!r} is not available on this gateway", code="model_not_found")
+
+    def provider_module(self, model: ModelConfig) -> str:
+        """The provider module that reaches this model ("openai-responses" for Responses-only models)."""
+        if model.provider == "openai" and model.api == "responses":
+            return "openai-responses"
+        return model.provider
+
+    def names(self) -> list[tuple[str, ModelConfig]]:
+        """Every name a client may use, with the model it means (aliases included, ``auto`` always)."""
+        out = [(m.name, m) for m in self.models.values()]
+        out += [(a, self.models[t]) for a, t in self.aliases.items() if t in self.models]
+        if "auto" not in self.aliases and self.default_model in self.models:
+            out.append(("auto", self.models[self.default_model]))
+        return out

@@ -1,0 +1,264 @@
+"""The ``gatewaytui`` command: run the gateway (with or without the console) and administer it.
+
+    gatewaytui [--config PATH] [--demo] [--no-ui] [--host H] [--port N]
+    gatewaytui keys create --tenant NAME [--kind payg|subscription] [--label L] [--rpm N] [--models a,b] [--expires-days D]
+    gatewaytui keys list | keys revoke ID
+    gatewaytui credits add --tenant NAME --usd AMOUNT
+    gatewaytui accounts add --provider P --api-key K [--base-url URL] [--label L] | accounts list
+    gatewaytui attach URL        (console against a running headless gateway; admin token from env)
+
+Admin commands write the database directly and work while the gateway runs; it notices within a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from . import config as configmod
+from .billing.pricing import format_usd, parse_usd
+from .store import accounts as account_store
+from .store import db as dbmod
+from .store import keys as key_store
+from .store import ledger as ledger_store
+from .store import tenants as tenant_store
+
+
+class CliError(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gatewaytui", description="Self-hosted LLM API gateway with a terminal console.")
+    p.add_argument("--config", help="TOML config file (default ./gatewaytui.toml or $GATEWAYTUI_CONFIG)")
+    p.add_argument("--host", help="override [server] host")
+    p.add_argument("--port", type=int, help="override [server] port")
+    p.add_argument("--demo", action="store_true", help="run with the built-in fake upstream and a demo tenant")
+    p.add_argument("--no-ui", action="store_true", help="run headless (logs to stderr); stop with SIGINT/SIGTERM")
+    p.add_argument("--log-level", default=os.environ.get("GATEWAYTUI_LOG", "info"))
+    sub = p.add_subparsers(dest="command")
+
+    keys = sub.add_parser("keys", help="tenant API keys").add_subparsers(dest="action", required=True)
+    kc = keys.add_parser("create", help="mint a key (creates the tenant if new); prints the secret on the last line")
+    kc.add_argument("--tenant", required=True)
+    kc.add_argument("--kind", choices=key_store.KINDS, default="payg")
+    kc.add_argument("--label")
+    kc.add_argument("--rpm", type=int)
+    kc.add_argument("--models", help="comma-separated model allow-list")
+    kc.add_argument("--expires-days", type=float)
+    keys.add_parser("list", help="one line per key: id tenant kind label state")
+    kr = keys.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("id")
+
+    credits = sub.add_parser("credits", help="tenant credit").add_subparsers(dest="action", required=True)
+    ca = credits.add_parser("add", help="add prepaid credit (decimal USD, exact to the micro-dollar)")
+    ca.add_argument("--tenant", required=True)
+    ca.add_argument("--usd", required=True)
+    ca.add_argument("--note")
+    cb = credits.add_parser("balance", help="show a tenant's balance")
+    cb.add_argument("--tenant", required=True)
+
+    accounts = sub.add_parser("accounts", help="upstream accounts").add_subparsers(dest="action", required=True)
+    aa = accounts.add_parser("add", help="add an API-key account")
+    aa.add_argument("--provider", required=True, choices=configmod.PROVIDERS)
+    aa.add_argument("--api-key", required=True)
+    aa.add_argument("--base-url")
+    aa.add_argument("--label")
+    aa.add_argument("--priority", type=int, default=0)
+    aa.add_argument("--rpm", type=int)
+    accounts.add_parser("list", help="one line per account (never a secret)")
+
+    at = sub.add_parser("attach", help="open the console against a running gateway (admin token from env)")
+    at.add_argument("url")
+    at.add_argument("--token-env", default="GATEWAYTUI_ADMIN_TOKEN")
+    return p
+
+
+def load_config(args: argparse.Namespace, *, for_run: bool) -> configmod.Config:
+    path = Path(args.config) if args.config else configmod.default_path()
+    if args.config and not path.exists():
+        raise CliError(f"config file not found: {path}")
+    if path.exists() and not args.demo:
+        cfg = configmod.load(path)
+    else:
+        cfg = configmod.Config()
+        if for_run:
+            cfg.demo = True
+            cfg.database.path = str(Path(tempfile.gettempdir()) / f"gatewaytui-demo-{os.getuid() if hasattr(os, 'getuid') else 0}.db")
+        elif path.exists():
+            cfg = configmod.load(path)
+    if args.host:
+        cfg.server.host = args.host
+    if args.port is not None:
+        if not (0 <= args.port < 65536):
+            raise CliError("--port must be between 0 and 65535")
+        cfg.server.port = args.port
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            return run_gateway(args)
+        if args.command == "attach":
+            return attach(args)
+        cfg = load_config(args, for_run=False)
+        dbmod.migrate(cfg.database.path)
+        conn = dbmod.connect(cfg.database.path)
+        try:
+            return COMMANDS[(args.command, args.action)](cfg, conn, args)
+        finally:
+            conn.close()
+    except (CliError, configmod.ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_gateway(args: argparse.Namespace) -> int:
+    cfg = load_config(args, for_run=True)
+    if args.demo:
+        cfg.demo = True
+    level = getattr(logging, str(args.log_level).upper(), logging.INFO)
+    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.no_ui:
+        logging.getLogger().handlers.clear()
+        logging.getLogger().addHandler(logging.NullHandler())
+    from . import host
+
+    try:
+        import uvloop
+
+        uvloop.install() if hasattr(uvloop, "install") else None
+    except ImportError:  # pragma: no cover
+        pass
+    announce = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.no_ui else (lambda msg: print(msg, flush=True))
+    return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce))
+
+
+def attach(args: argparse.Namespace) -> int:
+    token = os.environ.get(args.token_env)
+    if not token:
+        raise CliError(f"set {args.token_env} to the gateway's admin token")
+    try:
+        from .tui.app import ConsoleApp
+        from .tui.remote import RemoteSource
+    except ImportError as exc:  # pragma: no cover
+        raise CliError(f"console unavailable: {exc}") from None
+    ConsoleApp(RemoteSource(args.url.rstrip("/"), token)).run()
+    return 0
+
+
+# ------------------------------------------------------------------ admin commands
+
+
+def _keys_create(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    expires = time.time() + args.expires_days * 86400 if args.expires_days else None
+    with dbmod.Transaction(conn):
+        tenant, created = tenant_store.get_or_create(conn, args.tenant)
+        row, secret = key_store.mint(conn, tenant["id"], kind=args.kind, label=args.label, expires_at=expires, models=models, rpm=args.rpm)
+    if created:
+        print(f"created tenant {tenant['name']}")
+    print(f"key {row['id']} for tenant {tenant['name']} ({args.kind}{', ' + args.label if args.label else ''}); the secret is shown once:")
+    print(secret)
+    return 0
+
+
+def _keys_list(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    for k in key_store.listing(conn):
+        print(f"{k['id']}\t{k['tenant']}\t{k['kind']}\t{k.get('label') or '-'}\t{key_store.state(k)}\t{k['prefix']}...")
+    return 0
+
+
+def _keys_revoke(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    with dbmod.Transaction(conn):
+        row = key_store.get(conn, args.id)
+        if row is None:
+            raise CliError(f"no key with id {args.id}")
+        done = key_store.revoke(conn, args.id)
+    print(f"revoked {args.id}" if done else f"{args.id} was already revoked")
+    return 0
+
+
+def _credits_add(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    amount = parse_usd(args.usd)
+    if amount <= 0:
+        raise CliError("--usd must be a positive amount")
+    with dbmod.Transaction(conn):
+        tenant, created = tenant_store.get_or_create(conn, args.tenant)
+        ledger_store.append(conn, tenant["id"], "topup", amount, f"cli-topup:{time.time_ns()}", note=args.note or "cli", origin="cli")
+        balance = ledger_store.balance(conn, tenant["id"])
+    print(f"credited {format_usd(amount)} to {tenant['name']}; balance {format_usd(balance)} ({balance} micro-USD)")
+    return 0
+
+
+def _credits_balance(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    tenant = tenant_store.by_name(conn, args.tenant)
+    if tenant is None:
+        raise CliError(f"no tenant named {args.tenant!r}")
+    balance = ledger_store.balance(conn, tenant["id"])
+    print(f"{tenant['name']}\t{format_usd(balance)}\t{balance}")
+    return 0
+
+
+def _accounts_add(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    from .runtime import _default_base
+    from .vault import Vault
+
+    if args.provider == "openai-compatible" and not args.base_url:
+        raise CliError("--base-url is required for openai-compatible accounts")
+    if args.base_url and not args.base_url.startswith(("http://", "https://")):
+        raise CliError("--base-url must start with http:// or https://")
+    if not args.api_key.strip():
+        raise CliError("--api-key must not be empty")
+    key_file = cfg.security.secret_key_file or str(Path(cfg.database.path).with_suffix(".key"))
+    vault = Vault.open(cfg.security.secret_key_env, key_file)
+    label = args.label or f"{args.provider}-{int(time.time())}"
+    with dbmod.Transaction(conn):
+        if account_store.by_label(conn, label) is not None:
+            raise CliError(f"an account labelled {label!r} already exists")
+        row = account_store.insert(conn, label=label, provider=args.provider, base_url=args.base_url or _default_base(args.provider),
+                                   secret=vault.encrypt(args.api_key), priority=args.priority, rpm=args.rpm, enabled=1, source="db")
+    print(f"added account {row['id']} ({label}, {args.provider}, {row['base_url']})")
+    return 0
+
+
+def _accounts_list(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    states = account_store.load_states(conn)
+    now = time.time()
+    for a in account_store.listing(conn):
+        st = states.get(a["id"]) or {}
+        if not a["enabled"]:
+            health = "disabled"
+        elif (st.get("cooldown_until") or 0) > now:
+            health = f"cooldown({st.get('cause')}, {int(st['cooldown_until'] - now)}s)"
+        else:
+            health = "healthy"
+        print(f"{a['id']}\t{a['label']}\t{a['provider']}\t{a['base_url']}\t{health}")
+    return 0
+
+
+COMMANDS = {
+    ("keys", "create"): _keys_create,
+    ("keys", "list"): _keys_list,
+    ("keys", "revoke"): _keys_revoke,
+    ("credits", "add"): _credits_add,
+    ("credits", "balance"): _credits_balance,
+    ("accounts", "add"): _accounts_add,
+    ("accounts", "list"): _accounts_list,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Wire codecs shared by protocols and providers: JSON and Server-Sent Events framing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from .model.errors import GatewayError
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj)
+
+
+def dumps_str(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def loads(data: bytes | str) -> Any:
+    return orjson.loads(data)
+
+
+def loads_request(data: bytes, *, max_depth: int = 64) -> Any:
+    """Parse a client body strictly: valid UTF-8 JSON, no NaN, bounded nesting, object at the top."""
+    if not data:
+        raise GatewayError("invalid_request", "request body is empty; expected a JSON object")
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise GatewayError("invalid_request", f"request body is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise GatewayError("invalid_request", "request body must be a JSON object")
+    _check_depth(obj, max_depth)
+    return obj
+
+
+def _check_depth(obj: Any, limit: int) -> None:
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise GatewayError("invalid_request", f"request JSON is nested deeper than {limit} levels")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+
+
+def sse(data: Any, event: str | None = None) -> bytes:
+    """One SSE frame. ``data`` is JSON-encoded unless already bytes."""
+    payload = data if isinstance(data, bytes) else orjson.dumps(data)
+    if event is None:
+        return b"data: " + payload + b"\n\n"
+    return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
+
+
+class SSEDecoder:
+    """Incremental SSE parser: feed bytes, get complete ``(event, data)`` frames.
+
+    Handles CRLF, multi-line data, comments (ignored) and frames split across chunks.
+    """
+
+    __slots__ = ("_buf", "_event", "_data")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._event: str | None = None
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[str | None, bytes]]:
+        buf = self._buf + chunk if self._buf else chunk
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            line = buf[start:nl]
+            start = nl + 1
+            if line.endswith(b"\r"):
+                line = line[:-1]
+            if not line:
+                if self._data or self._event is not None:
+                    frame = (self._event, b"\n".join(self._data))
+                    self._event, self._data = None, []
+                    yield frame
+                continue
+            if line[0:1] == b":":
+                continue
+            name, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                self._data.append(value)
+            elif name == b"event":
+                self._event = value.decode("utf-8", "replace")
+        self._buf = buf[start:]
+
+    def flush(self) -> Iterator[tuple[str | None, bytes]]:
+        """Emit a trailing frame that was not followed by a blank line (a cut stream)."""
+        if self._buf:
+            yield from self.feed(b"\n")
+        if self._data:
+            frame = (self._event, b"\n".join(self._data))
+            self._event, self._data = None, []
+            yield frame

@@ -1,0 +1,382 @@
+"""Configuration: one TOML file, typed, validated, with errors that name the file, line and key.
+
+Secrets are given inline (``api_key``) or by environment-variable name (``api_key_env``); the example
+file ``config.example.toml`` documents every key and is parsed by the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+PROVIDERS = ("anthropic", "openai", "gemini", "openrouter", "openai-compatible")
+STRATEGIES = ("round-robin", "least-used", "sticky")
+ROUTES = ("claudecode", "cline", "cursor", "roocode")
+
+
+class ConfigError(Exception):
+    """A configuration problem, located as precisely as possible."""
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_token_env: str = "GATEWAYTUI_ADMIN_TOKEN"
+    max_body_mb: float = 32.0
+    stream_idle_timeout: float = 300.0  # seconds without an upstream byte before a stream is failed
+    first_byte_timeout: float = 120.0  # seconds to wait for an upstream's response headers
+    failover_deadline: float = 90.0  # total seconds spent trying accounts before giving up
+    keepalive_interval: float = 10.0  # SSE keep-alive while waiting for the first token
+    graceful_timeout: float = 30.0  # seconds in-flight streams get to finish on shutdown
+    upstream_transport: str = "aiohttp"  # "aiohttp" (httpx over aiohttp) or "httpx"
+    public_url: str = ""  # base URL clients use (Stripe redirects, printed hints)
+
+    @property
+    def admin_token(self) -> str | None:
+        return os.environ.get(self.admin_token_env) or None
+
+
+@dataclass(slots=True)
+class DatabaseConfig:
+    path: str = "gatewaytui.db"
+    flush_interval_ms: int = 50  # usage/ledger writes are batched on this period
+
+
+@dataclass(slots=True)
+class SecurityConfig:
+    secret_key_env: str = "GATEWAYTUI_SECRET_KEY"
+    secret_key_file: str = ""  # default: <database path>.key, created 0600
+
+
+@dataclass(slots=True)
+class AccountConfig:
+    label: str
+    provider: str
+    base_url: str = ""
+    api_key: str | None = None
+    rpm: int | None = None
+    priority: int = 0  # higher first
+    weight: int = 1
+    models: list[str] = field(default_factory=list)  # empty: every model of the provider
+    enabled: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ModelConfig:
+    """A model clients may ask for. Prices are integer micro-USD per million tokens."""
+
+    name: str
+    provider: str
+    upstream: str = ""
+    aliases: list[str] = field(default_factory=list)
+    input_per_mtok: int = 0
+    output_per_mtok: int = 0
+    cache_read_per_mtok: int = 0
+    cache_write_per_mtok: int = 0
+    cache_write_1h_per_mtok: int = 0
+    max_tokens: int = 8192  # default/ceiling output tokens; sizes the worst-case hold
+    context_window: int = 200_000
+    api: str = ""  # "responses" to reach an OpenAI model through the Responses API
+    display_name: str = ""
+
+    def __post_init__(self) -> None:
+        self.upstream = self.upstream or self.name
+
+
+@dataclass(slots=True)
+class RoutingConfig:
+    strategy: str = "sticky"
+    default_model: str = ""
+    haiku_model: str = ""  # claude-haiku-* requests go here when set (the "haiku lane")
+    max_attempts: int = 4
+
+
+@dataclass(slots=True)
+class TierConfig:
+    name: str
+    monthly_usd: float = 0.0
+    tokens_per_day: int = 0
+    routes: list[str] = field(default_factory=lambda: list(ROUTES))
+    models: list[str] = field(default_factory=list)  # empty: all models
+    stripe_price_id: str = ""
+
+
+@dataclass(slots=True)
+class PresetConfig:
+    system: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StripeConfig:
+    secret_key_env: str = "STRIPE_SECRET_KEY"
+    webhook_secret_env: str = "STRIPE_WEBHOOK_SECRET"
+    api_base: str = ""  # override for tests / stripe-mock
+    success_url: str = "http://localhost:8080/billing/success"
+    cancel_url: str = "http://localhost:8080/billing/cancel"
+    currency: str = "usd"
+
+    @property
+    def secret_key(self) -> str:
+        return os.environ.get(self.secret_key_env, "")
+
+    @property
+    def webhook_secret(self) -> str:
+        return os.environ.get(self.webhook_secret_env, "")
+
+
+@dataclass(slots=True)
+class OAuthProviderConfig:
+    authorize_url: str
+    token_url: str
+    client_id: str
+    scopes: list[str] = field(default_factory=list)
+    redirect_port: int = 1455
+    redirect_path: str = "/auth/callback"
+    extra_params: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ConsoleConfig:
+    theme: str = "textual-dark"
+    refresh_ms: int = 500
+
+
+@dataclass(slots=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    accounts: list[AccountConfig] = field(default_factory=list)
+    models: list[ModelConfig] = field(default_factory=list)
+    tiers: list[TierConfig] = field(default_factory=list)
+    presets: dict[str, PresetConfig] = field(default_factory=dict)
+    stripe: StripeConfig = field(default_factory=StripeConfig)
+    oauth: dict[str, OAuthProviderConfig] = field(default_factory=dict)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    claude_home: str = "~/.claude"  # where Claude Code's settings.json lives
+    path: str | None = None  # the file this came from
+    demo: bool = False
+
+
+# ------------------------------------------------------------------ loading
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("GATEWAYTUI_CONFIG") or "gatewaytui.toml")
+
+
+def load(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    cfg = parse(data, source=_Source(str(p), text))
+    cfg.path = str(p)
+    base = p.parent
+    if not Path(cfg.database.path).is_absolute():
+        cfg.database.path = str(base / cfg.database.path)
+    return cfg
+
+
+class _Source:
+    """Locates keys in the TOML text so errors can name a line."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.lines = text.splitlines()
+
+    def where(self, table: str, key: str | None, index: int | None = None) -> str:
+        header_re = re.compile(r"^\s*\[\[?\s*" + re.escape(table) + r"\s*\]\]?\s*(#.*)?$") if table else None
+        start = 0
+        if header_re is not None:
+            seen = -1
+            for i, line in enumerate(self.lines):
+                if header_re.match(line):
+                    seen += 1
+                    if index is None or seen == index:
+                        start = i
+                        break
+            else:
+                return f"{self.name}: [{table}]"
+        line_no = start
+        if key:
+            key_re = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+            for i in range(start + (1 if table else 0), len(self.lines)):
+                if i > start and table and self.lines[i].lstrip().startswith("["):
+                    break
+                if key_re.match(self.lines[i]):
+                    line_no = i
+                    break
+        label = f"[{table}]" if table else ""
+        if index is not None:
+            label = f"[[{table}]] #{index + 1}"
+        dotted = f"{label} {key}" if key else label
+        return f"{self.name}:{line_no + 1}: {dotted.strip()}"
+
+
+def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
+    src = source or _Source("<config>", "")
+
+    def fail(table: str, key: str | None, msg: str, index: int | None = None) -> ConfigError:
+        return ConfigError(f"{src.where(table, key, index)}: {msg}")
+
+    known_top = {
+        "server", "database", "security", "routing", "accounts", "models", "tiers", "presets",
+        "stripe", "oauth", "console", "claude_home",
+    }
+    for key in data:
+        if key not in known_top:
+            raise fail("", key, f"unknown top-level key {key!r}")
+    cfg = Config()
+    cfg.server = _table(ServerConfig, data.get("server", {}), "server", fail)
+    cfg.database = _table(DatabaseConfig, data.get("database", {}), "database", fail)
+    cfg.security = _table(SecurityConfig, data.get("security", {}), "security", fail)
+    cfg.routing = _table(RoutingConfig, data.get("routing", {}), "routing", fail)
+    cfg.stripe = _table(StripeConfig, data.get("stripe", {}), "stripe", fail)
+    cfg.console = _table(ConsoleConfig, data.get("console", {}), "console", fail)
+    if "claude_home" in data:
+        cfg.claude_home = _check(str, data["claude_home"], "", "claude_home", fail)
+    if cfg.routing.strategy not in STRATEGIES:
+        raise fail("routing", "strategy", f"must be one of {', '.join(STRATEGIES)}")
+    if not (0 <= cfg.server.port < 65536):
+        raise fail("server", "port", "must be between 0 (any free port) and 65535")
+    if cfg.server.upstream_transport not in ("aiohttp", "httpx"):
+        raise fail("server", "upstream_transport", "must be 'aiohttp' or 'httpx'")
+
+    for i, raw in enumerate(_array(data.get("accounts", []), "accounts", fail)):
+        raw = dict(raw)
+        env = raw.pop("api_key_env", None)
+        if env is not None:
+            if "api_key" in raw:
+                raise fail("accounts", "api_key_env", "give api_key or api_key_env, not both", i)
+            value = os.environ.get(_check(str, env, "accounts", "api_key_env", fail, i))
+            if not value:
+                raise fail("accounts", "api_key_env", f"environment variable {env} is not set", i)
+            raw["api_key"] = value
+        acc = _table(AccountConfig, raw, "accounts", fail, i)
+        if acc.provider not in PROVIDERS:
+            raise fail("accounts", "provider", f"unknown provider {acc.provider!r}; one of {', '.join(PROVIDERS)}", i)
+        if acc.provider == "openai-compatible" and not acc.base_url:
+            raise fail("accounts", "base_url", "required for openai-compatible accounts", i)
+        cfg.accounts.append(acc)
+    labels = [a.label for a in cfg.accounts]
+    for i, label in enumerate(labels):
+        if labels.index(label) != i:
+            raise fail("accounts", "label", f"duplicate account label {label!r}", i)
+
+    seen: set[str] = set()
+    for i, raw in enumerate(_array(data.get("models", []), "models", fail)):
+        raw = dict(raw)
+        for key in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "cache_write_1h_per_mtok"):
+            if key in raw:
+                raw[key] = _micro(raw[key], lambda msg, k=key: fail("models", k, msg, i))
+        if "cache_write_1h_per_mtok" not in raw and "input_per_mtok" in raw:
+            raw["cache_write_1h_per_mtok"] = raw["input_per_mtok"] * 2  # Anthropic's 1-hour write price
+        model = _table(ModelConfig, raw, "models", fail, i)
+        if model.provider not in PROVIDERS:
+            raise fail("models", "provider", f"unknown provider {model.provider!r}; one of {', '.join(PROVIDERS)}", i)
+        for name in [model.name, *model.aliases]:
+            if name in seen:
+                raise fail("models", "aliases" if name != model.name else "name", f"model name or alias {name!r} is defined twice", i)
+            seen.add(name)
+        cfg.models.append(model)
+
+    for i, raw in enumerate(_array(data.get("tiers", []), "tiers", fail)):
+        tier = _table(TierConfig, raw, "tiers", fail, i)
+        for route in tier.routes:
+            if route not in ROUTES:
+                raise fail("tiers", "routes", f"unknown route {route!r}; one of {', '.join(ROUTES)}", i)
+        cfg.tiers.append(tier)
+    presets = data.get("presets", {})
+    if not isinstance(presets, dict):
+        raise fail("presets", None, "must be a table")
+    for name, raw in presets.items():
+        if name not in ROUTES:
+            raise fail(f"presets.{name}", None, f"unknown preset {name!r}; one of {', '.join(ROUTES)}")
+        cfg.presets[name] = _table(PresetConfig, raw, f"presets.{name}", fail)
+    oauth = data.get("oauth", {})
+    if not isinstance(oauth, dict):
+        raise fail("oauth", None, "must be a table")
+    for name, raw in oauth.items():
+        if name not in PROVIDERS:
+            raise fail(f"oauth.{name}", None, f"unknown provider {name!r}")
+        cfg.oauth[name] = _table(OAuthProviderConfig, raw, f"oauth.{name}", fail)
+    return cfg
+
+
+def _micro(value: Any, fail: Any) -> int:
+    """USD per million tokens (a TOML float or int) -> integer micro-USD per million tokens, exactly."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise fail("must be a number (USD per million tokens)")
+    try:
+        micro = Decimal(str(value)) * 1_000_000
+    except InvalidOperation:
+        raise fail("must be a number") from None
+    if micro < 0 or micro != micro.to_integral_value():
+        raise fail("must be >= 0 with at most 6 decimal places")
+    return int(micro)
+
+
+def _array(value: Any, table: str, fail: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise fail(table, None, "must be an array of tables ([[%s]])" % table)
+    return value
+
+
+def _check(typ: Any, value: Any, table: str, key: str, fail: Any, index: int | None = None) -> Any:
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+        raise fail(table, key, f"expected {typ.__name__}, got {type(value).__name__}", index)
+    return value
+
+
+def _table(cls: Any, raw: Any, table: str, fail: Any, index: int | None = None) -> Any:
+    import typing
+
+    if not isinstance(raw, dict):
+        raise fail(table, None, "must be a table", index)
+    hints = typing.get_type_hints(cls)
+    names = set(cls.__dataclass_fields__)
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in names:
+            raise fail(table, key, f"unknown key {key!r} (known: {', '.join(sorted(names))})", index)
+        hint = hints[key]
+        origin = typing.get_origin(hint)
+        if origin is list:
+            if not isinstance(value, list):
+                raise fail(table, key, "expected an array", index)
+            (inner,) = typing.get_args(hint)
+            value = [_check(inner, v, table, key, fail, index) for v in value]
+        elif origin is dict:
+            if not isinstance(value, dict):
+                raise fail(table, key, "expected a table", index)
+        elif hint in (int, float, str, bool):
+            value = _check(hint, value, table, key, fail, index)
+        elif hint == (str | None) or hint == (int | None):
+            if value is not None:
+                base = str if hint == (str | None) else int
+                value = _check(base, value, table, key, fail, index)
+        kwargs[key] = value
+    missing = [
+        n for n, f in cls.__dataclass_fields__.items()
+        if f.default is f.default_factory is __import__("dataclasses").MISSING and n not in kwargs
+    ]
+    if missing:
+        raise fail(table, None, f"missing required key {missing[0]!r}", index)
+    return cls(**kwargs)

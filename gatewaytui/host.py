@@ -1,0 +1,153 @@
+"""Running the gateway: Hypercorn serving the app, and optionally the console, on one asyncio loop.
+
+``Gateway`` is used by the CLI (with or without the console) and by the tests (started on loopback,
+port 0). Shutdown drains: new connections stop, in-flight streams get ``graceful_timeout`` seconds to
+finish, and anything cut at the deadline is settled by the relay's cleanup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config as HypercornConfig
+
+from .config import Config
+from .runtime import Runtime
+from .server.app import create_app
+
+log = logging.getLogger("gatewaytui")
+
+
+class Gateway:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.rt = Runtime(cfg)
+        self.shutdown = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._sock: socket.socket | None = None
+        self.port = cfg.server.port
+
+    @property
+    def base_url(self) -> str:
+        host = self.cfg.server.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"
+
+    async def start(self) -> None:
+        await self.rt.start()
+        family = socket.AF_INET6 if ":" in self.cfg.server.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.cfg.server.host, self.cfg.server.port))
+        except OSError as exc:
+            sock.close()
+            await self.rt.stop()
+            raise OSError(f"cannot listen on {self.cfg.server.host}:{self.cfg.server.port}: {exc.strerror}") from None
+        sock.listen(1024)
+        sock.setblocking(False)
+        self._sock = sock
+        self.port = sock.getsockname()[1]
+        self.rt.base_url = self.base_url
+        hc = HypercornConfig()
+        hc.bind = [f"fd://{sock.fileno()}"]
+        hc.graceful_timeout = self.cfg.server.graceful_timeout
+        hc.keep_alive_timeout = 75
+        hc.accesslog = None
+        hc.errorlog = logging.getLogger("hypercorn.error")
+        hc.h11_max_incomplete_size = 64 * 1024
+        app = create_app(self.rt)
+        self._task = asyncio.create_task(serve(app, hc, shutdown_trigger=self.shutdown.wait), name="gatewaytui-http")  # type: ignore[arg-type]
+
+    async def stop(self) -> None:
+        self.rt.draining = True
+        self.shutdown.set()
+        if self._task is not None:
+            try:
+                await self._task
+            except Exception:  # noqa: BLE001
+                log.exception("HTTP server stopped with an error")
+            self._task = None
+        if self._sock is not None:
+            try:
+                self._sock.close()  # Hypercorn usually closed it already
+            except OSError:
+                pass
+            self._sock = None
+        await self.rt.stop()
+
+    async def __aenter__(self) -> Gateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+
+
+async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
+    """Run until SIGINT/SIGTERM (headless) or until the console quits."""
+    demo_ctx = None
+    if cfg.demo:
+        from .demo.setup import DemoUpstream
+
+        demo_ctx = DemoUpstream()
+        await demo_ctx.start(cfg)
+    gateway = Gateway(cfg)
+    try:
+        await gateway.start()
+    except OSError as exc:
+        if demo_ctx:
+            await demo_ctx.stop()
+        announce(f"error: {exc}")
+        return 1
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    traffic_task = None
+    try:
+        if cfg.demo:
+            from .demo.setup import seed, traffic
+
+            key = await seed(gateway.rt)
+            announce(f"gatewaytui demo: base URL {gateway.base_url}")
+            announce(f"demo tenant key (shown once): {key}")
+            announce(f"try: curl {gateway.base_url}/v1/messages -H 'x-api-key: {key}' -H 'content-type: application/json' "
+                     "-d '{\"model\":\"auto\",\"max_tokens\":100,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'")
+            traffic_task = asyncio.create_task(traffic(gateway.base_url, key))
+        else:
+            announce(f"gatewaytui listening on {gateway.base_url}")
+        if ui:
+            from .tui.app import ConsoleApp
+            from .tui.source import LocalSource
+
+            app = ConsoleApp(LocalSource(gateway.rt))
+            console = asyncio.create_task(app.run_async())
+            stopper = asyncio.create_task(stop.wait())
+            await asyncio.wait({console, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not console.done():
+                app.exit()
+                await console
+            stopper.cancel()
+        else:
+            await stop.wait()
+            log.info("shutting down: draining in-flight requests (up to %ss)", cfg.server.graceful_timeout)
+    finally:
+        if traffic_task is not None:
+            traffic_task.cancel()
+        await gateway.stop()
+        if demo_ctx:
+            await demo_ctx.stop()
+    return 0

@@ -1,0 +1,51 @@
+"""The internal representation: one request, one response, one stream grammar."""
+
+from .content import Document, Image, Opaque, Part, Text, Thinking, ToolCall, ToolResult
+from .errors import STATUS_BY_KIND, GatewayError, kind_for_status
+from .events import (
+    BlockStart,
+    BlockStop,
+    Event,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    SignatureDelta,
+    StreamError,
+    TextDelta,
+    ThinkingDelta,
+    ToolArgsDelta,
+)
+from .request import ChatRequest, Message, ResponseFormat, ThinkingConfig, Tool, ToolChoice
+from .response import ChatResponse, StopReason, Usage
+
+__all__ = [
+    "STATUS_BY_KIND",
+    "BlockStart",
+    "BlockStop",
+    "ChatRequest",
+    "ChatResponse",
+    "Document",
+    "Event",
+    "GatewayError",
+    "Image",
+    "Message",
+    "MessageDelta",
+    "MessageStart",
+    "MessageStop",
+    "Opaque",
+    "Part",
+    "ResponseFormat",
+    "SignatureDelta",
+    "StopReason",
+    "StreamError",
+    "Text",
+    "Thinking",
+    "ThinkingConfig",
+    "Tool",
+    "ToolArgsDelta",
+    "ToolCall",
+    "ToolChoice",
+    "ToolResult",
+    "Usage",
+    "kind_for_status",
+]

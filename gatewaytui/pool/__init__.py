@@ -1,0 +1,1 @@
+"""The pool of upstream accounts: selection, cooldowns, failover bookkeeping."""

@@ -1,0 +1,1 @@
+"""Upstream providers, one module each, all offering the same interface (see ``base``)."""

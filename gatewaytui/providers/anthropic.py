@@ -1,0 +1,216 @@
+"""Anthropic Messages upstream (API keys and OAuth accounts)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ..codec import SSEDecoder, dumps, loads
+from ..model import (
+    BlockStart,
+    BlockStop,
+    ChatRequest,
+    ChatResponse,
+    Event,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    SignatureDelta,
+    StreamError,
+    TextDelta,
+    ThinkingDelta,
+    ToolArgsDelta,
+)
+from ..protocols import anthropic as wire
+from .base import Credentials, UpstreamError, UpstreamRequest, classify_status, join_url
+
+NAME = "anthropic"
+WIRE = "anthropic"
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+API_VERSION = "2023-06-01"
+OAUTH_BETA = "oauth-2025-04-20"
+
+
+def build_request(req: ChatRequest, upstream_model: str, creds: Credentials) -> UpstreamRequest:
+    passthrough = req.protocol == WIRE and req.raw is not None
+    if passthrough:
+        body: dict[str, Any] = dict(req.raw or {})
+        body["model"] = upstream_model
+        if req.stream:
+            body["stream"] = True
+        _apply_overrides(body, req)
+    else:
+        body = wire.encode_request(req)
+        body["model"] = upstream_model
+    headers = {"content-type": "application/json", "anthropic-version": req.headers.get("anthropic-version", API_VERSION)}
+    betas = [b.strip() for b in req.headers.get("anthropic-beta", "").split(",") if b.strip()]
+    if creds.oauth_token:
+        headers["authorization"] = f"Bearer {creds.oauth_token}"
+        if OAUTH_BETA not in betas:
+            betas.append(OAUTH_BETA)
+    elif creds.api_key:
+        headers["x-api-key"] = creds.api_key
+    if betas:
+        headers["anthropic-beta"] = ",".join(betas)
+    headers.update(creds.headers)
+    if req.stream:
+        headers["accept"] = "text/event-stream"
+    return UpstreamRequest(
+        url=join_url(creds.base_url, "/v1/messages"),
+        headers=headers,
+        body=dumps(body),
+        stream=req.stream,
+        passthrough=passthrough,
+    )
+
+
+def _apply_overrides(body: dict[str, Any], req: ChatRequest) -> None:
+    """Gateway-side changes to a passthrough body (presets prepend a system prompt, set defaults)."""
+    preset = req.extras.get("preset_system")
+    if preset:
+        system = body.get("system")
+        blocks = [{"type": "text", "text": preset}]
+        if isinstance(system, str) and system:
+            blocks.append({"type": "text", "text": system})
+        elif isinstance(system, list):
+            blocks.extend(system)
+        body["system"] = blocks
+    for key, value in (req.extras.get("preset_defaults") or {}).items():
+        body.setdefault(key, value)
+    if req.max_tokens is not None and "max_tokens" in body:
+        body["max_tokens"] = req.max_tokens
+
+
+def parse_response(body: bytes, req: ChatRequest) -> ChatResponse:
+    return wire.decode_response(loads(body))
+
+
+class StreamParser:
+    """Anthropic SSE -> internal events (the grammars match; this validates and normalises)."""
+
+    def __init__(self, req: ChatRequest | None = None) -> None:
+        self.decoder = SSEDecoder()
+        self.started = False
+        self.stopped = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        out: list[Event] = []
+        for event, data in self.decoder.feed(chunk):
+            self._frame(event, data, out)
+        return out
+
+    def finish(self) -> list[Event]:
+        out: list[Event] = []
+        for event, data in self.decoder.flush():
+            self._frame(event, data, out)
+        return out
+
+    def _frame(self, event: str | None, data: bytes, out: list[Event]) -> None:
+        if not data or event == "ping":
+            return
+        try:
+            obj = loads(data)
+        except Exception:
+            out.append(StreamError("api_error", "upstream sent malformed stream data", 502))
+            return
+        kind = obj.get("type") or event
+        if kind == "message_start":
+            msg = obj.get("message") or {}
+            self.started = True
+            out.append(MessageStart(id=msg.get("id") or "", model=msg.get("model") or "", usage=wire.decode_usage(msg.get("usage"))))
+        elif kind == "content_block_start":
+            out.append(_block_start(obj.get("index", 0), obj.get("content_block") or {}))
+        elif kind == "content_block_delta":
+            idx = obj.get("index", 0)
+            delta = obj.get("delta") or {}
+            dt = delta.get("type")
+            if dt == "text_delta":
+                out.append(TextDelta(idx, delta.get("text") or ""))
+            elif dt == "input_json_delta":
+                out.append(ToolArgsDelta(idx, delta.get("partial_json") or ""))
+            elif dt == "thinking_delta":
+                out.append(ThinkingDelta(idx, delta.get("thinking") or ""))
+            elif dt == "signature_delta":
+                out.append(SignatureDelta(idx, delta.get("signature") or ""))
+        elif kind == "content_block_stop":
+            out.append(BlockStop(obj.get("index", 0)))
+        elif kind == "message_delta":
+            delta = obj.get("delta") or {}
+            out.append(MessageDelta(delta.get("stop_reason"), wire.decode_usage(obj.get("usage")), delta.get("stop_sequence")))
+        elif kind == "message_stop":
+            self.stopped = True
+            out.append(MessageStop())
+        elif kind == "error":
+            err = obj.get("error") or {}
+            err_kind = wire.KIND_BY_ERROR_TYPE.get(err.get("type") or "", "api_error")
+            out.append(StreamError(err_kind, err.get("message") or "upstream stream error", 529 if err_kind == "overloaded" else 500))
+
+
+def _block_start(index: int, block: dict[str, Any]) -> BlockStart:
+    kind = block.get("type")
+    if kind == "text":
+        return BlockStart(index, "text")
+    if kind == "tool_use":
+        return BlockStart(index, "tool_call", id=block.get("id"), name=block.get("name"))
+    if kind == "thinking":
+        return BlockStart(index, "thinking", family=NAME)
+    if kind == "redacted_thinking":
+        return BlockStart(index, "thinking", redacted=block.get("data"), family=NAME)
+    return BlockStart(index, "opaque", data=block, family=NAME)
+
+
+def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+    err = classify_status(status, headers, body)
+    etype = ((err.body or {}).get("error") or {}).get("type") if isinstance(err.body, dict) else None
+    if etype == "overloaded_error":
+        err.cause = "overloaded"
+    if status == 404 and etype != "not_found_error":
+        err.cause = "bad_request"
+    if status == 429:
+        quota = read_quota(headers) or {}
+        if quota.get("unified_status") == "rejected" or quota.get("tokens_remaining") == 0 and err.retry_after is None:
+            err.cause = "quota"
+        if err.retry_after is None:
+            err.retry_after = quota.get("reset_in")
+    return err
+
+
+_LIMIT_KEYS = ("requests", "tokens", "input-tokens", "output-tokens")
+
+
+def read_quota(headers: Mapping[str, str]) -> dict[str, Any] | None:
+    """Anthropic's ``anthropic-ratelimit-*`` headers, including the unified 5h/7d utilisation."""
+    import datetime as dt
+    import time
+
+    out: dict[str, Any] = {}
+    soonest: float | None = None
+    for key in _LIMIT_KEYS:
+        for part in ("limit", "remaining"):
+            value = headers.get(f"anthropic-ratelimit-{key}-{part}")
+            if value is not None and value.isdigit():
+                out[f"{key.replace('-', '_')}_{part}"] = int(value)
+        reset = headers.get(f"anthropic-ratelimit-{key}-reset")
+        if reset:
+            try:
+                at = dt.datetime.fromisoformat(reset.replace("Z", "+00:00")).timestamp()
+                out[f"{key.replace('-', '_')}_reset"] = at
+                soonest = at if soonest is None else min(soonest, at)
+            except ValueError:
+                pass
+    for window in ("5h", "7d"):
+        util = headers.get(f"anthropic-ratelimit-unified-{window}-utilization")
+        if util is not None:
+            try:
+                out[f"unified_{window}_utilization"] = float(util)
+            except ValueError:
+                pass
+        reset = headers.get(f"anthropic-ratelimit-unified-{window}-reset")
+        if reset and reset.isdigit():
+            out[f"unified_{window}_reset"] = int(reset)
+    status = headers.get("anthropic-ratelimit-unified-status")
+    if status:
+        out["unified_status"] = status
+    if soonest is not None:
+        out["reset_in"] = max(0.0, soonest - time.time())
+    return out or None

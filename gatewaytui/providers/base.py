@@ -1,0 +1,146 @@
+"""The uniform shape of an upstream provider module, and what they share.
+
+Every module in ``gatewaytui.providers`` offers the same names and is listed in ``registry``:
+
+``NAME``                       registry name ("anthropic", "openai", "gemini", ...)
+``WIRE``                       the client protocol whose bodies it accepts untouched (passthrough)
+``DEFAULT_BASE_URL``
+``build_request(req, upstream_model, creds) -> UpstreamRequest``
+``parse_response(body: bytes, req) -> ChatResponse``
+``StreamParser(req)``          ``.feed(chunk: bytes) -> list[Event]``, ``.finish() -> list[Event]``;
+                               emits the internal grammar (see ``model.events``) whatever the upstream did,
+                               and a ``StreamError`` for an in-band upstream error
+``classify_error(status, headers, body) -> UpstreamError``
+``read_quota(headers) -> dict | None``   rate-limit / quota facts the upstream reported, if any
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..codec import loads
+from ..model import GatewayError, kind_for_status
+
+
+@dataclass(slots=True)
+class Credentials:
+    """What a provider needs to reach one upstream account."""
+
+    base_url: str
+    api_key: str | None = None
+    oauth_token: str | None = None  # OAuth access token (sent as a bearer token)
+    headers: dict[str, str] = field(default_factory=dict)  # extra headers configured for the account
+
+
+@dataclass(slots=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    stream: bool = False
+    passthrough: bool = False
+
+
+# Why an upstream attempt failed; drives cooldowns and failover.
+CAUSES = ("rate_limit", "quota", "overloaded", "server", "auth", "model_not_found", "bad_request", "connection", "timeout")
+
+
+@dataclass(slots=True)
+class UpstreamError(Exception):
+    status: int
+    cause: str
+    message: str
+    retry_after: float | None = None
+    body: Any = None  # the upstream's parsed error body, if JSON
+
+    @property
+    def retryable(self) -> bool:
+        """May another account succeed where this one failed (before any byte reached the client)?"""
+        return self.cause in ("rate_limit", "quota", "overloaded", "server", "auth", "model_not_found", "connection", "timeout")
+
+    def to_gateway_error(self) -> GatewayError:
+        """The error as the client should see it when no failover is possible."""
+        if self.cause in ("connection", "timeout", "server") and self.status < 500:
+            status = 502
+        else:
+            status = self.status
+        kind = kind_for_status(status) if status != 502 else "api_error"
+        if self.cause == "auth":  # the account's credentials failed; not the client's fault
+            status, kind = 502, "api_error"
+        return GatewayError(kind, self.message, status=status, retry_after=self.retry_after)
+
+
+def parse_retry_after(headers: Mapping[str, str], cap: float = 3600.0) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``retry-after`` (seconds or HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return min(cap, max(0.0, float(ms) / 1000))
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return min(cap, max(0.0, float(value)))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is None:
+            return None
+        return min(cap, max(0.0, parsed.timestamp() - time.time()))
+
+
+def parse_json_body(body: bytes) -> Any:
+    try:
+        return loads(body) if body else None
+    except Exception:
+        return None
+
+
+def error_message(parsed: Any, body: bytes, status: int) -> str:
+    """Best human message from common error envelopes (Anthropic, OpenAI, Gemini)."""
+    if isinstance(parsed, list) and parsed:
+        parsed = parsed[0]
+    if isinstance(parsed, dict):
+        err = parsed.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return err["message"]
+        if isinstance(err, str):
+            return err
+        if isinstance(parsed.get("message"), str):
+            return parsed["message"]
+    text = body[:300].decode("utf-8", "replace").strip()
+    return text or f"upstream returned HTTP {status}"
+
+
+def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+    """The common status-code classification providers start from."""
+    parsed = parse_json_body(body)
+    message = error_message(parsed, body, status)
+    retry_after = parse_retry_after(headers)
+    if status == 429:
+        cause = "rate_limit"
+    elif status == 529 or status == 503:
+        cause = "overloaded"
+    elif status >= 500 or status == 408:
+        cause = "server"
+    elif status in (401, 403):
+        cause = "auth"
+    elif status == 404:
+        cause = "model_not_found"
+    else:
+        cause = "bad_request"
+    return UpstreamError(status=status, cause=cause, message=message, retry_after=retry_after, body=parsed)
+
+
+def join_url(base_url: str, path: str) -> str:
+    """Join without doubling a version segment the operator already put in the base URL."""
+    base = base_url.rstrip("/")
+    for version in ("/v1", "/v1beta", "/api/v1"):
+        if base.endswith(version) and path.startswith(version + "/"):
+            return base + path[len(version) :]
+    return base + path

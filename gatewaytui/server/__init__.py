@@ -1,0 +1,1 @@
+"""The HTTP face of the gateway: a Quart app served by Hypercorn."""

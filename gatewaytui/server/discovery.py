@@ -1,0 +1,170 @@
+"""Discovery and counting: models lists in each protocol's shape, count_tokens, health."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from quart import Quart, Response, request
+
+from .. import tokens
+from ..billing.pricing import Price
+from ..codec import dumps
+from ..config import ModelConfig
+from ..model import GatewayError
+from ..protocols import anthropic
+from ..runtime import Runtime
+from .auth import presented_key
+from .protocols import PROTOCOLS, error_response
+
+CREATED = 1_700_000_000
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(dumps(data), status=status, content_type="application/json")
+
+
+def _pricing(m: ModelConfig) -> dict[str, Any]:
+    p = Price.of(m)
+    return {"currency": "USD", "unit": "per_million_tokens", **p.usd_per_mtok()}
+
+
+def openai_models(rt: Runtime) -> dict[str, Any]:
+    data = []
+    for name, m in rt.catalog.names():
+        entry: dict[str, Any] = {"id": name, "object": "model", "created": CREATED, "owned_by": m.provider, "pricing": _pricing(m)}
+        if name != m.name:
+            entry["alias_of"] = m.name
+        data.append(entry)
+    return {"object": "list", "data": data}
+
+
+def anthropic_model(name: str, m: ModelConfig) -> dict[str, Any]:
+    return {
+        "type": "model", "id": name, "display_name": m.display_name or name,
+        "created_at": "2025-01-01T00:00:00Z", "max_input_tokens": m.context_window, "max_tokens": m.max_tokens,
+    }
+
+
+def gemini_model(name: str, m: ModelConfig) -> dict[str, Any]:
+    return {
+        "name": f"models/{name}", "version": "001", "displayName": m.display_name or name,
+        "description": f"{m.name} via gatewaytui ({m.provider})", "inputTokenLimit": m.context_window,
+        "outputTokenLimit": m.max_tokens,
+        "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+    }
+
+
+def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[], Awaitable[tuple[dict[str, Any], int]]]) -> None:
+    def authed(protocol: str) -> GatewayError | None:
+        try:
+            rt.keyring.authenticate(presented_key(request.headers, request.args if protocol == "gemini" else None))
+        except GatewayError as err:
+            return err
+        return None
+
+    @app.get("/v1/models")
+    @app.get("/models")
+    async def list_models() -> Response:
+        anthropic_style = "anthropic-version" in request.headers
+        err = authed("anthropic" if anthropic_style else "openai_chat")
+        if err:
+            return error_response("anthropic" if anthropic_style else "openai_chat", err, "req_models")
+        if anthropic_style:
+            data = [anthropic_model(n, m) for n, m in rt.catalog.names()]
+            return _json({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                          "last_id": data[-1]["id"] if data else None})
+        return _json(openai_models(rt))
+
+    @app.get("/v1/models/<path:model_id>")
+    async def get_model(model_id: str) -> Response:
+        anthropic_style = "anthropic-version" in request.headers
+        protocol = "anthropic" if anthropic_style else ("gemini" if model_id.startswith("models/") or request.args.get("key") else "openai_chat")
+        err = authed(protocol)
+        try:
+            if err:
+                raise err
+            name = model_id.removeprefix("models/")
+            m = rt.catalog.resolve(name)
+        except GatewayError as exc:
+            return error_response(protocol, exc, "req_models")
+        if anthropic_style:
+            return _json(anthropic_model(name, m))
+        if protocol == "gemini":
+            return _json(gemini_model(name, m))
+        return _json({"id": name, "object": "model", "created": CREATED, "owned_by": m.provider, "pricing": _pricing(m)})
+
+    @app.get("/v1beta/models")
+    async def gemini_models() -> Response:
+        err = authed("gemini")
+        if err:
+            return error_response("gemini", err, "req_models")
+        return _json({"models": [gemini_model(n, m) for n, m in rt.catalog.names()]})
+
+    @app.get("/v1beta/models/<path:model_id>")
+    async def gemini_get_model(model_id: str) -> Response:
+        err = authed("gemini")
+        try:
+            if err:
+                raise err
+            m = rt.catalog.resolve(model_id)
+        except GatewayError as exc:
+            return error_response("gemini", exc, "req_models")
+        return _json(gemini_model(model_id, m))
+
+    async def count_tokens(route: str) -> Response:
+        try:
+            key = rt.keyring.authenticate(presented_key(request.headers))
+            if route == "v1" and key["kind"] == "subscription":
+                raise GatewayError("permission", "subscription keys may only call the tool routes")
+            body, _ = await read_json()
+            req = anthropic.decode_request(body, count_only=True)
+            return _json({"input_tokens": count_for(rt, req)})
+        except GatewayError as err:
+            return error_response("anthropic", err, "req_count")
+
+    @app.post("/v1/messages/count_tokens")
+    async def count_v1() -> Response:
+        return await count_tokens("v1")
+
+    @app.post(route_prefix + "/v1/messages/count_tokens")
+    async def count_route(route: str) -> Response:
+        return await count_tokens(route)
+
+    @app.get("/health")
+    async def health() -> Response:
+        accounts = rt.pool.snapshot()
+        healthy = sum(1 for a in accounts if a["health"] == "healthy")
+        status = "ok" if healthy else ("degraded" if accounts else "no_accounts")
+        slim = [{k: a[k] for k in ("id", "label", "provider", "health", "enabled", "inflight", "cooldown", "disabled_reason")} for a in accounts]
+        return _json({
+            "status": "draining" if rt.draining else status,
+            "uptime_s": round(time.time() - rt.started_at, 1),
+            "inflight": len(rt.traffic.inflight),
+            "accounts": slim,
+            "models": [m.name for m in rt.catalog.models.values()],
+        })
+
+
+def count_for(rt: Runtime, req: Any) -> int:
+    m = rt.catalog.resolve(req.model)
+    try:
+        return tokens.count_request(req, tokens.encoding_for(rt.catalog.provider_module(m), m.upstream))
+    except tokens.TokenizerUnavailable as exc:
+        raise GatewayError("not_found", f"cannot count tokens for model {req.model!r}: {exc}") from None
+
+
+async def gemini_count_tokens(rt: Runtime, model: str) -> Response:
+    try:
+        rt.keyring.authenticate(presented_key(request.headers, request.args))
+        data = await request.get_data(cache=False)
+        from ..codec import loads_request
+
+        body = loads_request(data)
+        inner = body.get("generateContentRequest") if isinstance(body.get("generateContentRequest"), dict) else body
+        mod = PROTOCOLS["gemini"]
+        req = mod.decode_request(inner, model=model, stream=False)
+        return _json({"totalTokens": count_for(rt, req)})
+    except GatewayError as err:
+        return error_response("gemini", err, "req_count")

@@ -1,0 +1,36 @@
+"""The client protocol table, and how each one's errors become HTTP responses."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+from quart import Response
+
+from ..codec import dumps
+from ..model import GatewayError
+from ..protocols import anthropic
+
+PROTOCOLS: dict[str, ModuleType] = {"anthropic": anthropic}
+
+
+def _optional(name: str) -> None:
+    import importlib
+
+    try:
+        PROTOCOLS[name] = importlib.import_module(f"gatewaytui.protocols.{name}")
+    except ImportError:  # pragma: no cover - every protocol ships; this guards partial checkouts
+        pass
+
+
+for _name in ("openai_chat", "openai_responses", "gemini"):
+    _optional(_name)
+
+
+def error_response(protocol: str, err: GatewayError, request_id: str, extra_headers: dict[str, str] | None = None) -> Response:
+    mod = PROTOCOLS.get(protocol, anthropic)
+    body: Any = mod.encode_error(err, request_id)
+    headers = {"request-id": request_id, "x-request-id": request_id, **err.headers(), **(extra_headers or {})}
+    if err.kind in ("api_error", "unavailable") and err.status >= 500 and "retry-after" not in headers:
+        headers["x-should-retry"] = "true" if err.kind == "unavailable" else "false"
+    return Response(dumps(body), status=err.status, headers=headers, content_type="application/json")

@@ -1,0 +1,1 @@
+"""Durable state in SQLite: one writer, many readers, schema by migrations."""

@@ -1,0 +1,114 @@
+"""Tenant API keys: only a SHA-256 hash is stored; the secret is shown once, at creation."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+from typing import Any
+
+KEY_PREFIX = "gw-"
+KINDS = ("payg", "subscription")
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_secret() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def mint(
+    conn: sqlite3.Connection,
+    tenant_id: int,
+    *,
+    kind: str = "payg",
+    label: str | None = None,
+    expires_at: float | None = None,
+    models: list[str] | None = None,
+    rpm: int | None = None,
+) -> tuple[dict[str, Any], str]:
+    if kind not in KINDS:
+        raise ValueError(f"key kind must be one of {', '.join(KINDS)}")
+    if label is not None and len(label) > 200:
+        raise ValueError("label must be at most 200 characters")
+    if rpm is not None and rpm <= 0:
+        raise ValueError("rpm must be positive")
+    secret = new_secret()
+    key_id = "key_" + secrets.token_hex(8)
+    conn.execute(
+        "INSERT INTO api_keys (id, tenant_id, kind, prefix, hash, label, created_at, expires_at, models, rpm)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (key_id, tenant_id, kind, secret[:10], hash_key(secret), label, time.time(), expires_at,
+         json.dumps(models) if models else None, rpm),
+    )
+    return get(conn, key_id) or {}, secret
+
+
+def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    d = dict(row)
+    d["models"] = json.loads(d["models"]) if d.get("models") else []
+    return d
+
+
+def get(conn: sqlite3.Connection, key_id: str) -> dict[str, Any] | None:
+    return _row(conn.execute(
+        "SELECT k.*, t.name AS tenant FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ?",
+        (key_id,),
+    ).fetchone())
+
+
+def by_hash(conn: sqlite3.Connection, digest: str) -> dict[str, Any] | None:
+    return _row(conn.execute(
+        "SELECT k.*, t.name AS tenant FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ?",
+        (digest,),
+    ).fetchone())
+
+
+def listing(conn: sqlite3.Connection, tenant_id: int | None = None) -> list[dict[str, Any]]:
+    sql = "SELECT k.*, t.name AS tenant FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+    args: tuple[Any, ...] = ()
+    if tenant_id is not None:
+        sql += " WHERE k.tenant_id = ?"
+        args = (tenant_id,)
+    return [r for r in (_row(x) for x in conn.execute(sql + " ORDER BY k.created_at", args)) if r]
+
+
+def revoke(conn: sqlite3.Connection, key_id: str, tenant_id: int | None = None) -> bool:
+    sql = "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL"
+    args: tuple[Any, ...] = (time.time(), key_id)
+    if tenant_id is not None:
+        sql += " AND tenant_id = ?"
+        args += (tenant_id,)
+    return conn.execute(sql, args).rowcount > 0
+
+
+def state(key: dict[str, Any], now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    if key.get("revoked_at"):
+        return "revoked"
+    if key.get("expires_at") and key["expires_at"] <= now:
+        return "expired"
+    return "active"
+
+
+def public(key: dict[str, Any]) -> dict[str, Any]:
+    """A key as shown to people and APIs: never the hash, never the secret."""
+    return {
+        "id": key["id"],
+        "tenant": key.get("tenant"),
+        "kind": key["kind"],
+        "label": key.get("label"),
+        "prefix": key["prefix"],
+        "created_at": key["created_at"],
+        "expires_at": key.get("expires_at"),
+        "revoked_at": key.get("revoked_at"),
+        "models": key.get("models") or [],
+        "rpm": key.get("rpm"),
+        "state": state(key),
+    }
