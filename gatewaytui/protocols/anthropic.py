@@ -392,15 +392,18 @@ def encode_usage(u: Usage) -> dict[str, Any]:
     }
 
 
-def decode_usage(u: dict[str, Any] | None) -> Usage:
+def decode_usage(u: dict[str, Any] | None, prev: Usage | None = None) -> Usage:
+    """Anthropic usage JSON -> Usage. ``prev`` (an earlier report in the same stream) resolves a later
+    report that gives the cache-write total without its 5m/1h split."""
     if not u:
         return Usage()
     cc = u.get("cache_creation") or {}
     write_total = u.get("cache_creation_input_tokens") or 0
     w5 = cc.get("ephemeral_5m_input_tokens") or 0
     w1 = cc.get("ephemeral_1h_input_tokens") or 0
-    if w5 + w1 != write_total:  # unsplit (or inconsistent) report: treat the total as 5-minute writes
-        w5, w1 = max(0, write_total - w1), w1
+    if w5 + w1 != write_total:  # unsplit report: keep an earlier 1h share, the rest is 5-minute writes
+        w1 = min(write_total, prev.cache_write_1h_tokens) if prev is not None and not cc else w1
+        w5 = max(0, write_total - w1)
     details = u.get("output_tokens_details") or {}
     return Usage(
         input_tokens=u.get("input_tokens") or 0,

@@ -20,6 +20,7 @@ from ..model import (
     TextDelta,
     ThinkingDelta,
     ToolArgsDelta,
+    Usage,
 )
 from ..protocols import anthropic as wire
 from .base import Credentials, UpstreamError, UpstreamRequest, classify_status, join_url
@@ -92,6 +93,7 @@ class StreamParser:
         self.decoder = SSEDecoder()
         self.started = False
         self.stopped = False
+        self.usage: Usage | None = None
 
     def feed(self, chunk: bytes) -> list[Event]:
         out: list[Event] = []
@@ -117,7 +119,8 @@ class StreamParser:
         if kind == "message_start":
             msg = obj.get("message") or {}
             self.started = True
-            out.append(MessageStart(id=msg.get("id") or "", model=msg.get("model") or "", usage=wire.decode_usage(msg.get("usage"))))
+            self.usage = wire.decode_usage(msg.get("usage"))
+            out.append(MessageStart(id=msg.get("id") or "", model=msg.get("model") or "", usage=self.usage))
         elif kind == "content_block_start":
             out.append(_block_start(obj.get("index", 0), obj.get("content_block") or {}))
         elif kind == "content_block_delta":
@@ -136,7 +139,7 @@ class StreamParser:
             out.append(BlockStop(obj.get("index", 0)))
         elif kind == "message_delta":
             delta = obj.get("delta") or {}
-            out.append(MessageDelta(delta.get("stop_reason"), wire.decode_usage(obj.get("usage")), delta.get("stop_sequence")))
+            out.append(MessageDelta(delta.get("stop_reason"), wire.decode_usage(obj.get("usage"), self.usage), delta.get("stop_sequence")))
         elif kind == "message_stop":
             self.stopped = True
             out.append(MessageStop())

@@ -1,0 +1,178 @@
+"""The admin CLI and the headless gateway, exercised as real subprocesses."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anthropic
+import httpx
+import pytest
+
+from gatewaytui import config as configmod
+from gatewaytui.host import Gateway
+
+ENV = {**os.environ, "GATEWAYTUI_SECRET_KEY": "cli-test-secret"}
+
+
+def cli(*args: str, cfg: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), *args],
+                          capture_output=True, text=True, env=ENV, timeout=60)
+
+
+def write_config(tmp_path: Path, upstream_url: str = "http://127.0.0.1:9") -> Path:
+    cfg = tmp_path / "gatewaytui.toml"
+    cfg.write_text(f"""
+[server]
+host = "127.0.0.1"
+port = 0
+[database]
+path = "state.db"
+flush_interval_ms = 5
+[[accounts]]
+label = "anthropic-1"
+provider = "anthropic"
+base_url = "{upstream_url}"
+api_key = "key-anthropic-1"
+[[models]]
+name = "claude-sonnet-4-5"
+provider = "anthropic"
+aliases = ["auto"]
+input_per_mtok = 3.0
+output_per_mtok = 15.0
+""")
+    return cfg
+
+
+def test_keys_credits_accounts_round_trip(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    made = cli("keys", "create", "--tenant", "acme", "--kind", "subscription", "--label", "laptop", cfg=cfg)
+    assert made.returncode == 0, made.stderr
+    secret = made.stdout.strip().splitlines()[-1]
+    assert secret.startswith("gw-") and len(secret) > 30
+    listed = cli("keys", "list", cfg=cfg)
+    assert listed.returncode == 0
+    line = listed.stdout.strip().splitlines()[0]
+    key_id, tenant, kind, label, state = line.split("\t")[:5]
+    assert (tenant, kind, label, state) == ("acme", "subscription", "laptop", "active") and key_id.startswith("key_")
+    assert secret not in listed.stdout
+    assert cli("keys", "revoke", key_id, cfg=cfg).returncode == 0
+    assert "\trevoked\t" in cli("keys", "list", cfg=cfg).stdout
+    credited = cli("credits", "add", "--tenant", "acme", "--usd", "0.000480", cfg=cfg)
+    assert credited.returncode == 0 and "(480 micro-USD)" in credited.stdout
+    added = cli("accounts", "add", "--provider", "openai", "--api-key", "sk-secret-value", "--label", "oa", cfg=cfg)
+    assert added.returncode == 0, added.stderr
+    accounts = cli("accounts", "list", cfg=cfg).stdout
+    assert "\toa\topenai\t" in accounts and "sk-secret-value" not in accounts
+    assert b"sk-secret-value" not in (tmp_path / "state.db").read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("credits", "add", "--tenant", "acme", "--usd", "0.0000001"),
+        ("credits", "add", "--tenant", "acme", "--usd", "ten"),
+        ("credits", "add", "--tenant", "acme", "--usd", "-5"),
+        ("keys", "revoke", "key_doesnotexist"),
+        ("keys", "create", "--tenant", "acme", "--kind", "gold"),
+        ("accounts", "add", "--provider", "openai-compatible", "--api-key", "k"),
+        ("accounts", "add", "--provider", "nope", "--api-key", "k"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_a_message(tmp_path: Path, args: tuple[str, ...]) -> None:
+    result = cli(*args, cfg=write_config(tmp_path))
+    assert result.returncode != 0
+    assert "error" in result.stderr.lower() and "Traceback" not in result.stderr
+
+
+async def test_cli_changes_reach_a_running_gateway(tmp_path: Path, upstream) -> None:
+    cfg_path = write_config(tmp_path, upstream.base_url)
+    gw = Gateway(configmod.load(cfg_path))
+    await gw.start()
+    try:
+        async def run(*args: str) -> str:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg_path), *args,
+                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+            out, err = await proc.communicate()
+            assert proc.returncode == 0, err
+            return out.decode()
+
+        secret = (await run("keys", "create", "--tenant", "live")).strip().splitlines()[-1]
+        await run("credits", "add", "--tenant", "live", "--usd", "1")
+        async with anthropic.AsyncAnthropic(api_key=secret, base_url=gw.base_url, max_retries=0) as client:
+            async def call() -> int:
+                try:
+                    await client.messages.create(model="auto", max_tokens=32, messages=[{"role": "user", "content": "hi"}])
+                    return 200
+                except anthropic.APIStatusError as exc:
+                    return exc.status_code
+
+            assert await poll_until(call, 200) == 200  # credit written by another process is seen
+            key_id = (await run("keys", "list")).split("\t")[0]
+            await run("keys", "revoke", key_id)
+            assert await poll_until(call, 401) == 401
+    finally:
+        await gw.stop()
+
+
+async def poll_until(fn, wanted, attempts: int = 50):
+    result = None
+    for _ in range(attempts):
+        result = await fn()
+        if result == wanted:
+            return result
+        await asyncio.sleep(0.1)
+    return result
+
+
+def test_headless_gateway_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), "--no-ui"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        url = wait_for_line(proc, r"listening on (http://\S+)")
+        r = httpx.get(url + "/health", timeout=10)
+        assert r.status_code == 200 and r.json()["accounts"][0]["label"] == "anthropic-1"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0
+
+
+def test_demo_mode_prints_url_and_key_and_answers(tmp_path: Path) -> None:
+    env = {**ENV, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-m", "gatewaytui.cli", "--demo", "--no-ui", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        url = wait_for_line(proc, r"base URL (http://\S+)")
+        key = wait_for_line(proc, r"\(shown once\): (gw-\S+)")
+        with anthropic.Anthropic(api_key=key, base_url=url, max_retries=0) as client:
+            msg = client.messages.create(model="auto", max_tokens=64, messages=[{"role": "user", "content": "hello demo"}])
+        assert msg.content[0].text.startswith("Hello from the fake upstream")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    assert code == 0
+
+
+def wait_for_line(proc: subprocess.Popen[str], pattern: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None
+    seen = []
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            if proc.poll() is not None:
+                break
+            continue
+        seen.append(line)
+        m = re.search(pattern, line)
+        if m:
+            return m.group(1)
+    raise AssertionError(f"no line matching {pattern!r}; got: {''.join(seen)[-2000:]}")

@@ -1,0 +1,72 @@
+"""The configuration file: the example parses, every key is honoured, errors name file, line and key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from gatewaytui import config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_example_config_parses_and_documents_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
+    cfg = config.load(ROOT / "config.example.toml")
+    assert cfg.server.host == "127.0.0.1" and cfg.server.port == 8080
+    assert cfg.server.admin_token_env == "GATEWAYTUI_ADMIN_TOKEN"
+    assert cfg.database.path.endswith("gatewaytui.db")
+    anthropic = cfg.accounts[0]
+    assert (anthropic.label, anthropic.provider, anthropic.api_key, anthropic.rpm) == ("anthropic-1", "anthropic", "sk-ant-test", 50)
+    model = cfg.models[0]
+    assert model.upstream == "claude-sonnet-4-5" and model.aliases == ["auto"]
+    assert (model.input_per_mtok, model.output_per_mtok) == (3_000_000, 15_000_000)
+    assert (model.cache_read_per_mtok, model.cache_write_per_mtok) == (300_000, 3_750_000)
+    assert cfg.tiers[0].tokens_per_day == 2_000_000
+    assert cfg.presets["claudecode"].defaults == {"max_tokens": 16000}
+    # every dataclass field of every section appears in the example file
+    text = (ROOT / "config.example.toml").read_text()
+    for section in (config.ServerConfig, config.DatabaseConfig, config.SecurityConfig, config.RoutingConfig,
+                    config.AccountConfig, config.ModelConfig, config.TierConfig, config.StripeConfig,
+                    config.OAuthProviderConfig, config.ConsoleConfig):
+        for name in section.__dataclass_fields__:
+            assert re.search(rf"^(#\s*or:\s*)?{name}\s*=|#\s*or:\s*{name}\s*=", text, re.M), f"{section.__name__}.{name} is not documented"
+
+
+def test_model_defaults_upstream_to_name() -> None:
+    cfg = config.parse({"models": [{"name": "m", "provider": "anthropic"}]})
+    assert cfg.models[0].upstream == "m"
+
+
+def test_prices_are_exact_micro_usd() -> None:
+    cfg = config.parse({"models": [{"name": "m", "provider": "openai", "input_per_mtok": 0.000001, "output_per_mtok": 0.1}]})
+    assert cfg.models[0].input_per_mtok == 1 and cfg.models[0].output_per_mtok == 100_000
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[server]\nport = "x"\n', "x.toml:2: [server] port: expected int"),
+        ('[[accounts]]\nlabel = "a"\nprovider = "nope"\n', "x.toml:3: [[accounts]] #1 provider: unknown provider"),
+        ('[[models]]\nname = "m"\nprovider = "openai"\ninput_per_mtok = -1\n', "x.toml:4: [[models]] #1 input_per_mtok"),
+        ('[server]\nbogus = 1\n', "x.toml:2: [server] bogus: unknown key"),
+        ('[server\n', "x.toml: invalid TOML"),
+        ('[[accounts]]\nlabel = "a"\nprovider = "openai"\napi_key_env = "GATEWAYTUI_TEST_UNSET_VAR"\n',
+         "x.toml:4: [[accounts]] #1 api_key_env: environment variable GATEWAYTUI_TEST_UNSET_VAR is not set"),
+    ],
+)
+def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path)
+    assert str(info.value).replace(str(tmp_path) + "/", "").startswith(expected), str(info.value)
+
+
+def test_secret_by_env_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_KEY", "sk-from-env")
+    cfg = config.parse({"accounts": [{"label": "a", "provider": "openai", "api_key_env": "MY_KEY"}]})
+    assert cfg.accounts[0].api_key == "sk-from-env"
