@@ -31,6 +31,9 @@ def error_response(protocol: str, err: GatewayError, request_id: str, extra_head
     mod = PROTOCOLS.get(protocol, anthropic)
     body: Any = mod.encode_error(err, request_id)
     headers = {"request-id": request_id, "x-request-id": request_id, **err.headers(), **(extra_headers or {})}
+    status = err.status
+    if protocol == "gemini" and isinstance(body.get("error"), dict):
+        status = int(body["error"].get("code") or status)  # Gemini has no 529: its envelope says 503
     if err.kind in ("api_error", "unavailable") and err.status >= 500 and "retry-after" not in headers:
         headers["x-should-retry"] = "true" if err.kind == "unavailable" else "false"
-    return Response(dumps(body), status=err.status, headers=headers, content_type="application/json")
+    return Response(dumps(body), status=status, headers=headers, content_type="application/json")
