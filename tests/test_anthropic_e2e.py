@@ -131,3 +131,19 @@ async def test_health_reports_accounts(gateway, client) -> None:
     labels = {a["label"]: a["health"] for a in body["accounts"]}
     assert labels["anthropic-1"] == "healthy"
     assert "key-anthropic-1" not in r.text
+
+
+async def test_foreign_thinking_rides_a_carrier_and_never_reaches_anthropic(gateway, upstream, client) -> None:
+    """Gemini reasoning shown to an Anthropic client comes back labelled, and is dropped before Anthropic."""
+    key = await gateway.mint("acme", usd=1)
+    c = client(gateway, key)
+    first = await c.messages.create(model="gemini-2.5-flash", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024},
+                                    messages=[{"role": "user", "content": "think first"}])
+    thinking = [b for b in first.content if b.type == "thinking"]
+    assert thinking and thinking[0].signature.startswith("gwtui1:gemini:")
+    history = [{"role": "user", "content": "think first"},
+               {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+               {"role": "user", "content": "and now?"}]
+    await c.messages.create(model="claude-sonnet-4-5", max_tokens=256, messages=history)
+    sent = upstream.requests[-1].json
+    assert sent["messages"][1]["content"] and all(b.get("type") != "thinking" for b in sent["messages"][1]["content"])

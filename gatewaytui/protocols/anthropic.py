@@ -35,7 +35,7 @@ from ..model import (
     ToolResult,
     Usage,
 )
-from .base import expect_type, number, optional, require
+from .base import carry, expect_type, number, optional, require, uncarry
 
 NAME = "anthropic"
 STREAM_CONTENT_TYPE = "text/event-stream"
@@ -190,6 +190,12 @@ def _decode_block(b: Any, path: str) -> Part:
             cache_control=cc,
         )
     if kind == "thinking":
+        carried = uncarry(b.get("signature"))
+        if carried is not None:  # reasoning another provider produced, handed back by the client
+            family, mark, value = carried
+            if mark == "r":
+                return Thinking(redacted=value, family=family)
+            return Thinking(text=b.get("thinking") or "", signature=value, family=family)
         return Thinking(text=b.get("thinking") or "", signature=b.get("signature"), family=NAME)
     if kind == "redacted_thinking":
         return Thinking(redacted=b.get("data"), family=NAME)
@@ -419,7 +425,9 @@ def encode_response(resp: ChatResponse, req: ChatRequest | None = None) -> dict[
     content = []
     for p in resp.content:
         if isinstance(p, Thinking):
-            if p.redacted is not None:
+            if p.family not in (None, NAME):  # foreign reasoning: a carried signature Anthropic never sees
+                content.append({"type": "thinking", "thinking": p.text, "signature": carry(p.family, p.signature, p.redacted) or ""})
+            elif p.redacted is not None:
                 content.append({"type": "redacted_thinking", "data": p.redacted})
             else:
                 content.append({"type": "thinking", "thinking": p.text, "signature": p.signature or ""})
@@ -475,7 +483,7 @@ class StreamEncoder:
     def __init__(self, req: ChatRequest, request_id: str) -> None:
         self.req = req
         self.request_id = request_id
-        self.kinds: dict[int, str] = {}
+        self.families: dict[int, str | None] = {}
 
     def encode(self, ev: Event) -> bytes:
         if isinstance(ev, TextDelta):
@@ -487,9 +495,17 @@ class StreamEncoder:
             delta = {"type": "thinking_delta", "thinking": ev.text}
             return sse({"type": "content_block_delta", "index": ev.index, "delta": delta}, "content_block_delta")
         if isinstance(ev, SignatureDelta):
-            delta = {"type": "signature_delta", "signature": ev.signature}
+            family = self.families.get(ev.index)
+            signature = ev.signature if family in (None, NAME) else carry(family, ev.signature)
+            delta = {"type": "signature_delta", "signature": signature}
             return sse({"type": "content_block_delta", "index": ev.index, "delta": delta}, "content_block_delta")
         if isinstance(ev, BlockStart):
+            self.families[ev.index] = ev.family
+            if ev.type == "thinking" and ev.family not in (None, NAME) and ev.redacted is not None:
+                block = {"type": "thinking", "thinking": "", "signature": ""}
+                start = sse({"type": "content_block_start", "index": ev.index, "content_block": block}, "content_block_start")
+                sig = {"type": "signature_delta", "signature": carry(ev.family, None, ev.redacted)}
+                return start + sse({"type": "content_block_delta", "index": ev.index, "delta": sig}, "content_block_delta")
             return sse({"type": "content_block_start", "index": ev.index, "content_block": self._block(ev)}, "content_block_start")
         if isinstance(ev, BlockStop):
             return sse({"type": "content_block_stop", "index": ev.index}, "content_block_stop")

@@ -109,3 +109,29 @@ def parse_data_url(url: str) -> tuple[str, str] | None:
 
 def data_url(media_type: str, data: str) -> str:
     return f"data:{media_type};base64,{data}"
+
+
+CARRIER = "gwtui1:"
+
+
+def carry(family: str | None, signature: str | None, redacted: str | None = None) -> str | None:
+    """Wrap another family's reasoning signature so it can ride through a client and come back labelled.
+
+    Only the gateway reads these; they are never sent to an upstream that did not produce them.
+    """
+    if redacted is not None:
+        return f"{CARRIER}{family}:r:{redacted}"
+    if signature:
+        return f"{CARRIER}{family}:s:{signature}"
+    return None
+
+
+def uncarry(value: str | None) -> tuple[str, str, str] | None:
+    """``(family, "s" | "r", value)`` for a carried signature, else None."""
+    if not value or not value.startswith(CARRIER):
+        return None
+    family, _, rest = value[len(CARRIER):].partition(":")
+    mark, _, inner = rest.partition(":")
+    if not family or mark not in ("s", "r"):
+        return None
+    return family, mark, inner

@@ -23,6 +23,7 @@ from ..model import (
     Usage,
 )
 from ..protocols import anthropic as wire
+from ..protocols.base import CARRIER
 from .base import Credentials, UpstreamError, UpstreamRequest, classify_status, join_url
 
 NAME = "anthropic"
@@ -65,8 +66,18 @@ def build_request(req: ChatRequest, upstream_model: str, creds: Credentials) -> 
     )
 
 
+def _drop_carried_thinking(body: dict[str, Any]) -> None:
+    """Thinking another provider produced (a gateway-carried signature) must never reach Anthropic."""
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            content[:] = [b for b in content if not (isinstance(b, dict) and b.get("type") == "thinking"
+                                                     and str(b.get("signature") or "").startswith(CARRIER))]
+
+
 def _apply_overrides(body: dict[str, Any], req: ChatRequest) -> None:
     """Gateway-side changes to a passthrough body (presets prepend a system prompt, set defaults)."""
+    _drop_carried_thinking(body)
     preset = req.extras.get("preset_system")
     if preset:
         system = body.get("system")

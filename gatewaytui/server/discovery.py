@@ -64,9 +64,14 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
             return err
         return None
 
+    def gemini_client() -> bool:  # google-genai 3.x lists models at /v1/models
+        return "x-goog-api-key" in request.headers or "x-goog-api-client" in request.headers or "key" in request.args
+
     @app.get("/v1/models")
     @app.get("/models")
     async def list_models() -> Response:
+        if gemini_client():
+            return await gemini_models()
         anthropic_style = "anthropic-version" in request.headers
         err = authed("anthropic" if anthropic_style else "openai_chat")
         if err:
@@ -80,7 +85,7 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
     @app.get("/v1/models/<path:model_id>")
     async def get_model(model_id: str) -> Response:
         anthropic_style = "anthropic-version" in request.headers
-        protocol = "anthropic" if anthropic_style else ("gemini" if model_id.startswith("models/") or request.args.get("key") else "openai_chat")
+        protocol = "anthropic" if anthropic_style else ("gemini" if model_id.startswith("models/") or gemini_client() else "openai_chat")
         err = authed(protocol)
         try:
             if err:
