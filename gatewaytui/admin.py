@@ -84,6 +84,56 @@ async def credit(rt: Runtime, tenant: str, amount_micro: int, *, kind: str = "to
     return rt.wallet.balance[tenant_id]
 
 
+async def set_tier(rt: Runtime, tenant: str, tier: str | None) -> dict[str, Any]:
+    """Put a tenant on a subscription tier by hand (active until removed), or take it off (``None``)."""
+    if tier is not None and tier not in {t.name for t in rt.cfg.tiers}:
+        raise GatewayError("not_found", f"no tier {tier!r}; configured: {', '.join(t.name for t in rt.cfg.tiers) or 'none'}")
+
+    def work(conn: sqlite3.Connection) -> dict[str, Any]:
+        t, _ = tenant_store.get_or_create(conn, tenant)
+        tenant_store.update(conn, t["id"], tier=tier, subscription_status="active" if tier else None, period_end=None)
+        return tenant_store.by_id(conn, t["id"]) or t
+
+    try:
+        row = await rt.write(work)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    rt.plans.put(row)
+    rt.bus.publish("tenant.subscription", tenant_id=row["id"], tier=tier, status=row.get("subscription_status"))
+    return row
+
+
+async def set_cap(rt: Runtime, tenant: str, cap_micro: int | None, *, model: str | None = None) -> dict[str, Any]:
+    """Set (or clear with ``None``) a tenant's per-call cap: for one model, or for every model."""
+    import json
+
+    if cap_micro is not None and (isinstance(cap_micro, bool) or not isinstance(cap_micro, int) or cap_micro <= 0):
+        raise _bad("a per-call cap must be a positive number of micro-USD")
+    if model is not None:
+        model = rt.catalog.resolve(model).name
+
+    def work(conn: sqlite3.Connection) -> dict[str, Any]:
+        t, _ = tenant_store.get_or_create(conn, tenant)
+        if model is None:
+            tenant_store.update(conn, t["id"], per_call_cap_micro=cap_micro)
+        else:
+            caps = json.loads(t["model_caps"]) if t.get("model_caps") else {}
+            if cap_micro is None:
+                caps.pop(model, None)
+            else:
+                caps[model] = cap_micro
+            tenant_store.update(conn, t["id"], model_caps=json.dumps(caps) if caps else None)
+        return tenant_store.by_id(conn, t["id"]) or t
+
+    try:
+        row = await rt.write(work)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    rt.plans.put(row)
+    rt.bus.publish("tenant.caps", tenant_id=row["id"], model=model, cap_micro=cap_micro)
+    return row
+
+
 async def tenants_overview(rt: Runtime) -> list[dict[str, Any]]:
     """Every tenant with balance, holds in flight, keys and spend today (for the console and admin API)."""
     day_start = time.time() - (time.time() % 86400)
@@ -120,6 +170,7 @@ async def add_account(rt: Runtime, *, provider: str, label: str | None = None, a
         raise _bad("openai-compatible accounts need a base_url")
     if base_url and not base_url.startswith(("http://", "https://")):
         raise _bad("base_url must start with http:// or https://")
+    _check_account_fields(priority=priority, weight=weight, models=models, rpm=rpm, label=label)
     assert rt.vault is not None
     label = label or f"{provider}-{int(time.time())}"
     secret = rt.vault.encrypt(api_key) if api_key else None
@@ -155,9 +206,57 @@ async def set_account_enabled(rt: Runtime, ref: str, enabled: bool) -> dict[str,
     acc.enabled = enabled
     acc.disabled_reason = None if enabled else "disabled by the operator"
     if enabled and acc.cause == "auth":
-        acc.cause, acc.since = None, None
+        acc.cause, acc.since, acc.failures = None, None, 0
     await rt.write(lambda c: account_store.update(c, acc.id, enabled=int(enabled), disabled_reason=acc.disabled_reason))
+    rt.pool.persist(acc)
     rt.bus.publish("account.enabled" if enabled else "account.disabled", account=acc.id, label=acc.label, reason=acc.disabled_reason)
+    return acc.public()
+
+
+def _check_account_fields(**fields: Any) -> None:
+    """Reject values an account cannot have (bad operator input is a 400, never a crash later)."""
+    for name in ("priority", "weight"):
+        value = fields.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _bad(f"{name} must be an integer")
+    if fields.get("weight") is not None and fields["weight"] < 1:
+        raise _bad("weight must be at least 1")
+    rpm = fields.get("rpm")
+    if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, int) or rpm < 1):
+        raise _bad("rpm must be a positive integer (or null for no limit)")
+    models = fields.get("models")
+    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)):
+        raise _bad("models must be a list of model names")
+    label = fields.get("label")
+    if label is not None and (not isinstance(label, str) or not label.strip() or len(label) > 100):
+        raise _bad("label must be a non-empty string of at most 100 characters")
+
+
+UNSET: Any = object()
+
+
+async def update_account(rt: Runtime, ref: str, *, label: str | None = None, priority: int | None = None,
+                         weight: int | None = None, models: list[str] | None = None, rpm: Any = UNSET,
+                         base_url: str | None = None) -> dict[str, Any]:
+    """Change an account's routing fields (``rpm=None`` removes the limit; leave a field out to keep it)."""
+    acc = _account(rt, ref)
+    _check_account_fields(priority=priority, weight=weight, models=models, rpm=None if rpm is UNSET else rpm, label=label)
+    if base_url is not None and not (isinstance(base_url, str) and base_url.startswith(("http://", "https://"))):
+        raise _bad("base_url must start with http:// or https://")
+    changes: dict[str, Any] = {k: v for k, v in (("label", label), ("priority", priority), ("weight", weight),
+                                                 ("models", models), ("base_url", base_url)) if v is not None}
+    if rpm is not UNSET:
+        changes["rpm"] = rpm
+    if label is not None and label != acc.label and rt.pool.find(label) is not None:
+        raise _bad(f"an account labelled {label!r} already exists")
+    if changes:
+        try:
+            await rt.write(lambda c: account_store.update(c, acc.id, **changes))
+        except sqlite3.IntegrityError as exc:
+            raise _bad(str(exc)) from None
+        for key, value in changes.items():
+            setattr(acc, key, value)
+        rt.bus.publish("account.updated", account=acc.id, label=acc.label, changes=sorted(changes))
     return acc.public()
 
 
@@ -183,6 +282,20 @@ async def prefer_account(rt: Runtime, ref: str) -> dict[str, Any]:
     return acc.public()
 
 
+async def clear_preferred(rt: Runtime, provider: str) -> None:
+    """No preferred account for ``provider``: the routing strategy alone decides again."""
+    peers = [a for a in rt.pool.accounts.values() if a.provider == provider and a.preferred]
+    for a in peers:
+        a.preferred = False
+
+    def work(conn: sqlite3.Connection) -> None:
+        for a in peers:
+            account_store.update(conn, a.id, preferred=0)
+
+    await rt.write(work)
+    rt.bus.publish("account.preferred", account=None, provider=provider)
+
+
 async def remove_account(rt: Runtime, ref: str) -> None:
     acc = _account(rt, ref)
     await rt.write(lambda c: account_store.update(c, acc.id, removed_at=time.time(), enabled=0))
@@ -190,7 +303,57 @@ async def remove_account(rt: Runtime, ref: str) -> None:
     rt.bus.publish("account.removed", account=acc.id, label=acc.label)
 
 
+async def account_usage(rt: Runtime, since: float | None = None) -> list[dict[str, Any]]:
+    """Requests, tokens and cost per upstream account since ``since`` (default: the last 24 hours)."""
+    start = time.time() - 86400 if since is None else since
+
+    def work(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+        return conn.execute(
+            "SELECT account_id, COUNT(*) AS requests, SUM(status = 'ok') AS ok, SUM(status = 'error') AS errors,"
+            " SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,"
+            " SUM(cache_read_tokens) AS cache_read_tokens,"
+            " SUM(cache_write_5m_tokens + cache_write_1h_tokens) AS cache_write_tokens,"
+            " SUM(cost_micro) AS cost_micro, MAX(started_at) AS last_used"
+            " FROM requests WHERE started_at >= ? AND account_id IS NOT NULL GROUP BY account_id",
+            (start,),
+        ).fetchall()
+
+    rows = {r["account_id"]: dict(r) for r in await rt.read(work)}
+    now = time.time()
+    out = []
+    for acc in sorted(rt.pool, key=lambda a: (a.provider, a.label)):
+        row = rows.pop(acc.id, None) or {}
+        out.append({
+            "id": acc.id, "label": acc.label, "provider": acc.provider, "since": start,
+            **{k: int(row.get(k) or 0) for k in ("requests", "ok", "errors", "input_tokens", "output_tokens",
+                                                 "cache_read_tokens", "cache_write_tokens", "cost_micro")},
+            "last_used": row.get("last_used"), "inflight": acc.inflight, "rpm_used": acc.rpm_used(now),
+            "served_since_start": acc.served, "errors_since_start": acc.errors,
+        })
+    return out
+
+
+async def refresh_quotas(rt: Runtime, ref: str | None = None) -> list[dict[str, Any]]:
+    """Probe accounts (one, or every one) for fresh quota facts; see ``pool.probe``."""
+    from .pool.probe import probe_all
+
+    accounts = [_account(rt, ref)] if ref is not None else sorted(rt.pool, key=lambda a: (a.provider, a.label))
+    if rt.http is None:
+        raise GatewayError("unavailable", "the gateway is not running")
+    return await probe_all(rt.http, rt.pool, rt.catalog, accounts, rt.oauth)
+
+
 # ------------------------------------------------------------------ routing settings
+
+
+async def set_strategy(rt: Runtime, strategy: str) -> None:
+    from .config import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        raise _bad(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}")
+    await rt.write(lambda c: settings_store.put(c, "strategy", strategy))
+    rt.pool.strategy = strategy
+    rt.bus.publish("routing.changed", strategy=strategy)
 
 
 async def set_default_model(rt: Runtime, name: str) -> None:

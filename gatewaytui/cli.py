@@ -131,6 +131,7 @@ def run_gateway(args: argparse.Namespace) -> int:
         cfg.demo = True
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     if not args.no_ui:
         logging.getLogger().handlers.clear()
         logging.getLogger().addHandler(logging.NullHandler())

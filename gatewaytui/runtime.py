@@ -16,11 +16,16 @@ from typing import Any, TypeVar
 
 import httpx
 
+from .billing.caps import Caps
 from .billing.keyring import Keyring
+from .billing.plans import Plans
+from .billing.quota import Quota
+from .billing.stripe_billing import StripeBilling
 from .billing.wallet import Wallet
 from .bus import EventBus
 from .catalog import Catalog
 from .config import Config
+from .oauth import OAuthManager
 from .pool.account import Account
 from .pool.pool import Pool
 from .store import accounts as account_store
@@ -46,9 +51,15 @@ class Runtime:
         self.wallet = Wallet()
         self.writer = Writer(self.db_path, flush_interval=cfg.database.flush_interval_ms / 1000)
         self.readers = dbmod.Readers(self.db_path)
-        self.pool = Pool(self.bus, strategy=cfg.routing.strategy, persist=self._persist_account)
+        self.pool = Pool(self.bus, strategy=cfg.routing.strategy, persist=self._persist_account,
+                         live=self.traffic.inflight.__contains__)
         self.keyring = Keyring(self._lookup_key)
+        self.plans = Plans(self.readers)  # tenants' tiers, subscription status and per-call caps
+        self.quota = Quota(cfg.tiers, self.plans, self.readers)  # relay.admit/settle: subscription tokens
+        self.caps = Caps(self.plans)  # relay.admit: per-call spending caps
+        self.stripe = StripeBilling(cfg.stripe)
         self.vault: Vault | None = None
+        self.oauth: OAuthManager | None = None  # OAuth accounts: PKCE flows and token refresh (set by start)
         self.http: httpx.AsyncClient | None = None
         self.presets: dict[str, dict[str, Any]] = {
             name: {"system": p.system, "defaults": dict(p.defaults)} for name, p in cfg.presets.items()
@@ -78,6 +89,8 @@ class Runtime:
         self._watch_conn = dbmod.connect(self.db_path, readonly=True)
         self._data_version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
         self.http = make_http_client(self.cfg.server.upstream_transport)
+        self.oauth = OAuthManager(self)
+        self.oauth.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="gatewaytui-watch"))
 
     async def stop(self) -> None:
@@ -91,6 +104,8 @@ class Runtime:
         self._tasks.clear()
         if self._settlements:
             await asyncio.gather(*list(self._settlements), return_exceptions=True)
+        if self.oauth is not None:
+            await self.oauth.close()
         if self.http is not None:
             await self.http.aclose()
             self.http = None
@@ -151,7 +166,9 @@ class Runtime:
         self._load_accounts(conn)
         self.keyring.load([k for k in key_store.listing(conn)])
         self.wallet.load(ledger_store.balances(conn), ledger_store.max_id(conn))
-        self.catalog.apply_settings(settings_store.all_settings(conn))
+        stored_settings = settings_store.all_settings(conn)
+        self.catalog.apply_settings(stored_settings)
+        self.pool.apply_settings(stored_settings)
         stored_presets = settings_store.get(conn, "presets")
         if isinstance(stored_presets, dict):
             for name, preset in stored_presets.items():
@@ -251,6 +268,7 @@ class Runtime:
             self.pool.remove(gone)
             self.bus.publish("account.removed", account=gone)
         self.catalog.apply_settings(settings)
+        self.pool.apply_settings(settings)
 
 
 def _default_base(provider: str) -> str:
@@ -262,12 +280,92 @@ def _default_base(provider: str) -> str:
         return ""
 
 
+class UpstreamResponse:
+    """The slice of ``httpx.Response`` the relay uses, over an aiohttp response (errors mapped to httpx's)."""
+
+    __slots__ = ("_resp", "status_code", "headers", "extensions")
+
+    def __init__(self, resp: Any) -> None:
+        self._resp = resp
+        self.status_code: int = resp.status
+        self.headers = resp.headers  # case-insensitive mapping, like httpx.Headers
+        self.extensions: dict[str, Any] = {}
+
+    async def aread(self) -> bytes:
+        import aiohttp
+
+        try:
+            return bytes(await self._resp.read())
+        except aiohttp.ClientError as exc:
+            raise httpx.ReadError(str(exc)) from exc
+
+    async def aiter_raw(self) -> Any:
+        import aiohttp
+
+        content = self._resp.content
+        try:
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    return
+                yield chunk
+        except aiohttp.ClientError as exc:
+            raise httpx.ReadError(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        self._resp.release()  # back to the pool if the body was read to the end, else the connection is closed
+        await self._resp.wait_for_close()
+
+
+class UpstreamClient(httpx.AsyncClient):
+    """httpx's API for every caller, over aiohttp's pool; ``open_upstream`` is the relay's direct road.
+
+    httpx's request building, cookie jar and response wrapping cost about four times aiohttp's own
+    request (bench/README.md), so the relay's calls skip them; probes and OAuth keep the httpx API.
+    Both share one aiohttp session (one connection pool).
+    """
+
+    def __init__(self, limits: httpx.Limits, timeout: httpx.Timeout) -> None:
+        from httpx_aiohttp import AiohttpTransport
+
+        self._limits = limits
+        self._session: Any = None
+        self._aio_timeout: Any = None
+        super().__init__(transport=AiohttpTransport(limits=limits, trust_env=False, client=self._get_session), timeout=timeout)
+
+    def _get_session(self) -> Any:
+        if self._session is None or self._session.closed:
+            import aiohttp
+
+            connector = aiohttp.TCPConnector(limit=self._limits.max_connections or 0, keepalive_timeout=self._limits.keepalive_expiry)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+            t = self.timeout
+            self._aio_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.read, connect=t.pool)
+        return self._session
+
+    async def open_upstream(self, url: str, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
+        """POST and return once the status and headers are in; the body is read from the result."""
+        import aiohttp
+
+        session = self._get_session()
+        try:
+            resp = await session.post(url, data=body, headers=headers, allow_redirects=False, timeout=self._aio_timeout)
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise httpx.TimeoutException(str(exc) or "timed out connecting upstream") from exc
+        except aiohttp.ClientError as exc:
+            raise httpx.ConnectError(str(exc)) from exc
+        return UpstreamResponse(resp)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+
 def make_http_client(transport: str = "aiohttp") -> httpx.AsyncClient:
     """The upstream HTTP client. httpx's API over aiohttp's connection pool (measured faster; see bench/)."""
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500, keepalive_expiry=30)
     timeout = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=30.0)
     if transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
-
-        return httpx.AsyncClient(transport=AiohttpTransport(limits=limits, trust_env=False), timeout=timeout)
+        return UpstreamClient(limits, timeout)
     return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)

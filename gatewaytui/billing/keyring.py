@@ -33,7 +33,9 @@ class Keyring:
 
     def authenticate(self, secret: str | None) -> dict[str, Any]:
         if not secret:
-            raise GatewayError("authentication", "missing API key: send it in x-api-key or Authorization: Bearer")
+            raise GatewayError(
+                "authentication", "missing API key: send it in x-api-key or Authorization: Bearer"
+            )
         if len(secret) > 512 or not secret.isprintable():
             raise GatewayError("authentication", "invalid API key")
         digest = keystore.hash_key(secret)
@@ -64,5 +66,7 @@ class Keyring:
             window.popleft()
         if len(window) >= rpm:
             retry = max(1.0, window[0] + 60 - now)
-            raise GatewayError("rate_limit", f"this key is limited to {rpm} requests per minute", retry_after=retry)
+            raise GatewayError(
+                "rate_limit", f"this key is limited to {rpm} requests per minute", retry_after=retry
+            )
         window.append(now)

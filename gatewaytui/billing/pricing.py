@@ -12,7 +12,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from ..model import Usage
+from ..model import ChatRequest, Document, Image, ToolResult, Usage
 
 MTOK = 1_000_000
 
@@ -69,6 +69,30 @@ def worst_case(price: Price, input_bound: int, max_tokens: int) -> int:
     """The most a request can cost: every input token at the dearest input rate, plus max_tokens out."""
     dearest = max(price.input, price.cache_write_5m, price.cache_write_1h, price.cache_read)
     return _ceil(Fraction(input_bound * dearest + max_tokens * price.output, MTOK))
+
+
+URL_IMAGE_TOKENS = 5_000  # an image fetched by URL: its pixels are not in the request body
+URL_DOCUMENT_TOKENS = 50_000  # a document fetched by URL
+
+
+def url_media_tokens(req: ChatRequest) -> int:
+    """Input tokens a request may use that its body's bytes do not show: media the upstream fetches by URL."""
+    total = 0
+    for message in req.messages:
+        for part in message.content:
+            parts = part.content if isinstance(part, ToolResult) else [part]
+            for p in parts:
+                fetched = (
+                    isinstance(p, (Image, Document))
+                    and bool(p.url)
+                    and not p.data
+                    and not str(p.url).startswith("data:")
+                )
+                if isinstance(p, Image) and fetched:
+                    total += URL_IMAGE_TOKENS
+                elif isinstance(p, Document) and fetched and p.text is None:
+                    total += URL_DOCUMENT_TOKENS
+    return total
 
 
 def _ceil(x: Fraction) -> int:

@@ -34,7 +34,8 @@ class Hold:
 class Wallet:
     def __init__(self, origin: str | None = None) -> None:
         self.origin = origin or "gw-" + secrets.token_hex(4)  # marks this process's ledger entries
-        self.balance: dict[int, int] = defaultdict(int)  # ledger sum (including entries still being journaled)
+        # the ledger sum, including entries still being journaled
+        self.balance: dict[int, int] = defaultdict(int)
         self.held: dict[int, int] = defaultdict(int)
         self.holds: dict[str, Hold] = {}
         self.last_external_id = 0

@@ -254,7 +254,6 @@ def _parts(
 def _chunk(
     parts: list[dict[str, Any]],
     conv: Conversation,
-    env: Env,
     usage: dict[str, Any],
     finish: str | None = None,
 ) -> dict[str, Any]:
@@ -278,7 +277,7 @@ def _finish(plan: Plan) -> str:
 def render_body(plan: Plan, conv: Conversation, env: Env) -> dict[str, Any]:
     conv.extra["response_id"] = env.ids("", 22)
     thoughts, texts, calls = _parts(plan, conv)
-    return _chunk(thoughts + texts + calls, conv, env, usage_object(plan.usage), _finish(plan))
+    return _chunk(thoughts + texts + calls, conv, usage_object(plan.usage), _finish(plan))
 
 
 def render_frames(plan: Plan, conv: Conversation, env: Env) -> list[bytes]:
@@ -288,8 +287,8 @@ def render_frames(plan: Plan, conv: Conversation, env: Env) -> list[bytes]:
     chunks = [[p] for p in thoughts] + [[{"text": piece}] for piece in plan.deltas]
     if calls:
         chunks.append(calls)
-    bodies = [_chunk(parts, conv, env, running) for parts in chunks[:-1]]
-    bodies.append(_chunk(chunks[-1] if chunks else [], conv, env, usage_object(plan.usage), _finish(plan)))
+    bodies = [_chunk(parts, conv, running) for parts in chunks[:-1]]
+    bodies.append(_chunk(chunks[-1] if chunks else [], conv, usage_object(plan.usage), _finish(plan)))
     return [_frame(body, i, conv, last=i == len(bodies) - 1) for i, body in enumerate(bodies)]
 
 

@@ -46,7 +46,9 @@ class Account:
 
     def credentials(self) -> Credentials:
         token = (self.oauth or {}).get("access_token")
-        return Credentials(base_url=self.base_url, api_key=self.api_key, oauth_token=token, headers=dict(self.headers))
+        return Credentials(
+            base_url=self.base_url, api_key=self.api_key, oauth_token=token, headers=dict(self.headers)
+        )
 
     def serves(self, upstream_model: str, name: str) -> bool:
         return not self.models or upstream_model in self.models or name in self.models
@@ -112,9 +114,16 @@ class Account:
                 "until": self.cooldown_until,
                 "remaining_s": round(max(0.0, self.cooldown_until - now), 1),
                 "last_error": self.last_error,
-            } if self.cooldown_until > now else None,
+            }
+            if self.cooldown_until > now
+            else None,
+            "cause": self.cause,
+            "since": self.since,
+            "cooldown_until": self.cooldown_until if self.cooldown_until > now else None,
             "last_error": self.last_error,
+            "failures": self.failures,
             "model_cooldowns": {m: t for m, t in self.model_cooldowns.items() if t > now},
+            "oauth_expires_at": (self.oauth or {}).get("expires_at") if self.oauth else None,
             "inflight": self.inflight,
             "served": self.served,
             "errors": self.errors,

@@ -1,25 +1,32 @@
 """Choosing accounts for a request, and keeping their health.
 
 Order of preference for one request: the operator's preferred account, then priority, then the
-strategy — round-robin, least-used, or sticky (a session keeps its account so prompt caches stay warm;
-sticky is only a preference: it fails over, and a session's concurrent sub-agents spill onto other
-accounts instead of piling onto one).
+strategy — round-robin, least-used, or sticky (a conversation keeps its account so prompt caches stay
+warm; see ``affinity``). Sticky is only a preference: it fails over, and a session's concurrent requests
+(parallel sub-agents) spill onto other accounts instead of piling onto one.
+
+Every health change is recorded on the account (cause, since, until, last error), handed to ``persist``
+(the runtime writes it to SQLite, so it survives a restart) and published on the event bus.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import time
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..bus import EventBus
+from ..config import STRATEGIES
 from ..providers.base import UpstreamError
 from .account import Account
-from .cooldown import cooldown_seconds
+from .cooldown import cooldown_seconds, refine
 
 STICKY_SPILL = 2  # a sticky account with this many more in flight than the least busy one spills over
+QUOTA_EVERY = 5.0  # seconds between quota events (and writes) per account while nothing changes
 
 # Which account providers can serve a model routed to a provider module.
 SERVES = {
@@ -33,19 +40,34 @@ SERVES = {
 
 
 class Pool:
-    def __init__(self, bus: EventBus, *, strategy: str = "sticky", persist: Callable[[Account], None] | None = None) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        *,
+        strategy: str = "sticky",
+        persist: Callable[[Account], None] | None = None,
+        live: Callable[[str], bool] | None = None,
+    ) -> None:
         self.bus = bus
         self.strategy = strategy
         self.accounts: dict[str, Account] = {}
         self._persist = persist or (lambda acc: None)
+        self._live = live  # is this request id still in flight? (lets claims clean themselves up)
         self._rr = itertools.count()
+        self._claims: dict[str, tuple[str, str]] = {}  # request id -> (session, account id)
+        self.on_auth_failure: Callable[[Account], None] | None = None  # e.g. try an OAuth refresh
 
     # ------------------------------------------------------------ membership
 
     def put(self, acc: Account) -> None:
         old = self.accounts.get(acc.id)
         if old is not None:  # keep live counters across a reload
-            acc.inflight, acc.served, acc.errors, acc.recent = old.inflight, old.served, old.errors, old.recent
+            acc.inflight, acc.served, acc.errors, acc.recent = (
+                old.inflight,
+                old.served,
+                old.errors,
+                old.recent,
+            )
         self.accounts[acc.id] = acc
 
     def remove(self, account_id: str) -> None:
@@ -56,23 +78,42 @@ class Pool:
             return self.accounts[ref]
         return next((a for a in self.accounts.values() if a.label == ref), None)
 
+    def serving(self, provider: str, upstream_model: str, name: str) -> list[Account]:
+        """Accounts that could ever serve this model (whatever their health)."""
+        kinds = SERVES.get(provider, (provider,))
+        return [a for a in self.accounts.values() if a.provider in kinds and a.serves(upstream_model, name)]
+
+    def apply_settings(self, settings: dict[str, Any]) -> None:
+        strategy = settings.get("strategy")
+        if isinstance(strategy, str) and strategy in STRATEGIES:
+            self.strategy = strategy
+
     # ------------------------------------------------------------ selection
 
-    def candidates(self, provider: str, upstream_model: str, name: str, sticky_key: str | None = None) -> list[Account]:
+    def candidates(
+        self,
+        provider: str,
+        upstream_model: str,
+        name: str,
+        sticky_key: str | None = None,
+        *,
+        session: str | None = None,
+    ) -> list[Account]:
         """Accounts that can serve now, best first."""
         now = time.time()
-        kinds = SERVES.get(provider, (provider,))
         pool = [
-            a for a in self.accounts.values()
-            if a.provider in kinds and a.serves(upstream_model, name) and a.ready_at(now, upstream_model) <= now
+            a for a in self.serving(provider, upstream_model, name) if a.ready_at(now, upstream_model) <= now
         ]
         if not pool:
             return []
         strategy = self.strategy
         if strategy == "sticky" and sticky_key:
             ranked = sorted(pool, key=lambda a: _rendezvous(sticky_key, a.id, a.weight), reverse=True)
+            if session:  # a session's concurrent requests go to different accounts
+                busy = self.session_load(session)
+                ranked.sort(key=lambda a: busy.get(a.id, 0))
             least = min(a.inflight for a in pool)
-            if ranked[0].inflight - least >= STICKY_SPILL:  # sub-agents of one session: spread out
+            if ranked[0].inflight - least >= STICKY_SPILL:  # the sticky account is far busier: spread out
                 ranked.sort(key=lambda a: a.inflight)
         elif strategy == "least-used":
             ranked = sorted(pool, key=lambda a: (a.inflight / max(1, a.weight), a.rpm_used(now), a.served))
@@ -81,20 +122,37 @@ class Pool:
             weighted = [a for a in pool for _ in range(max(1, a.weight))]
             offset = start % len(weighted)
             seen: set[str] = set()
-            ranked = [a for a in weighted[offset:] + weighted[:offset] if not (a.id in seen or seen.add(a.id))]
-        ranked.sort(key=lambda a: (not a.preferred, -a.priority))  # stable: keeps strategy order within a tier
+            ranked = [
+                a for a in weighted[offset:] + weighted[:offset] if not (a.id in seen or seen.add(a.id))
+            ]
+        ranked.sort(
+            key=lambda a: (not a.preferred, -a.priority)
+        )  # stable: keeps strategy order within a tier
         return ranked
 
     def earliest_recovery(self, provider: str, upstream_model: str, name: str) -> float | None:
         """Seconds until some account could serve this model again (None: never without the operator)."""
         now = time.time()
-        kinds = SERVES.get(provider, (provider,))
-        times = [
-            a.ready_at(now, upstream_model) for a in self.accounts.values()
-            if a.provider in kinds and a.serves(upstream_model, name)
-        ]
+        times = [a.ready_at(now, upstream_model) for a in self.serving(provider, upstream_model, name)]
         finite = [t for t in times if t != float("inf")]
         return max(1.0, min(finite) - now) if finite else None
+
+    # ------------------------------------------------------------ session claims
+
+    def claim(self, request_id: str, session: str | None, account_id: str) -> None:
+        """Note that a request of ``session`` is being served by ``account_id`` (a failover moves it)."""
+        if session:
+            self._claims[request_id] = (session, account_id)
+
+    def release(self, request_id: str) -> None:
+        self._claims.pop(request_id, None)
+
+    def session_load(self, session: str) -> Counter[str]:
+        """How many of this session's requests each account serves right now."""
+        if self._live is not None:
+            for rid in [r for r in self._claims if not self._live(r)]:
+                del self._claims[rid]
+        return Counter(acc for s, acc in self._claims.values() if s == session)
 
     # ------------------------------------------------------------ outcomes
 
@@ -110,68 +168,146 @@ class Pool:
         changed = False
         if acc.failures or acc.cause:
             acc.failures = 0
-            if acc.cooldown_until <= time.time():
-                acc.cause = None
+            if acc.cooldown_until <= time.time() and acc.cause != "auth":
+                acc.cause, acc.since = None, None
             changed = True
-        if quota:
-            acc.quota = {**(acc.quota or {}), **quota, "updated_at": time.time()}
-            self.bus.publish("account.quota", account=acc.id, label=acc.label, quota=acc.quota)
+        if quota and self.update_quota(acc, quota, persist=False):
             changed = True
         if changed:
             self._persist(acc)
 
-    def failure(self, acc: Account, err: UpstreamError, upstream_model: str | None = None) -> None:
+    def update_quota(
+        self, acc: Account, quota: dict[str, Any], *, persist: bool = True, force: bool = False
+    ) -> bool:
+        """Keep the upstream's latest quota facts. Every answer carries them, so the event and the write
+        happen at most every ``QUOTA_EVERY`` seconds per account, or at once when the status changes."""
+        now = time.time()
+        old = acc.quota or {}
+        acc.quota = {**old, **quota, "updated_at": now}
+        due = force or now - (old.get("published_at") or 0) >= QUOTA_EVERY
+        if not due and quota.get("unified_status") == old.get("unified_status"):
+            return False
+        acc.quota["published_at"] = now
+        self.bus.publish("account.quota", account=acc.id, label=acc.label, quota=acc.quota)
+        if persist:
+            self._persist(acc)
+        return True
+
+    def failure(
+        self,
+        acc: Account,
+        err: UpstreamError,
+        upstream_model: str | None = None,
+        quota: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a failed attempt and rest the account (or just the model) as its cause deserves."""
         now = time.time()
         acc.errors += 1
-        acc.last_error = f"{err.status} {err.cause}: {err.message}"[:500]
-        if err.cause == "bad_request":
+        cause = refine(err, quota)
+        acc.last_error = f"{err.status} {cause}: {err.message}"[:500]
+        if quota:
+            self.update_quota(acc, quota, persist=False, force=True)
+        if cause == "bad_request":
+            if quota:
+                self._persist(acc)
             return  # the request's fault, not the account's
-        if err.cause == "auth":
-            acc.enabled = False
-            acc.disabled_reason = f"upstream rejected credentials ({err.status}): {err.message}"[:300]
-            acc.cause, acc.since = "auth", now
-            self.bus.publish("account.disabled", account=acc.id, label=acc.label, reason=acc.disabled_reason)
-            self._persist(acc)
+        if cause == "auth":
+            self.disable(
+                acc, f"upstream rejected the credentials ({err.status}): {err.message}", cause="auth"
+            )
+            if acc.oauth and self.on_auth_failure is not None:
+                self.on_auth_failure(acc)
             return
         acc.failures += 1
-        seconds = cooldown_seconds(err, acc.failures)
+        seconds = cooldown_seconds(err, acc.failures, quota, now)
         if seconds is None:
+            self._persist(acc)
             return
-        if err.cause == "model_not_found" and upstream_model:
+        if cause == "model_not_found" and upstream_model:
             acc.model_cooldowns[upstream_model] = now + seconds
-            self.bus.publish("account.model_cooldown", account=acc.id, label=acc.label, model=upstream_model, until=now + seconds)
-        else:
-            acc.cooldown_until = max(acc.cooldown_until, now + seconds)
-            acc.cause, acc.since = err.cause, now
             self.bus.publish(
-                "account.cooldown", account=acc.id, label=acc.label, cause=err.cause,
-                until=acc.cooldown_until, error=acc.last_error,
+                "account.model_cooldown",
+                account=acc.id,
+                label=acc.label,
+                model=upstream_model,
+                until=now + seconds,
+                error=acc.last_error,
+            )
+        else:
+            if acc.cooldown_until <= now or acc.since is None:  # a new streak starts; else it continues
+                acc.since = now
+            acc.cooldown_until = max(acc.cooldown_until, now + seconds)
+            acc.cause = cause
+            self.bus.publish(
+                "account.cooldown",
+                account=acc.id,
+                label=acc.label,
+                cause=cause,
+                since=acc.since,
+                until=acc.cooldown_until,
+                error=acc.last_error,
             )
         self._persist(acc)
 
+    def disable(self, acc: Account, reason: str, *, cause: str | None = None) -> None:
+        """Take an account out of rotation until the operator (or, for ``auth``, a credential refresh) acts."""
+        acc.enabled = False
+        acc.disabled_reason = reason[:300]
+        if cause:
+            acc.cause, acc.since = cause, time.time()
+        self.bus.publish(
+            "account.disabled", account=acc.id, label=acc.label, reason=acc.disabled_reason, cause=cause
+        )
+        self._persist(acc)
+
+    def reenable(self, acc: Account, why: str = "credentials refreshed") -> bool:
+        """Undo a disable caused by rejected credentials (never an operator's disable)."""
+        if acc.enabled or acc.cause != "auth":
+            return False
+        acc.enabled, acc.disabled_reason = True, None
+        acc.cause, acc.since, acc.failures = None, None, 0
+        self.bus.publish("account.enabled", account=acc.id, label=acc.label, reason=why)
+        self._persist(acc)
+        return True
+
     def reset(self, acc: Account) -> None:
-        acc.cooldown_until, acc.cause, acc.since, acc.failures = 0.0, None, None, 0
+        """Clear the account's cooldown and model cooldowns (the operator says: try it again)."""
+        acc.cooldown_until, acc.failures = 0.0, 0
+        if acc.cause != "auth" or acc.enabled:
+            acc.cause, acc.since = None, None
         acc.model_cooldowns.clear()
-        self.bus.publish("account.cooldown_end", account=acc.id, label=acc.label)
+        self.bus.publish("account.cooldown_end", account=acc.id, label=acc.label, reason="reset")
+        self._persist(acc)
+
+    def persist(self, acc: Account) -> None:
         self._persist(acc)
 
     def tick(self) -> None:
         """Publish cooldown ends that happened by the clock."""
         now = time.time()
-        for acc in self.accounts.values():
+        for acc in list(self.accounts.values()):
+            changed = False
             if acc.cause and acc.cause != "auth" and 0 < acc.cooldown_until <= now:
-                acc.cause = None
+                acc.cause, acc.since = None, None
                 self.bus.publish("account.cooldown_end", account=acc.id, label=acc.label)
+                changed = True
+            for model in [m for m, t in acc.model_cooldowns.items() if t <= now]:
+                del acc.model_cooldowns[model]
+                self.bus.publish("account.model_cooldown_end", account=acc.id, label=acc.label, model=model)
+                changed = True
+            if changed:
                 self._persist(acc)
 
     def snapshot(self) -> list[dict[str, Any]]:
         now = time.time()
         return [a.public(now) for a in sorted(self.accounts.values(), key=lambda a: (a.provider, a.label))]
 
-    def __iter__(self) -> Iterable[Account]:  # type: ignore[override]
-        return iter(self.accounts.values())
+    def __iter__(self) -> Iterator[Account]:
+        return iter(list(self.accounts.values()))
 
 
 def _rendezvous(key: str, account_id: str, weight: int) -> float:
+    """Weighted rendezvous hashing: each key ranks the accounts the same way every time."""
     digest = hashlib.blake2b(f"{key}|{account_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2**64 * max(1, weight)
+    u = (int.from_bytes(digest, "big") + 1) / (2**64 + 2)  # in (0, 1)
+    return -max(1, weight) / math.log(u)

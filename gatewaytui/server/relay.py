@@ -45,6 +45,7 @@ from ..model import (
     Usage,
 )
 from ..pool.account import Account
+from ..pool.affinity import affinity
 from ..providers import registry
 from ..providers.base import UpstreamError, UpstreamRequest
 from ..runtime import Runtime
@@ -135,7 +136,13 @@ def admit(rt: Runtime, call_key: dict[str, Any], req: ChatRequest, route: str, r
         if quota is not None:
             quota.check(call_key, model, route)
         return model, rt.wallet.free_hold(call_key["tenant_id"], request_id), price, True
-    worst = pricing.worst_case(price, input_bound(raw_len, req), max_tokens)
+    if req.max_tokens is None:
+        req.max_tokens = max_tokens  # the hold's ceiling is sent upstream, so output cannot outgrow it
+    if req.thinking is not None and req.thinking.budget_tokens:
+        max_tokens = max(max_tokens, req.thinking.budget_tokens + 1024)  # encoders may raise max_tokens past the budget
+    preset_bytes = len(str(req.extras.get("preset_system") or "").encode("utf-8", "surrogatepass"))
+    bound = input_bound(raw_len, req) + preset_bytes + pricing.url_media_tokens(req)
+    worst = pricing.worst_case(price, bound, max_tokens)
     caps = getattr(rt, "caps", None)
     if caps is not None:
         caps.check(call_key["tenant_id"], model, worst)
@@ -216,9 +223,14 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
     provider_name = rt.catalog.provider_module(call.model)
     tried: set[str] = set()
     last: UpstreamError | None = None
+    causes: list[str] = []
+    aff = affinity(call.req, call.flight.headers)
+    sticky, session = (aff.key, aff.session) if aff else (None, None)
     for _ in range(max(1, rt.cfg.routing.max_attempts)):
-        sticky = call.req.user_id or call.req.headers.get("session_id")
-        candidates = [a for a in rt.pool.candidates(provider_name, call.model.upstream, call.model.name, sticky) if a.id not in tried]
+        candidates = [
+            a for a in rt.pool.candidates(provider_name, call.model.upstream, call.model.name, sticky, session=session)
+            if a.id not in tried
+        ]
         if not candidates:
             break
         acc = candidates[0]
@@ -226,6 +238,7 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
+        rt.pool.claim(call.request_id, session, acc.id)
         call.attempts += 1
         call.flight.attempts = call.attempts
         call.flight.account, call.flight.account_id, call.flight.state = acc.label, acc.id, "waiting"
@@ -233,14 +246,19 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
             return await asyncio.wait_for(attempt(call, acc, stream=stream), timeout=min(remaining, rt.cfg.server.first_byte_timeout))
         except UpstreamError as err:
             last = err
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             last = UpstreamError(504, "timeout", f"upstream account {acc.label} did not answer in time")
             rt.pool.failure(acc, last, call.model.upstream)
         call.errors.append(f"{acc.label}: {last.status} {last.cause}")
+        causes.append(last.cause)
         if not last.retryable:
             raise last.to_gateway_error()
     if last is not None and not last.retryable:
         raise last.to_gateway_error()
+    if last is not None and causes and all(c == "model_not_found" for c in causes):
+        others = [a for a in rt.pool.serving(provider_name, call.model.upstream, call.model.name) if a.id not in tried and a.enabled]
+        if not others:  # every account lacks the model: the client's 404, not an outage
+            raise last.to_gateway_error()
     retry = rt.pool.earliest_recovery(provider_name, call.model.upstream, call.model.name)
     detail = f" (last error: {last.status} {last.cause}: {last.message})" if last else ""
     raise GatewayError("unavailable", f"no healthy upstream account for model {call.model.name}{detail}", retry_after=retry or 30.0)
@@ -250,22 +268,30 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
     """One upstream try. Returns only when the answer is known good enough to commit to."""
     rt = call.rt
     assert rt.http is not None
+    if acc.oauth and rt.oauth is not None:
+        await rt.oauth.ensure_fresh(acc)  # refreshes an expiring token (one refresh per account at a time)
     up = call.provider.build_request(call.req, call.model.upstream, acc.credentials())
     rt.pool.begin(acc)
     response: httpx.Response | None = None
     ok = False
     try:
         try:
-            request = rt.http.build_request("POST", up.url, content=up.body, headers=up.headers)
-            response = await rt.http.send(request, stream=True)
+            opener = getattr(rt.http, "open_upstream", None)  # runtime.UpstreamClient: straight onto aiohttp
+            if opener is not None:
+                response = await opener(up.url, up.body, up.headers)
+            else:
+                request = rt.http.build_request("POST", up.url, content=up.body, headers=up.headers)
+                response = await rt.http.send(request, stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # httpx-aiohttp reports refusals as ConnectTimeout
+            raise _fail(rt, acc, call, UpstreamError(502, "connection", f"cannot reach upstream {acc.label}: {type(exc).__name__}")) from None
         except httpx.TimeoutException as exc:
-            raise _fail(rt, acc, call, UpstreamError(504, "timeout", f"upstream timed out: {type(exc).__name__}"))
+            raise _fail(rt, acc, call, UpstreamError(504, "timeout", f"upstream timed out: {type(exc).__name__}")) from None
         except httpx.HTTPError as exc:
-            raise _fail(rt, acc, call, UpstreamError(502, "connection", f"cannot reach upstream {acc.label}: {type(exc).__name__}"))
+            raise _fail(rt, acc, call, UpstreamError(502, "connection", f"cannot reach upstream {acc.label}: {type(exc).__name__}")) from None
         if response.status_code != 200:
             body = await _read_all(response)
             err = call.provider.classify_error(response.status_code, response.headers, body)
-            raise _fail(rt, acc, call, err)
+            raise _fail(rt, acc, call, err, call.provider.read_quota(response.headers))
         result = Attempt(acc, response, up)
         if stream:
             result.parser = call.provider.StreamParser(call.req)
@@ -276,8 +302,10 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
                 result.result = call.provider.parse_response(body, call.req)
             except GatewayError:
                 raise
+            except UpstreamError as err:  # e.g. an error envelope delivered with HTTP 200
+                raise _fail(rt, acc, call, err) from None
             except Exception:
-                raise _fail(rt, acc, call, UpstreamError(502, "server", "upstream returned an unreadable response"))
+                raise _fail(rt, acc, call, UpstreamError(502, "server", "upstream returned an unreadable response")) from None
             result.raw_body = body
         ok = True
         return result
@@ -288,8 +316,8 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
                 await response.aclose()
 
 
-def _fail(rt: Runtime, acc: Account, call: Call, err: UpstreamError) -> UpstreamError:
-    rt.pool.failure(acc, err, call.model.upstream)
+def _fail(rt: Runtime, acc: Account, call: Call, err: UpstreamError, quota: dict[str, Any] | None = None) -> UpstreamError:
+    rt.pool.failure(acc, err, call.model.upstream, quota)
     rt.bus.publish("request.attempt_failed", id=call.request_id, account=acc.label, status=err.status, cause=err.cause)
     return err
 
@@ -370,7 +398,11 @@ async def unary_response(call: Call) -> Response:
 async def stream_response(call: Call) -> Response:
     rt = call.rt
     task = asyncio.create_task(connect(call, stream=True))
-    done, _ = await asyncio.wait({task}, timeout=rt.cfg.server.keepalive_interval)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=rt.cfg.server.keepalive_interval)
+    except BaseException:  # the client went away inside the commit window: the upstream try goes too
+        rt.track(_abandon(rt, task))
+        raise
     if task in done:
         exc = task.exception()
         if isinstance(exc, GatewayError):
@@ -381,9 +413,27 @@ async def stream_response(call: Call) -> Response:
     body = _stream_body(call, task)
     response = Response(body, status=200, headers={
         **_response_headers(call), "cache-control": "no-cache", "x-accel-buffering": "no",
-    }, content_type=call.protocol.STREAM_CONTENT_TYPE)
+    }, content_type=stream_content_type(call))
     response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut long streams; the idle timeout guards instead
     return response
+
+
+def stream_content_type(call: Call) -> str:
+    """Gemini without ``alt=sse`` streams a JSON array; everything else is SSE."""
+    if call.protocol.NAME == "gemini" and not call.req.extras.get("gemini_sse", True):
+        return getattr(call.protocol, "ARRAY_CONTENT_TYPE", "application/json")
+    return call.protocol.STREAM_CONTENT_TYPE
+
+
+async def _abandon(rt: Runtime, task: asyncio.Task[Attempt]) -> None:
+    """Stop an upstream try nobody will read; if it connected anyway, free its account slot and response."""
+    task.cancel()
+    try:
+        at = await task
+    except BaseException:  # noqa: BLE001 - cancelled or failed: attempt() cleaned up after itself
+        return
+    rt.pool.end(at.account)
+    await at.response.aclose()
 
 
 async def _stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[bytes]:
@@ -412,7 +462,10 @@ async def _stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator
         call.flight.state = "streaming"
         call.flight.first_token = time.time()
         out = meter.feed(at.events)
+        injected = False  # passthrough: the gateway had to add an event of its own (an error)
         if passthrough:
+            for e in out:  # the encoder follows the message, so an error it must add continues this one
+                encoder.encode(e)
             yield b"".join(at.buffered)
         else:
             yield b"".join(encoder.encode(e) for e in out)
@@ -425,7 +478,10 @@ async def _stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator
                         chunk = await it.__anext__()
                 except StopAsyncIteration:
                     events = meter.feed(at.parser.finish())
-                    if not passthrough and events:
+                    if passthrough:  # no upstream bytes carry what the parser concludes at the end (a cut stream)
+                        events = [e for e in events if isinstance(e, StreamError)]
+                        injected = injected or bool(events)
+                    if events:
                         yield b"".join(encoder.encode(e) for e in events)
                     break
                 except (TimeoutError, httpx.HTTPError) as exc:
@@ -438,19 +494,20 @@ async def _stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator
                 elif events:
                     yield b"".join(encoder.encode(e) for e in events)
         if meter.failed and not meter.error_sent:
-            meter.error_sent = True
+            meter.error_sent = injected = True
             yield encoder.encode(StreamError("api_error", meter.failed, 502))
         elif not meter.finished and not meter.failed:
             meter.failed = "upstream stream ended before completion"
+            injected = True
             yield encoder.encode(StreamError("api_error", meter.failed, 502))
-        tail = encoder.finish()
+        tail = encoder.finish() if not passthrough or injected else b""  # passthrough: the upstream's own end
         if tail:
             yield tail
         outcome = "ok" if meter.finished and not meter.failed else "error"
         error = meter.failed
     finally:
-        if not task.done():
-            task.cancel()
+        if at is None:  # never took the attempt over (client gone while failing over): cancel or release it
+            rt.track(_abandon(rt, task))
         usage = meter.usage() if at is not None else None
         if outcome == "cancelled":
             error = "client disconnected"

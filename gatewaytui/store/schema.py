@@ -123,3 +123,24 @@ def m001_initial(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m002_billing(db: Database) -> None:
+    """Stripe top-ups (to reverse refunds), the time of the last subscription event applied, lookups."""
+    db.executescript(
+        """
+        CREATE TABLE stripe_payments (
+            payment_intent TEXT PRIMARY KEY,
+            tenant_id INTEGER NOT NULL REFERENCES tenants(id),
+            session_id TEXT NOT NULL,
+            amount_micro INTEGER NOT NULL,
+            refunded_micro INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        ALTER TABLE tenants ADD COLUMN stripe_event_at REAL;
+        CREATE INDEX tenants_customer ON tenants(stripe_customer_id);
+        CREATE INDEX tenants_subscription ON tenants(subscription_id);
+        CREATE INDEX requests_tenant_started ON requests(tenant_id, started_at);
+        """
+    )

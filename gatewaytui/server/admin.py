@@ -1,0 +1,498 @@
+"""The operator's HTTP API: upstream accounts, routing settings, Claude Code's settings.
+
+Every route but the OAuth callback needs the admin token (``Authorization: Bearer``). Each one calls
+the same operator actions the console uses (``gatewaytui.admin``), so both front ends behave alike and
+every change is published on the event bus. Errors are ``{"error": {"type", "message"}}`` with the
+status that fits (400 bad body, 401/403 admin token, 404 unknown account or model, 409 conflict).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from quart import Quart, Response, request
+
+from .. import admin, claude_settings
+from ..codec import dumps, loads
+from ..config import PROVIDERS, ROUTES
+from ..model import GatewayError
+from ..pool.pool import SERVES
+from ..runtime import Runtime
+from .auth import require_admin
+
+log = logging.getLogger("gatewaytui.admin")
+
+Handler = Callable[..., Awaitable[Response]]
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(
+        dumps(data), status=status, content_type="application/json", headers={"cache-control": "no-store"}
+    )
+
+
+def error_body(err: GatewayError) -> Response:
+    response = _json({"error": {"type": err.kind, "message": err.message}}, err.status)
+    for name, value in err.headers().items():
+        response.headers[name] = value
+    return response
+
+
+def _bad(message: str) -> GatewayError:
+    return GatewayError("invalid_request", message)
+
+
+async def read_body() -> dict[str, Any]:
+    """The JSON object body (empty body: ``{}``); anything else is a 400."""
+    data = await request.get_data(cache=False)
+    if not data or not data.strip():
+        return {}
+    try:
+        body = loads(data)
+    except Exception:
+        raise _bad("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object")
+    return body
+
+
+def _field(
+    body: dict[str, Any],
+    name: str,
+    kind: type | tuple[type, ...],
+    *,
+    required: bool = False,
+    default: Any = None,
+) -> Any:
+    if name not in body or body[name] is None:
+        if required:
+            raise _bad(f"{name}: field required")
+        return default
+    value = body[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise _bad(f"{name}: expected {_kind_name(kinds)}")
+    if not isinstance(value, kinds):
+        raise _bad(f"{name}: expected {_kind_name(kinds)}")
+    return value
+
+
+def _kind_name(kinds: tuple[type, ...]) -> str:
+    names = {
+        str: "a string",
+        int: "an integer",
+        bool: "a boolean",
+        list: "a list",
+        dict: "an object",
+        float: "a number",
+    }
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def register(app: Quart, rt: Runtime) -> None:
+    def route(
+        rule: str, methods: tuple[str, ...] = ("GET",), *, auth: bool = True
+    ) -> Callable[[Handler], Handler]:
+        def wrap(fn: Handler) -> Handler:
+            @functools.wraps(fn)
+            async def handler(*args: Any, **kwargs: Any) -> Response:
+                try:
+                    if auth:
+                        require_admin(rt)
+                    return await fn(*args, **kwargs)
+                except GatewayError as err:
+                    return error_body(err)
+                except Exception:  # noqa: BLE001 - never a traceback to the client
+                    log.exception("admin API %s %s failed", request.method, request.path)
+                    return error_body(GatewayError("api_error", "internal error; see the gateway log"))
+
+            handler.__name__ = "admin_" + fn.__name__
+            app.add_url_rule(rule, handler.__name__, handler, methods=list(methods))
+            return handler
+
+        return wrap
+
+    def account(ref: str) -> Any:
+        acc = rt.pool.find(ref)
+        if acc is None:
+            raise GatewayError("not_found", f"no account {ref!r}")
+        return acc
+
+    # ------------------------------------------------------------ accounts
+
+    @route("/accounts")
+    async def accounts_list() -> Response:
+        return _json({"strategy": rt.pool.strategy, "accounts": rt.pool.snapshot()})
+
+    @route("/accounts/status")
+    async def accounts_status() -> Response:
+        snap = rt.pool.snapshot()
+        now = time.time()
+        counts = {
+            h: sum(1 for a in snap if a["health"] == h)
+            for h in ("healthy", "cooldown", "throttled", "disabled")
+        }
+        waits = [a["cooldown_until"] - now for a in snap if a["enabled"] and a["cooldown_until"]]
+        slim = [
+            {
+                k: a[k]
+                for k in (
+                    "id",
+                    "label",
+                    "provider",
+                    "health",
+                    "enabled",
+                    "disabled_reason",
+                    "preferred",
+                    "cause",
+                    "since",
+                    "cooldown_until",
+                    "last_error",
+                    "inflight",
+                    "rpm",
+                    "rpm_used",
+                    "model_cooldowns",
+                )
+            }
+            for a in snap
+        ]
+        return _json(
+            {
+                "strategy": rt.pool.strategy,
+                "total": len(snap),
+                **counts,
+                "next_recovery_s": round(max(0.0, min(waits)), 1) if waits else None,
+                "accounts": slim,
+            }
+        )
+
+    @route("/accounts/add", ("POST",))
+    async def accounts_add() -> Response:
+        body = await read_body()
+        provider = _field(body, "provider", str, required=True)
+        if provider not in PROVIDERS:
+            raise _bad(f"provider: unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
+        label = _field(body, "label", str)
+        if _field(body, "oauth", bool, default=False):
+            if rt.oauth is None:
+                raise GatewayError("unavailable", "the gateway is not running")
+            return _json(
+                await rt.oauth.begin(
+                    provider, label, _field(body, "account", str), _field(body, "base_url", str)
+                )
+            )
+        models = _field(body, "models", list)
+        acc = await admin.add_account(
+            rt,
+            provider=provider,
+            label=label,
+            api_key=_field(body, "api_key", str),
+            base_url=_field(body, "base_url", str),
+            priority=_field(body, "priority", int, default=0),
+            weight=_field(body, "weight", int, default=1),
+            models=models,
+            rpm=_field(body, "rpm", int),
+        )
+        return _json({"account": acc}, 201)
+
+    @route("/accounts/oauth/<state>")
+    async def oauth_status(state: str) -> Response:
+        flow = rt.oauth.flow(state) if rt.oauth is not None else None
+        if flow is None:
+            raise GatewayError("not_found", "unknown OAuth state")
+        return _json(flow.public())
+
+    @route("/accounts/oauth/complete", ("POST",))
+    async def oauth_complete() -> Response:
+        """For providers that show the code to paste instead of redirecting to a local port."""
+        body = await read_body()
+        if rt.oauth is None:
+            raise GatewayError("unavailable", "the gateway is not running")
+        acc = await rt.oauth.complete(
+            _field(body, "state", str, default=""), _field(body, "code", str, required=True)
+        )
+        return _json({"account": acc}, 201)
+
+    @route("/auth/callback", auth=False)
+    async def oauth_callback() -> Response:
+        if rt.oauth is None:
+            raise GatewayError("unavailable", "the gateway is not running")
+        from ..oauth import callback_page
+
+        status, title, text = await rt.oauth.callback(dict(request.args.items()))
+        return Response(callback_page(title, text), status=status, content_type="text/html; charset=utf-8")
+
+    @route("/accounts/switch", ("POST",))
+    async def accounts_switch() -> Response:
+        body = await read_body()
+        ref = _field(body, "account", str) or _field(body, "id", str) or _field(body, "label", str)
+        if ref is None:
+            provider = _field(body, "provider", str)
+            if provider is None:
+                raise _bad(
+                    "give the account to prefer (account, id or label), or a provider to clear its preference"
+                )
+            if provider not in PROVIDERS:
+                raise _bad(f"provider: unknown provider {provider!r}")
+            await admin.clear_preferred(rt, provider)
+            return _json({"account": None, "provider": provider})
+        return _json({"account": await admin.prefer_account(rt, ref)})
+
+    @route("/accounts/models")
+    async def accounts_models() -> Response:
+        now = time.time()
+        out = []
+        for acc in sorted(rt.pool, key=lambda a: (a.provider, a.label)):
+            models = []
+            for m in rt.catalog.models.values():
+                module = rt.catalog.provider_module(m)
+                if acc.provider in SERVES.get(module, (module,)) and acc.serves(m.upstream, m.name):
+                    until = acc.model_cooldowns.get(m.upstream, 0)
+                    models.append(
+                        {
+                            "name": m.name,
+                            "upstream": m.upstream,
+                            "available": acc.enabled and until <= now,
+                            "cooldown_until": until if until > now else None,
+                        }
+                    )
+            out.append(
+                {
+                    "id": acc.id,
+                    "label": acc.label,
+                    "provider": acc.provider,
+                    "restricted": bool(acc.models),
+                    "health": acc.health(now),
+                    "models": models,
+                }
+            )
+        return _json({"accounts": out})
+
+    def quota_rows() -> list[dict[str, Any]]:
+        now = time.time()
+        return [
+            {"id": a.id, "label": a.label, "provider": a.provider, "health": a.health(now), "quota": a.quota}
+            for a in sorted(rt.pool, key=lambda a: (a.provider, a.label))
+        ]
+
+    @route("/accounts/quota")
+    async def accounts_quota() -> Response:
+        return _json({"accounts": quota_rows()})
+
+    @route("/accounts/quota/all")
+    async def accounts_quota_refresh() -> Response:
+        results = await admin.refresh_quotas(rt)
+        return _json({"refreshed_at": time.time(), "accounts": quota_rows(), "probes": results})
+
+    @route("/accounts/usage")
+    async def accounts_usage() -> Response:
+        since: float | None = None
+        try:
+            if request.args.get("since"):
+                since = float(request.args["since"])
+            elif request.args.get("hours"):
+                since = time.time() - float(request.args["hours"]) * 3600
+        except ValueError:
+            raise _bad("since (epoch seconds) and hours must be numbers") from None
+        return _json({"accounts": await admin.account_usage(rt, since)})
+
+    @route("/accounts/<ref>")
+    async def account_get(ref: str) -> Response:
+        return _json({"account": account(ref).public()})
+
+    async def update(ref: str) -> Response:
+        body = await read_body()
+        known = {"label", "priority", "weight", "models", "rpm", "base_url"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise _bad(f"cannot change {', '.join(unknown)}; changeable: {', '.join(sorted(known))}")
+        kwargs: dict[str, Any] = {
+            "label": _field(body, "label", str),
+            "priority": _field(body, "priority", int),
+            "weight": _field(body, "weight", int),
+            "models": _field(body, "models", list),
+            "base_url": _field(body, "base_url", str),
+        }
+        if "rpm" in body:
+            kwargs["rpm"] = _field(body, "rpm", int)
+        return _json({"account": await admin.update_account(rt, ref, **kwargs)})
+
+    @route("/accounts/<ref>", ("PATCH",))
+    async def account_patch(ref: str) -> Response:
+        return await update(ref)
+
+    @route("/accounts/<ref>/update", ("POST",))
+    async def account_update(ref: str) -> Response:
+        return await update(ref)
+
+    @route("/accounts/<ref>/reset", ("POST",))
+    async def account_reset(ref: str) -> Response:
+        return _json({"account": await admin.reset_account(rt, ref)})
+
+    @route("/accounts/<ref>/enable", ("POST",))
+    async def account_enable(ref: str) -> Response:
+        return _json({"account": await admin.set_account_enabled(rt, ref, True)})
+
+    @route("/accounts/<ref>/disable", ("POST",))
+    async def account_disable(ref: str) -> Response:
+        return _json({"account": await admin.set_account_enabled(rt, ref, False)})
+
+    @route("/accounts/<ref>/refresh", ("POST",))
+    async def account_refresh(ref: str) -> Response:
+        """Refresh an OAuth account's token now, or probe an API-key account's quota."""
+        acc = account(ref)
+        if acc.oauth and rt.oauth is not None:
+            from ..oauth import OAuthError
+
+            try:
+                await rt.oauth.refresh(acc, force=True)
+            except OAuthError as exc:
+                raise GatewayError(
+                    "invalid_request",
+                    f"refresh failed: {exc.message}",
+                    status=502 if not exc.refused else 400,
+                ) from None
+            return _json({"account": acc.public()})
+        results = await admin.refresh_quotas(rt, acc.id)
+        return _json({"account": acc.public(), "probe": results[0]})
+
+    @route("/accounts/<ref>/remove", ("POST",))
+    async def account_remove(ref: str) -> Response:
+        await admin.remove_account(rt, ref)
+        return _json({"removed": ref})
+
+    @route("/accounts/<ref>", ("DELETE",))
+    async def account_delete(ref: str) -> Response:
+        await admin.remove_account(rt, ref)
+        return _json({"removed": ref})
+
+    # ------------------------------------------------------------ routing settings
+
+    def routing_view() -> dict[str, Any]:
+        cat = rt.catalog
+        return {
+            "strategy": rt.pool.strategy,
+            "default_model": cat.default_model,
+            "haiku_model": cat.haiku_model or "",
+            "aliases": cat.aliases,
+            "models": list(cat.models),
+        }
+
+    @route("/settings/routing")
+    async def routing_get() -> Response:
+        return _json(routing_view())
+
+    @route("/settings/routing", ("POST",))
+    async def routing_post() -> Response:
+        body = await read_body()
+        known = {"strategy", "default_model", "haiku_model", "aliases"}
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise _bad(f"unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        aliases = _field(body, "aliases", dict)
+        for alias, target in (aliases or {}).items():
+            if not alias or (target is not None and not isinstance(target, str)):
+                raise _bad("aliases: expected {alias: model name or null}")
+        strategy = _field(body, "strategy", str)
+        if strategy is not None:
+            await admin.set_strategy(rt, strategy)
+        default = _field(body, "default_model", str)
+        if default is not None:
+            await admin.set_default_model(rt, default)
+        if "haiku_model" in body:
+            await admin.set_haiku_model(rt, _field(body, "haiku_model", str) or "")
+        for alias, target in (aliases or {}).items():
+            await admin.set_alias(rt, alias, target)
+        return _json(routing_view())
+
+    @route("/settings/default-model", ("POST",))
+    async def default_model_post() -> Response:
+        body = await read_body()
+        await admin.set_default_model(rt, _field(body, "model", str, required=True))
+        return _json(routing_view())
+
+    @route("/settings/aliases")
+    async def aliases_get() -> Response:
+        return _json({"aliases": rt.catalog.aliases})
+
+    @route("/settings/aliases", ("POST",))
+    async def aliases_post() -> Response:
+        body = await read_body()
+        alias = _field(body, "alias", str, required=True)
+        if not alias.strip():
+            raise _bad("alias: must not be empty")
+        return _json({"aliases": await admin.set_alias(rt, alias, _field(body, "target", str))})
+
+    @route("/settings/haiku-model")
+    async def haiku_get() -> Response:
+        return _json({"haikuKiloModel": rt.catalog.haiku_model or ""})
+
+    @route("/settings/haiku-model", ("POST",))
+    async def haiku_post() -> Response:
+        body = await read_body()
+        if "haikuKiloModel" not in body:
+            raise _bad('expected {"haikuKiloModel": "<model>"} (an empty string turns the lane off)')
+        await admin.set_haiku_model(rt, _field(body, "haikuKiloModel", str) or "")
+        return _json({"haikuKiloModel": rt.catalog.haiku_model or ""})
+
+    # ------------------------------------------------------------ Claude Code settings
+
+    def gateway_url() -> str:
+        return (rt.cfg.server.public_url or rt.base_url).rstrip("/")
+
+    async def settings_call(fn: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return await asyncio.to_thread(fn, *args, **kwargs)
+        except claude_settings.SettingsError as exc:
+            raise GatewayError("invalid_request", str(exc), status=409) from None
+
+    @route("/claude/config")
+    async def claude_get() -> Response:
+        return _json(await settings_call(claude_settings.read, rt.cfg.claude_home, gateway_url()))
+
+    @route("/claude/config/proxy", ("POST",))
+    async def claude_proxy() -> Response:
+        body = await read_body()
+        key = _field(body, "key", str)
+        tenant = _field(body, "tenant", str)
+        route_name = _field(body, "route", str, default="claudecode")
+        key_var = _field(body, "key_var", str, default="ANTHROPIC_AUTH_TOKEN")
+        if route_name not in (*ROUTES, "v1"):
+            raise _bad(f"route: one of {', '.join((*ROUTES, 'v1'))}")
+        if key_var not in claude_settings.KEY_VARS:
+            raise _bad(f"key_var: one of {', '.join(claude_settings.KEY_VARS)}")
+        if key is None and tenant is None:
+            raise _bad("give key (a gateway key for Claude Code to use) or tenant (to mint one)")
+        if key is not None:
+            try:
+                rt.keyring.authenticate(key)
+            except GatewayError:
+                raise _bad("key: not a valid gateway key") from None
+        else:
+            _, key = await admin.mint_key(rt, tenant, label="claude-code")
+        base = _field(body, "base_url", str) or gateway_url()
+        if not base.startswith(("http://", "https://")):
+            raise _bad("base_url must start with http:// or https://")
+        base_url = base.rstrip("/") + ("" if route_name == "v1" else f"/{route_name}")
+        view = await settings_call(
+            claude_settings.set_proxy,
+            rt.cfg.claude_home,
+            base_url,
+            key,
+            key_var=key_var,
+            gateway_url=gateway_url(),
+        )
+        rt.bus.publish("claude.config", mode="proxy", base_url=base_url, path=view["path"])
+        return _json(view)
+
+    @route("/claude/config/direct", ("POST",))
+    async def claude_direct() -> Response:
+        await read_body()
+        view = await settings_call(claude_settings.set_direct, rt.cfg.claude_home, gateway_url())
+        rt.bus.publish("claude.config", mode="direct", path=view["path"])
+        return _json(view)
