@@ -1,0 +1,241 @@
+"""The operator console: six screens over one *source*, switched with number keys.
+
+    ConsoleApp(LocalSource(rt))               inside the gateway process (``gatewaytui``)
+    ConsoleApp(RemoteSource(url, token))      against a headless gateway (``gatewaytui attach``)
+
+Bus events reach the console through one worker that reads ``source.events()``: it records the notable
+ones for the overview's log and posts a ``SourceActivity`` message, which Textual coalesces
+(``can_replace``), so a burst of events costs one redraw. Screens otherwise redraw from snapshots on their
+own timers (see ``screens/base.py``). Every binding has an id; ``keymap`` remaps them by id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+from textual.app import App, ScreenStackError
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+
+from .screens.accounts import AccountsScreen
+from .screens.base import ConsoleScreen
+from .screens.help import HelpScreen
+from .screens.overview import OverviewScreen
+from .screens.routing import RoutingScreen
+from .screens.streams import StreamsScreen
+from .screens.tenants import TenantsScreen
+from .source import ActionError, Source
+
+log = logging.getLogger("gatewaytui.tui")
+
+SCREENS: list[tuple[str, str, type[ConsoleScreen]]] = [
+    ("overview", "Overview", OverviewScreen),
+    ("streams", "Streams", StreamsScreen),
+    ("accounts", "Accounts", AccountsScreen),
+    ("tenants", "Tenants", TenantsScreen),
+    ("routing", "Routing", RoutingScreen),
+    ("help", "Help", HelpScreen),
+]
+
+NOISY = ("request.started", "request.finished", "account.quota")  # not logged, unless they report an error
+THEMES = ("textual-dark", "textual-light")
+
+_screens = Binding.Group("Screens", compact=True)
+
+
+class SourceActivity(Message):
+    """Bus events arrived; the topics wait in ``ConsoleApp.pending_topics``. Bursts collapse into one."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SourceActivity)
+
+
+class ConsoleApp(App[None]):
+    TITLE = "gatewaytui"
+    CSS_PATH = "app.tcss"
+    ENABLE_COMMAND_PALETTE = False
+    MODES: ClassVar[dict[str, Any]] = {mode: cls for mode, _, cls in SCREENS}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *[
+            Binding(str(i), f"show('{mode}')", title, id=f"show.{mode}", group=_screens)
+            for i, (mode, title, _) in enumerate(SCREENS, start=1)
+        ],
+        Binding("question_mark", "show('help')", "Help", id="show.help-alt", show=False),
+        Binding("t", "toggle_theme", "Theme", id="app.theme"),
+        Binding("q", "quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        refresh_ms: int | None = None,
+        theme: str | None = None,
+        keymap: dict[str, str] | None = None,
+        screen: str = "overview",
+    ) -> None:
+        super().__init__()
+        if screen not in self.MODES:
+            raise ValueError(f"no console screen {screen!r}; one of {', '.join(self.MODES)}")
+        self.source = source
+        self.first_screen = screen
+        self.opened = asyncio.Event()
+        self.link = "connecting"
+        self.last_snapshot: dict[str, Any] | None = None
+        self.event_log: deque[dict[str, Any]] = deque(maxlen=200)
+        self.events_seen = 0
+        self.pending_topics: set[str] = set()
+        self.keymap_overrides: dict[str, str] = dict(keymap or {})
+        self._refresh_ms = refresh_ms
+        self._theme_given = theme
+        self._settings_applied = False
+        self.closed = False
+        if theme:
+            self.theme = theme
+        if keymap:
+            self.set_keymap(keymap)
+
+    # -------------------------------------------------------------- life cycle
+
+    @property
+    def refresh_s(self) -> float:
+        return max(50, self._refresh_ms or 500) / 1000
+
+    async def on_mount(self) -> None:
+        try:
+            await self.source.open()
+        except Exception as exc:  # noqa: BLE001 - shown, never fatal
+            self.link = f"offline: {exc}"
+        self.opened.set()
+        await self.switch_mode(self.first_screen)
+        self.run_worker(self._pump(), group="events", exit_on_error=False)
+
+    async def on_unmount(self) -> None:
+        await self.close_source()
+
+    async def action_quit(self) -> None:
+        await self.close_source()
+        self.exit()
+
+    async def close_source(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                await self.source.close()
+            except Exception:  # noqa: BLE001
+                log.exception("closing the console's source failed")
+
+    # -------------------------------------------------------------- data
+
+    async def fetch_snapshot(self) -> dict[str, Any] | None:
+        """The source's snapshot, or the last good one if the source fails (the failure shows in the status bar)."""
+        try:
+            snap = await self.source.snapshot()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a console must survive its source
+            self.link = f"offline: {str(exc)[:60]}"
+            return self.last_snapshot
+        self.link = "● live"
+        self.last_snapshot = snap
+        if not self._settings_applied:
+            self._apply_settings(snap.get("console") or {})
+        return snap
+
+    def _apply_settings(self, settings: dict[str, Any]) -> None:
+        self._settings_applied = True
+        if self._refresh_ms is None and isinstance(settings.get("refresh_ms"), int):
+            self._refresh_ms = settings["refresh_ms"]
+        if self._theme_given is None and settings.get("theme") in self.available_themes:
+            self.theme = settings["theme"]
+        keymap = settings.get("keymap")
+        if isinstance(keymap, dict) and keymap:
+            self.keymap_overrides = {**keymap, **self.keymap_overrides}
+            self.set_keymap(self.keymap_overrides)
+
+    async def _pump(self) -> None:
+        async for event in self.source.events():
+            self.events_seen += 1
+            topic = str(event.get("topic", ""))
+            data = event.get("data") or {}
+            if topic not in NOISY or data.get("error") or data.get("status") == "error":
+                self.event_log.appendleft(event)
+            self.pending_topics.add(topic)
+            self.post_message(SourceActivity())
+
+    def on_source_activity(self, _: SourceActivity) -> None:
+        topics, self.pending_topics = self.pending_topics, set()
+        screen = self._top()
+        if isinstance(screen, ConsoleScreen):
+            screen.on_bus(topics)
+
+    def _top(self) -> Screen[Any] | None:
+        try:
+            return self.screen
+        except ScreenStackError:  # starting up or shutting down
+            return None
+
+    # -------------------------------------------------------------- actions
+
+    def perform(
+        self,
+        work: Awaitable[Any],
+        done: str | None = None,
+        *,
+        after: Callable[[], None] | None = None,
+        then: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Run an operator action as a worker: notify its outcome, then call ``then(result)`` and ``after()``."""
+
+        async def run() -> None:
+            try:
+                result = await work
+            except ActionError as err:
+                self.notify(err.message, title="Refused", severity="error", timeout=6, markup=False)
+                return
+            except Exception as exc:  # noqa: BLE001 - a failed action must not end the console
+                log.exception("console action failed")
+                self.notify(
+                    f"{exc.__class__.__name__}: {exc}",
+                    title="Failed",
+                    severity="error",
+                    timeout=8,
+                    markup=False,
+                )
+                return
+            if done:
+                self.notify(done, timeout=3, markup=False)
+            if then is not None:
+                then(result)
+            if after is not None:
+                after()
+
+        self.run_worker(run(), group="action", exit_on_error=False)
+
+    async def settle(self) -> None:
+        """Wait for running actions and reloads (tests and the screenshot script use this, never sleeps)."""
+        for _ in range(10):
+            busy = [w for w in self.workers if w.group in ("action", "reload") and not w.is_finished]
+            if not busy:
+                return
+            await self.workers.wait_for_complete(busy)
+
+    # -------------------------------------------------------------- bindings
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("show", "toggle_theme") and isinstance(self._top(), ModalScreen):
+            return False  # finish or dismiss the dialog first
+        return True
+
+    async def action_show(self, mode: str) -> None:
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
+            self.pop_screen()  # leave a detail screen when switching away
+        await self.switch_mode(mode)
+
+    def action_toggle_theme(self) -> None:
+        self.theme = THEMES[1] if self.current_theme.dark else THEMES[0]

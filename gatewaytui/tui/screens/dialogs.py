@@ -1,0 +1,323 @@
+"""The console's dialogs: forms for operator actions, a confirmation, and the shown-once key secret.
+
+Each dialog is a ``ModalScreen``; its rules in ``dialogs.tcss`` nest under its own type. A form dismisses
+with a dict of checked values (or None when cancelled); the screen that opened it runs the action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Input, Label, Select, Static
+
+from ...billing.pricing import format_usd, parse_usd
+
+PROVIDERS = ("anthropic", "openai", "gemini", "openrouter", "openai-compatible")
+KEY_KINDS = ("payg", "subscription")
+
+
+class FormDialog(ModalScreen[dict[str, Any] | None]):
+    """A titled form: ``fields()`` yields the widgets, ``collect()`` returns values or a problem (str)."""
+
+    CSS_PATH = "dialogs.tcss"
+    TITLE_TEXT = ""
+    OK_LABEL = "OK"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "submit", "Submit", id="dialog.submit"),
+        Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.TITLE_TEXT, classes="title")
+            yield from self.fields()
+            yield Label("", classes="problem")
+            with Horizontal(classes="buttons"):
+                yield Button(self.OK_LABEL, variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+        yield Footer(compact=True)
+
+    def fields(self) -> Iterable[Widget]:
+        raise NotImplementedError
+
+    def collect(self) -> dict[str, Any] | str:
+        raise NotImplementedError
+
+    def value(self, field_id: str) -> str:
+        return self.query_one(f"#{field_id}", Input).value.strip()
+
+    def choice(self, field_id: str) -> Any:
+        value = self.query_one(f"#{field_id}", Select).value
+        return None if value is Select.NULL else value
+
+    def action_submit(self) -> None:
+        result = self.collect()
+        if isinstance(result, str):
+            self.query_one(".problem", Label).update(Text(result))
+            return
+        self.dismiss(result)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_submit()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "ok":
+            self.action_submit()
+        else:
+            self.action_cancel()
+
+
+def _field(label: str, widget: Widget) -> Iterable[Widget]:
+    yield Label(label, classes="field-label")
+    yield widget
+
+
+class AddAccountDialog(FormDialog):
+    TITLE_TEXT = "Add an upstream account"
+    OK_LABEL = "Add"
+
+    def fields(self) -> Iterable[Widget]:
+        yield from _field(
+            "Provider",
+            Select(
+                [(p, p) for p in PROVIDERS], value="anthropic", allow_blank=False, id="provider", compact=True
+            ),
+        )
+        yield from _field(
+            "Label",
+            Input(placeholder="e.g. anthropic-team-2 (default: provider-time)", id="label", compact=True),
+        )
+        yield from _field(
+            "Base URL", Input(placeholder="blank: the provider's default", id="base_url", compact=True)
+        )
+        yield from _field(
+            "API key",
+            Input(
+                placeholder="stored encrypted; never shown again", password=True, id="api_key", compact=True
+            ),
+        )
+
+    def collect(self) -> dict[str, Any] | str:
+        provider = self.choice("provider")
+        api_key, base_url = self.value("api_key"), self.value("base_url")
+        if not api_key:
+            return "an API key is required"
+        if base_url and not base_url.startswith(("http://", "https://")):
+            return "the base URL must start with http:// or https://"
+        if provider == "openai-compatible" and not base_url:
+            return "openai-compatible accounts need a base URL"
+        return {
+            "provider": provider,
+            "label": self.value("label") or None,
+            "base_url": base_url or None,
+            "api_key": api_key,
+        }
+
+
+class CreateTenantDialog(FormDialog):
+    TITLE_TEXT = "Create a tenant"
+    OK_LABEL = "Create"
+
+    def fields(self) -> Iterable[Widget]:
+        yield from _field("Name", Input(placeholder="e.g. acme", id="name", compact=True))
+
+    def collect(self) -> dict[str, Any] | str:
+        name = self.value("name")
+        if not name or len(name) > 200:
+            return "a tenant name is 1-200 characters"
+        return {"name": name}
+
+
+class MintKeyDialog(FormDialog):
+    TITLE_TEXT = "Mint an API key"
+    OK_LABEL = "Mint"
+
+    def __init__(self, tenant: str = "") -> None:
+        super().__init__()
+        self.tenant = tenant
+
+    def fields(self) -> Iterable[Widget]:
+        yield from _field("Tenant (created if new)", Input(self.tenant, id="tenant", compact=True))
+        yield from _field(
+            "Kind",
+            Select([(k, k) for k in KEY_KINDS], value="payg", allow_blank=False, id="kind", compact=True),
+        )
+        yield from _field("Label", Input(placeholder="optional, e.g. ci", id="label", compact=True))
+
+    def collect(self) -> dict[str, Any] | str:
+        tenant = self.value("tenant")
+        if not tenant:
+            return "which tenant?"
+        return {"tenant": tenant, "kind": self.choice("kind"), "label": self.value("label") or None}
+
+
+class CreditDialog(FormDialog):
+    TITLE_TEXT = "Credit a tenant"
+    OK_LABEL = "Credit"
+
+    def __init__(self, tenant: str = "") -> None:
+        super().__init__()
+        self.tenant = tenant
+
+    def fields(self) -> Iterable[Widget]:
+        yield from _field("Tenant", Input(self.tenant, id="tenant", compact=True))
+        yield from _field(
+            "Amount in USD (exact, up to 6 decimals)", Input(placeholder="e.g. 25.00", id="usd", compact=True)
+        )
+        yield from _field("Note", Input(placeholder="optional", id="note", compact=True))
+
+    def collect(self) -> dict[str, Any] | str:
+        tenant = self.value("tenant")
+        if not tenant:
+            return "which tenant?"
+        try:
+            amount = parse_usd(self.value("usd"))
+        except ValueError as exc:
+            return str(exc)
+        if amount <= 0:
+            return "a credit must be a positive amount"
+        return {
+            "tenant": tenant,
+            "amount_micro": amount,
+            "note": self.value("note") or None,
+            "display": format_usd(amount),
+        }
+
+
+class AliasDialog(FormDialog):
+    TITLE_TEXT = "Add or change an alias"
+    OK_LABEL = "Save"
+
+    def __init__(self, models: list[str], target: str | None = None) -> None:
+        super().__init__()
+        self.models = models
+        self.target = target
+
+    def fields(self) -> Iterable[Widget]:
+        yield from _field(
+            "Alias (a name clients may send)", Input(placeholder="e.g. fast", id="alias", compact=True)
+        )
+        yield from _field(
+            "Model",
+            Select(
+                [(Text(m), m) for m in self.models],
+                value=self.target or self.models[0],
+                allow_blank=False,
+                id="target",
+                compact=True,
+            ),
+        )
+
+    def collect(self) -> dict[str, Any] | str:
+        alias = self.value("alias")
+        if not alias:
+            return "an alias needs a name"
+        return {"alias": alias, "target": self.choice("target")}
+
+
+class HaikuDialog(FormDialog):
+    TITLE_TEXT = "Haiku lane: where claude-haiku-* requests go"
+    OK_LABEL = "Save"
+
+    def __init__(self, names: list[str], current: str) -> None:
+        super().__init__()
+        self.names = names
+        self.current = current
+
+    def fields(self) -> Iterable[Widget]:
+        options = [(Text("(off: haiku requests resolve normally)"), "")] + [(Text(n), n) for n in self.names]
+        yield from _field(
+            "Model",
+            Select(
+                options,
+                value=self.current if self.current in self.names else "",
+                allow_blank=False,
+                id="model",
+                compact=True,
+            ),
+        )
+
+    def collect(self) -> dict[str, Any] | str:
+        return {"name": self.choice("model") or ""}
+
+
+class ConfirmDialog(ModalScreen[bool]):
+    CSS_PATH = "dialogs.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.question), classes="title")
+            with Horizontal(classes="buttons"):
+                yield Button("Yes", variant="error", id="yes")
+                yield Button("No", id="no")
+        yield Footer(compact=True)
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+
+class SecretDialog(ModalScreen[None]):
+    """A freshly minted key, shown once. Closing the dialog drops the only copy the console holds."""
+
+    CSS_PATH = "dialogs.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "copy", "Copy", id="secret.copy"),
+        Binding("escape,enter", "close", "Done", id="secret.close"),
+    ]
+
+    def __init__(self, key: dict[str, Any], secret: str) -> None:
+        super().__init__()
+        self.key = key
+        self.secret = secret
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(
+                Text(f"New {self.key.get('kind')} key {self.key.get('id')} for {self.key.get('tenant')}"),
+                classes="title",
+            )
+            yield Label("Copy it now: it is shown once and only its hash is stored.", classes="warning")
+            yield Static(Text(self.secret), id="secret")
+            with Horizontal(classes="buttons"):
+                yield Button("Copy", variant="primary", id="copy")
+                yield Button("Done", id="done")
+        yield Footer(compact=True)
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(self.secret)
+        self.notify("key copied to the clipboard", timeout=3, markup=False)
+
+    def action_close(self) -> None:
+        self.secret = ""
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "copy":
+            self.action_copy()
+        else:
+            self.action_close()

@@ -1,0 +1,86 @@
+"""Help: every key binding of every screen and dialog, with the id to remap it by."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from .base import ConsoleScreen
+
+
+def binding_groups() -> list[tuple[str, list[Binding]]]:
+    """(section title, bindings) for the app, each screen and each dialog, in the order the operator meets them."""
+    from ..app import SCREENS, ConsoleApp
+    from .dialogs import ConfirmDialog, FormDialog, SecretDialog
+    from .request import RequestScreen
+
+    groups: list[tuple[str, list[BindingType]]] = [("Everywhere", ConsoleApp.BINDINGS)]
+    for _, title, cls in SCREENS:
+        if cls.BINDINGS:
+            groups.append((title, cls.BINDINGS))
+    groups += [
+        ("Request details", RequestScreen.BINDINGS),
+        ("Forms", FormDialog.BINDINGS),
+        ("Confirmations", ConfirmDialog.BINDINGS),
+        ("New key (shown once)", SecretDialog.BINDINGS),
+    ]
+    return [(title, [b for b in Binding.make_bindings(bindings)]) for title, bindings in groups]
+
+
+class HelpScreen(ConsoleScreen):
+    CSS_PATH = "help.tcss"
+    MODE = "help"
+    BINDINGS: ClassVar[list[BindingType]] = []
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="scroll"):
+            yield Static(self._table(), id="bindings")
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """(section, keys as displayed after remapping, what it does, binding id)."""
+        out = []
+        for title, bindings in binding_groups():
+            merged: dict[str, tuple[Binding, list[str]]] = {}
+            for b in bindings:  # "n,escape" arrives as two bindings sharing an id
+                entry = merged.setdefault(b.id or b.action, (b, []))
+                entry[1].append(b.key)
+            for b, keys in merged.values():
+                remapped = self.console.keymap_overrides.get(b.id or "")
+                shown = remapped.split(",") if remapped else keys
+                out.append((title, ", ".join(self._display(b, k) for k in shown), _describe(b), b.id or ""))
+        return out
+
+    def _table(self) -> Table:
+        table = Table(expand=True, box=None, show_edge=False, pad_edge=False)
+        table.add_column("Key", style="bold", width=10, no_wrap=True)
+        table.add_column("Does", ratio=2)
+        table.add_column("Id (remap with keymap)", style="dim", ratio=1, no_wrap=True)
+        section = None
+        for title, keys, does, binding_id in self.rows():
+            if title != section:
+                section = title
+                table.add_row(Text(title, style="bold underline"), "", "")
+            table.add_row(Text(keys), Text(does), Text(binding_id))
+        table.add_row("", "", "")
+        table.add_row(Text("Notes", style="bold underline"), "", "")
+        table.add_row("", "Tables follow the snapshot every refresh; a cooldown counts down live.", "")
+        table.add_row("", "Keys are shown once when minted: copy them before closing the dialog.", "")
+        return table
+
+    def _display(self, b: Binding, key: str) -> str:
+        return self.app.get_key_display(b.with_key(key.strip()))
+
+    def show(self, snap: dict[str, Any]) -> None:
+        pass  # static content; the status bar still follows the gateway
+
+
+def _describe(b: Binding) -> str:
+    if b.description:
+        return b.description
+    return b.action.replace("_", " ")

@@ -1,0 +1,115 @@
+"""Overview: request and token rates, errors, spend, latency and TTFT, account health, notable events."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import BindingType
+from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
+from textual.widgets import Label, Static
+
+from ..format import HEALTH_STYLE, cooldown, count, duration, ms, percent, rate, styled, usd
+from ..widgets import LiveTable, Tile, Trend
+from .base import ConsoleScreen
+
+
+class OverviewScreen(ConsoleScreen):
+    CSS_PATH = "overview.tcss"
+    MODE = "overview"
+    WATCH = ("account.", "tenant.", "routing.")
+    BINDINGS: ClassVar[list[BindingType]] = []
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="tiles"):
+            yield Tile("Req/s", id="rps")
+            yield Tile("Tok/s", id="tps")
+            yield Tile("Errors", id="errors")
+            yield Tile("Spend", id="spend")
+            yield Tile("Latency", id="latency")
+            yield Tile("TTFT", id="ttft")
+        with Horizontal(id="trends"):
+            yield Trend("Requests / s, last 60 s", id="trend-requests")
+            yield Trend("Output tokens / s, last 60 s", id="trend-tokens")
+        with Horizontal(id="lower"):
+            with Vertical(id="health"):
+                yield Label("Accounts", classes="section")
+                yield LiveTable(
+                    [
+                        ("label", "Account", 16),
+                        ("health", "Health", 9),
+                        ("live", "Live", 4),
+                        ("cooldown", "Cooldown", 11),
+                    ],
+                    id="accounts",
+                )
+            with Vertical(id="log"):
+                yield Label("Events", classes="section")
+                yield Static("", id="events")
+
+    def show(self, snap: dict[str, Any]) -> None:
+        stats = snap["stats"]
+        series = snap["traffic"]["series"]
+        self.query_one("#rps", Tile).show(rate(stats["requests_per_s"]), f"{stats['inflight']} live")
+        self.query_one("#tps", Tile).show(count(stats["tokens_per_s"]), "output")
+        err = stats["error_rate_60s"]
+        self.query_one("#errors", Tile).show(
+            percent(err),
+            f"{stats['errors']} of {stats['total']}",
+            level="bad" if err > 0.05 else "warn" if err > 0.01 else "",
+        )
+        self.query_one("#spend", Tile).show(usd(stats["spend_today_micro"]), "today")
+        self.query_one("#latency", Tile).show(
+            ms(stats.get("latency_p50_ms")), f"p95 {ms(stats.get('latency_p95_ms'))}"
+        )
+        self.query_one("#ttft", Tile).show(
+            ms(stats.get("ttft_p50_ms")), f"p95 {ms(stats.get('ttft_p95_ms'))}"
+        )
+        reqs, toks = series["requests"][:-1], series["tokens"][:-1]
+        self.query_one("#trend-requests", Trend).show(
+            reqs, f"peak {max(reqs, default=0):g}/s · {stats['total']} served"
+        )
+        self.query_one("#trend-tokens", Trend).show(toks, f"peak {count(max(toks, default=0))}/s")
+        self.query_one("#accounts", LiveTable).sync(
+            [
+                (a["id"], (a["label"], styled(a["health"], HEALTH_STYLE), str(a["inflight"]), cooldown(a)))
+                for a in snap["accounts"]
+            ]
+        )
+        self._show_events(snap["at"])
+
+    def _show_events(self, now: float) -> None:
+        text = Text()
+        for event in list(self.console.event_log)[:40]:
+            at = event.get("at")
+            age = duration(now - at) if isinstance(at, (int, float)) else ""
+            text.append(f"{age:>6} ", style="dim")
+            text.append(f"{event.get('topic', ''):<20}", style="bold")
+            text.append(" " + _describe(event.get("data") or {}) + "\n")
+        if not text:
+            text.append("no events yet", style="dim")
+        self.query_one("#events", Static).update(text)
+
+    def on_bus(self, topics: set[str]) -> None:
+        if self.snap is not None and self.is_current:
+            try:
+                self._show_events(self.snap["at"])
+            except NoMatches:  # being torn down
+                return
+        super().on_bus(topics)
+
+
+def _describe(data: dict[str, Any]) -> str:
+    parts = []
+    for key in ("label", "name", "tenant", "model", "cause", "status", "note", "reason", "error"):
+        value = data.get(key)
+        if value not in (None, ""):
+            parts.append(str(value))
+    for key in ("default_model", "haiku_model", "preset"):
+        if key in data:
+            parts.append(f"{key}={data[key] or '(off)'}")
+    if isinstance(data.get("aliases"), dict):
+        parts.append("aliases " + (", ".join(f"{a}→{t}" for a, t in data["aliases"].items()) or "(none)"))
+    return " · ".join(parts)[:120]

@@ -1,0 +1,149 @@
+"""Models and routing: the default model, the haiku lane, aliases, and each model's provider and price."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Label, Static
+
+from ..format import short, usd
+from ..widgets import LiveTable
+from .base import ConsoleScreen
+from .dialogs import AliasDialog, ConfirmDialog, HaikuDialog
+
+MODEL_COLUMNS = [
+    ("name", "Model", 18),
+    ("provider", "Provider", 10),
+    ("upstream", "Upstream", 18),
+    ("in", "In $/M", 7),
+    ("out", "Out $/M", 7),
+    ("aliases", "Aliases", 20),
+]
+ALIAS_COLUMNS = [("alias", "Alias", 20), ("target", "Model", 20), ("source", "Set by", 9)]
+
+
+class RoutingScreen(ConsoleScreen):
+    CSS_PATH = "routing.tcss"
+    MODE = "routing"
+    WATCH = ("routing.",)
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("d", "default", "Make default", id="routing.default"),
+        Binding("h", "haiku", "Haiku lane", id="routing.haiku"),
+        Binding("a", "alias", "Alias", id="routing.alias"),
+        Binding("x", "unalias", "Drop alias", id="routing.unalias"),
+        Binding("tab", "app.focus_next", "Models/aliases", id="routing.next", show=False),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        yield Static("", id="lanes")
+        yield Label("Models", classes="section")
+        yield LiveTable(MODEL_COLUMNS, id="models")
+        yield Label("Aliases", classes="section")
+        yield LiveTable(ALIAS_COLUMNS, id="aliases")
+
+    def show(self, snap: dict[str, Any]) -> None:
+        r = snap["routing"]
+        text = Text()
+        text.append("default model ", style="dim")
+        text.append(r["default_model"] or "(none)", style="bold")
+        text.append("   haiku lane ", style="dim")
+        text.append(r["haiku_model"] or "(off)", style="bold" if r["haiku_model"] else "dim")
+        text.append("   strategy ", style="dim")
+        text.append(r["strategy"], style="bold")
+        self.query_one("#lanes", Static).update(text)
+        rows = []
+        for m in r["models"]:
+            name = Text(m["name"], style="bold") if m["name"] == r["default_model"] else m["name"]
+            if m["name"] == r["default_model"]:
+                name.append(" ●", style="green")
+            provider = m["provider"] + ("/resp" if m.get("api") == "responses" else "")
+            rows.append(
+                (
+                    m["name"],
+                    (
+                        name,
+                        short(provider, 10),
+                        short(m["upstream"], 18),
+                        usd(m["input_per_mtok"]),
+                        usd(m["output_per_mtok"]),
+                        short(", ".join(m["aliases"]), 20),
+                    ),
+                )
+            )
+        self.query_one("#models", LiveTable).sync(rows)
+        self.query_one("#aliases", LiveTable).sync(
+            [
+                (
+                    a["alias"],
+                    (
+                        a["alias"],
+                        a["target"],
+                        Text(a["source"], style="bold" if a["source"] == "operator" else "dim"),
+                    ),
+                )
+                for a in r["aliases"]
+            ]
+        )
+
+    def selected_model(self) -> str | None:
+        return self.query_one("#models", LiveTable).selected_key
+
+    def action_default(self) -> None:
+        name = self.selected_model()
+        if name is None:
+            self.notify("select a model first", severity="warning", markup=False)
+            return
+        self.perform(self.console.source.set_default_model(name), f"default model is now {name}")
+
+    def action_haiku(self) -> None:
+        if self.snap is None:
+            return
+        r = self.snap["routing"]
+        names = [m["name"] for m in r["models"]] + [a["alias"] for a in r["aliases"]]
+
+        def chosen(values: dict[str, Any] | None) -> None:
+            if values is not None:
+                name = values["name"]
+                self.perform(self.console.source.set_haiku_model(name), f"haiku lane → {name or 'off'}")
+
+        self.app.push_screen(HaikuDialog(names, r["haiku_model"]), chosen)
+
+    def action_alias(self) -> None:
+        if self.snap is None:
+            return
+        models = [m["name"] for m in self.snap["routing"]["models"]]
+        if not models:
+            self.notify("no models are configured", severity="warning", markup=False)
+            return
+
+        def chosen(values: dict[str, Any] | None) -> None:
+            if values:
+                work = self.console.source.set_alias(values["alias"], values["target"])
+                self.perform(work, f"alias {values['alias']} → {values['target']}")
+
+        self.app.push_screen(AliasDialog(models, self.selected_model()), chosen)
+
+    def action_unalias(self) -> None:
+        alias = self.query_one("#aliases", LiveTable).selected_key
+        entry = next(
+            (a for a in (self.snap or {}).get("routing", {}).get("aliases", []) if a["alias"] == alias), None
+        )
+        if entry is None:
+            self.notify(
+                "select an alias first (Tab moves to the aliases table)", severity="warning", markup=False
+            )
+            return
+        if entry["source"] != "operator":
+            self.notify(
+                f"{alias} comes from the config file; edit it there", severity="warning", markup=False
+            )
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.perform(self.console.source.set_alias(alias, None), f"alias {alias} dropped")
+
+        self.app.push_screen(ConfirmDialog(f"Drop alias {alias}?"), confirmed)

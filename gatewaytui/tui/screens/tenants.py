@@ -1,0 +1,165 @@
+"""Tenants: balances, holds, spend today, subscription quota and keys; create, mint (shown once), revoke, credit."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Label
+
+from ..format import bar, duration, short, usd
+from ..widgets import LiveTable
+from .base import ConsoleScreen
+from .dialogs import ConfirmDialog, CreateTenantDialog, CreditDialog, MintKeyDialog, SecretDialog
+
+TENANT_COLUMNS = [
+    ("name", "Tenant", 14),
+    ("balance", "Balance", 10),
+    ("held", "Held", 8),
+    ("available", "Available", 10),
+    ("today", "Today", 9),
+    ("plan", "Subscription", 17),
+    ("keys", "Keys", 5),
+]
+KEY_COLUMNS = [
+    ("id", "Key id", 20),
+    ("label", "Label", 12),
+    ("kind", "Kind", 12),
+    ("prefix", "Prefix", 13),
+    ("state", "State", 7),
+    ("age", "Age", 6),
+    ("rpm", "RPM", 4),
+]
+KEY_STATE_STYLE = {"active": "green", "revoked": "red", "expired": "yellow"}
+
+
+def tenant_row(t: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    sub = t.get("subscription")
+    if sub and sub.get("tokens_per_day"):
+        plan: Any = Text(f"{short(sub['tier'], 6):<6} ")
+        plan.append_text(bar(sub["tokens_today"] / sub["tokens_per_day"], 5))
+    elif sub:
+        plan = sub["tier"]
+    else:
+        plan = Text("pay as you go", style="dim")
+    active = sum(1 for k in t["keys"] if k["state"] == "active")
+    available = t["available_micro"]
+    return str(t["id"]), (
+        short(t["name"], 14),
+        usd(t["balance_micro"]),
+        usd(t["held_micro"]),
+        Text(usd(available), style="red" if available <= 0 else ""),
+        usd(t["spend_today_micro"]),
+        plan,
+        f"{active}/{len(t['keys'])}",
+    )
+
+
+def key_row(k: dict[str, Any], now: float) -> tuple[str, tuple[Any, ...]]:
+    state = k["state"]
+    return k["id"], (
+        k["id"],
+        short(k.get("label") or "-", 12),
+        k["kind"],
+        k["prefix"] + "…",
+        Text(state, style=KEY_STATE_STYLE.get(state, "")),
+        duration(now - k["created_at"]),
+        str(k["rpm"]) if k.get("rpm") else "-",
+    )
+
+
+class TenantsScreen(ConsoleScreen):
+    CSS_PATH = "tenants.tcss"
+    MODE = "tenants"
+    WATCH = ("tenant.", "key.")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "create", "New tenant", id="tenants.create"),
+        Binding("k", "mint", "Mint key", id="tenants.mint"),
+        Binding("c", "credit", "Credit", id="tenants.credit"),
+        Binding("r", "revoke", "Revoke key", id="tenants.revoke"),
+        Binding("tab", "app.focus_next", "Tenants/keys", id="tenants.next", show=False),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        yield Label("Tenants", id="tenants-title", classes="section")
+        yield LiveTable(TENANT_COLUMNS, id="tenants")
+        yield Label("Keys", id="keys-title", classes="section")
+        yield LiveTable(KEY_COLUMNS, id="keys")
+
+    def selected_tenant(self) -> dict[str, Any] | None:
+        key = self.query_one("#tenants", LiveTable).selected_key
+        if key is None or self.snap is None:
+            return None
+        return next((t for t in self.snap["tenants"] if str(t["id"]) == key), None)
+
+    def show(self, snap: dict[str, Any]) -> None:
+        tenants = snap["tenants"]
+        total = sum(t["balance_micro"] for t in tenants)
+        self.query_one("#tenants-title", Label).update(f"Tenants ({len(tenants)}, {usd(total)} prepaid)")
+        self.query_one("#tenants", LiveTable).sync([tenant_row(t) for t in tenants])
+        self._show_keys()
+
+    def on_data_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
+        if event.data_table.id == "tenants":
+            self._show_keys()
+
+    def _show_keys(self) -> None:
+        t = self.selected_tenant()
+        keys = t["keys"] if t else []
+        title = f"Keys of {t['name']} ({len(keys)})" if t else "Keys"
+        self.query_one("#keys-title", Label).update(Text(title))
+        now = self.snap["at"] if self.snap else 0.0
+        self.query_one("#keys", LiveTable).sync([key_row(k, now) for k in keys])
+
+    # -------------------------------------------------------------- actions
+
+    def action_create(self) -> None:
+        def created(values: dict[str, Any] | None) -> None:
+            if values:
+                self.perform(
+                    self.console.source.create_tenant(values["name"]), f"tenant {values['name']} ready"
+                )
+
+        self.app.push_screen(CreateTenantDialog(), created)
+
+    def action_mint(self) -> None:
+        t = self.selected_tenant()
+
+        def minted(values: dict[str, Any] | None) -> None:
+            if values:
+                work = self.console.source.mint_key(
+                    values["tenant"], kind=values["kind"], label=values["label"]
+                )
+                self.console.perform(
+                    work, then=lambda result: self.app.push_screen(SecretDialog(*result)), after=self.kick
+                )
+
+        self.app.push_screen(MintKeyDialog(t["name"] if t else ""), minted)
+
+    def action_credit(self) -> None:
+        t = self.selected_tenant()
+
+        def credited(values: dict[str, Any] | None) -> None:
+            if values:
+                work = self.console.source.credit(
+                    values["tenant"], values["amount_micro"], note=values["note"]
+                )
+                self.perform(work, f"credited {values['display']} to {values['tenant']}")
+
+        self.app.push_screen(CreditDialog(t["name"] if t else ""), credited)
+
+    def action_revoke(self) -> None:
+        key_id = self.query_one("#keys", LiveTable).selected_key
+        if key_id is None:
+            self.notify("select a key first (Tab moves to the keys table)", severity="warning", markup=False)
+            return
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self.perform(self.console.source.revoke_key(key_id), f"key {key_id} revoked")
+
+        self.app.push_screen(
+            ConfirmDialog(f"Revoke key {key_id}? Clients using it are refused at once."), confirmed
+        )

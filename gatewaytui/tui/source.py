@@ -1,0 +1,154 @@
+"""Where the console's data comes from: a *source*.
+
+A source has a life cycle (``open``/``close``), reads (``snapshot``, ``request``, ``events``) and the
+operator actions of ``gatewaytui.admin``, each a thin call of ``act(name, **args)``. Two sources exist:
+``LocalSource`` wraps the ``Runtime`` of the gateway the console runs in; ``RemoteSource`` (``remote.py``)
+talks HTTP to a headless gateway. Both end in ``gatewaytui.server.events.run_action``, which validates
+the arguments and calls the admin function: one code path for the console, ``attach`` and the admin API.
+
+Snapshot shape (built by ``gatewaytui.server.events.build_snapshot``)::
+
+    at, started_at, draining
+    traffic   inflight[], recent[] (per-request dicts), series{requests,tokens,errors}[60], stats{...}
+    accounts  [Account.public()]
+    tenants   [{id, name, balance_micro, held_micro, available_micro, spend_today_micro, keys[], subscription}]
+    routing   {default_model, haiku_model, strategy, models[], aliases[], presets{}}
+    stats     {inflight, requests_per_s, tokens_per_s, error_rate_60s, spend_today_micro, latency/ttft p50/p95...}
+    console   {refresh_ms, theme, keymap}
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ..model import GatewayError
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+
+class ActionError(Exception):
+    """An operator action was refused; ``message`` is fit to show the operator."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+class SourceUnavailable(Exception):
+    """The source cannot be read right now (a remote gateway is unreachable)."""
+
+
+class Source:
+    """The interface the console reads. Subclasses implement the first six methods."""
+
+    name = "source"
+
+    async def open(self) -> None:
+        """Acquire what the source needs, in the console's event loop."""
+
+    async def close(self) -> None:
+        """Release it."""
+
+    async def snapshot(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def request(self, request_id: str) -> dict[str, Any] | None:
+        """One request in full (headers without secrets, usage line items, error), or None."""
+        raise NotImplementedError
+
+    def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Bus events as ``{"topic", "data", "at"}`` dicts, until the source closes."""
+        raise NotImplementedError
+
+    async def act(self, action: str, **args: Any) -> Any:
+        """Run an operator action (see ``gatewaytui.server.events.ACTIONS``); raises ``ActionError``."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- actions (mirroring gatewaytui.admin)
+
+    async def create_tenant(self, name: str) -> dict[str, Any]:
+        return await self.act("create_tenant", name=name)
+
+    async def mint_key(
+        self, tenant: str, *, kind: str = "payg", label: str | None = None
+    ) -> tuple[dict[str, Any], str]:
+        result = await self.act("mint_key", tenant=tenant, kind=kind, label=label)
+        return result["key"], result["secret"]
+
+    async def revoke_key(self, key_id: str) -> bool:
+        return bool((await self.act("revoke_key", key_id=key_id))["revoked"])
+
+    async def credit(self, tenant: str, amount_micro: int, *, note: str | None = None) -> int:
+        result = await self.act("credit", tenant=tenant, amount_micro=amount_micro, kind="topup", note=note)
+        return int(result["balance_micro"])
+
+    async def add_account(
+        self, *, provider: str, label: str | None, api_key: str, base_url: str | None = None
+    ) -> dict[str, Any]:
+        return await self.act(
+            "add_account", provider=provider, label=label, api_key=api_key, base_url=base_url
+        )
+
+    async def set_account_enabled(self, ref: str, enabled: bool) -> dict[str, Any]:
+        return await self.act("set_account_enabled", ref=ref, enabled=enabled)
+
+    async def reset_account(self, ref: str) -> dict[str, Any]:
+        return await self.act("reset_account", ref=ref)
+
+    async def prefer_account(self, ref: str) -> dict[str, Any]:
+        return await self.act("prefer_account", ref=ref)
+
+    async def remove_account(self, ref: str) -> None:
+        await self.act("remove_account", ref=ref)
+
+    async def set_default_model(self, name: str) -> None:
+        await self.act("set_default_model", name=name)
+
+    async def set_haiku_model(self, name: str) -> None:
+        await self.act("set_haiku_model", name=name)
+
+    async def set_alias(self, alias: str, target: str | None) -> dict[str, str]:
+        return (await self.act("set_alias", alias=alias, target=target))["aliases"]
+
+    async def set_preset(self, route: str, system: str) -> dict[str, Any]:
+        return await self.act("set_preset", route=route, system=system)
+
+
+class LocalSource(Source):
+    """The console inside the gateway process: reads the runtime, acts through ``gatewaytui.admin``.
+
+    Reads touch in-memory state on the loop and the database through ``rt.read`` (a worker thread), so
+    a console frame never blocks the gateway's loop for a query.
+    """
+
+    name = "local"
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def snapshot(self) -> dict[str, Any]:
+        from ..server.events import build_snapshot
+
+        return await build_snapshot(self.rt)
+
+    async def request(self, request_id: str) -> dict[str, Any] | None:
+        from ..server.events import request_detail
+
+        return await request_detail(self.rt, request_id)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:  # type: ignore[override]
+        with self.rt.bus.subscribe() as sub:
+            while True:
+                event = await sub.get()
+                yield event.to_dict()
+
+    async def act(self, action: str, **args: Any) -> Any:
+        from ..server.events import run_action
+
+        try:
+            return await run_action(self.rt, action, args)
+        except GatewayError as err:
+            raise ActionError(err.kind, err.message) from None

@@ -1,0 +1,382 @@
+"""Shared by the console tests: a frozen clock, deterministic ids, and a seeded runtime behind a LocalSource.
+
+Also tests the console's pure formatting helpers.
+"""
+
+from __future__ import annotations
+
+import time as real_time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from gatewaytui import admin
+from gatewaytui import config as configmod
+from gatewaytui.billing.pricing import Price, cost
+from gatewaytui.model import Usage
+from gatewaytui.runtime import Runtime
+from gatewaytui.store import requests as request_store
+from gatewaytui.store import tenants as tenant_store
+from gatewaytui.traffic import Flight
+from gatewaytui.tui import format as fmt
+from gatewaytui.tui.app import ConsoleApp
+from gatewaytui.tui.source import LocalSource
+
+FROZEN = 1_767_268_800.0  # 2026-01-01 12:00:00 UTC
+UNUSED_URL = "http://127.0.0.1:9"  # the discard port: nothing here ever calls an upstream
+
+MODELS: list[dict[str, Any]] = [
+    {
+        "name": "claude-sonnet-4-5",
+        "provider": "anthropic",
+        "aliases": ["auto"],
+        "input_per_mtok": 3.0,
+        "output_per_mtok": 15.0,
+        "cache_read_per_mtok": 0.30,
+        "cache_write_per_mtok": 3.75,
+    },
+    {"name": "claude-haiku-4-5", "provider": "anthropic", "input_per_mtok": 1.0, "output_per_mtok": 5.0},
+    {"name": "gpt-4o", "provider": "openai", "input_per_mtok": 2.5, "output_per_mtok": 10.0},
+    {"name": "gemini-2.5-flash", "provider": "gemini", "input_per_mtok": 0.30, "output_per_mtok": 2.50},
+]
+ACCOUNTS: list[dict[str, Any]] = [
+    {"label": "anthropic-1", "provider": "anthropic", "base_url": UNUSED_URL, "api_key": "k-a1", "rpm": 60},
+    {"label": "anthropic-2", "provider": "anthropic", "base_url": UNUSED_URL, "api_key": "k-a2"},
+    {"label": "openai-1", "provider": "openai", "base_url": UNUSED_URL, "api_key": "k-o1"},
+    {"label": "gemini-1", "provider": "gemini", "base_url": UNUSED_URL, "api_key": "k-g1"},
+]
+
+
+def console_config(db: str, **sections: Any) -> configmod.Config:
+    return configmod.parse(
+        {
+            "server": {"host": "127.0.0.1", "port": 0},
+            "database": {"path": db, "flush_interval_ms": 5},
+            "accounts": ACCOUNTS,
+            "models": MODELS,
+            "tiers": [{"name": "pro", "monthly_usd": 49.0, "tokens_per_day": 2_000_000}],
+            **sections,
+        }
+    )
+
+
+# ------------------------------------------------------------------ frozen clock and ids
+
+
+class FrozenTime:
+    """Stands in for the ``time`` module where the console's data reads the clock."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self._ns = int(now * 1e9)
+
+    def time(self) -> float:
+        return self.now
+
+    def time_ns(self) -> int:
+        self._ns += 1  # unique (idempotency keys are built from it)
+        return self._ns
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(real_time, name)
+
+
+class CountingSecrets:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def _next(self) -> int:
+        self.n += 1
+        return self.n
+
+    def token_hex(self, nbytes: int = 16) -> str:
+        return f"{self._next():0{2 * nbytes}x}"
+
+    def token_urlsafe(self, nbytes: int = 32) -> str:
+        return f"demo{self._next():04d}" + "x" * (nbytes - 8)
+
+
+def freeze(monkeypatch: pytest.MonkeyPatch, now: float = FROZEN) -> FrozenTime:
+    import gatewaytui.pool.account
+    import gatewaytui.pool.pool
+    import gatewaytui.runtime
+    import gatewaytui.server.events
+    import gatewaytui.store.accounts
+    import gatewaytui.store.keys
+    import gatewaytui.store.tenants
+    import gatewaytui.traffic
+
+    clock = FrozenTime(now)
+    for module in (
+        gatewaytui.traffic,
+        gatewaytui.pool.account,
+        gatewaytui.pool.pool,
+        gatewaytui.store.keys,
+        gatewaytui.store.accounts,
+        gatewaytui.store.tenants,
+        admin,
+        gatewaytui.server.events,
+        gatewaytui.runtime,
+    ):
+        monkeypatch.setattr(module, "time", clock)
+    secrets = CountingSecrets()
+    monkeypatch.setattr(gatewaytui.store.keys, "secrets", secrets)
+    monkeypatch.setattr(gatewaytui.store.accounts, "secrets", secrets)
+    return clock
+
+
+# ------------------------------------------------------------------ seeded data
+
+
+def flight(
+    n: int,
+    *,
+    now: float,
+    age: float,
+    state: str,
+    tenant: str = "acme",
+    key: str = "ci",
+    model: str = "claude-sonnet-4-5",
+    account: str = "anthropic-1",
+    route: str = "v1",
+    protocol: str = "anthropic",
+    ttft: float | None = 0.4,
+    out: int = 0,
+    inp: int = 1200,
+    cost_micro: int = 0,
+    status: int | None = None,
+    error: str | None = None,
+) -> Flight:
+    f = Flight(
+        id=f"req_{n:04d}",
+        route=route,
+        protocol=protocol,
+        tenant=tenant,
+        key_label=key,
+        model=model,
+        upstream_model=model,
+        account=account,
+        stream=True,
+        state=state,
+        started=now - age,
+        input_tokens=inp,
+        output_tokens=out,
+        cost_micro=cost_micro,
+        status=status,
+        error=error,
+        attempts=1,
+    )
+    if ttft is not None and state != "waiting":
+        f.first_token = f.started + ttft
+    return f
+
+
+async def seed_console(rt: Runtime) -> None:
+    """A small, fixed world: three tenants, four accounts in different states, traffic in flight and done."""
+    now = FROZEN
+    rt.started_at = now - 3723
+    await admin.credit(rt, "acme", 25_000_000, note="seed")
+    await admin.mint_key(rt, "acme", label="ci")
+    await admin.mint_key(rt, "acme", label="laptop")
+    old, _ = await admin.mint_key(rt, "acme", label="old")
+    await admin.revoke_key(rt, old["id"])
+    globex = await admin.create_tenant(rt, "globex")
+    await rt.write(lambda c: tenant_store.update(c, globex["id"], tier="pro", subscription_status="active"))
+    await admin.mint_key(rt, "globex", kind="subscription", label="team")
+    await admin.credit(rt, "initech", 500_000, note="trial")
+    await admin.mint_key(rt, "initech", label="prod")
+    acme = await admin.create_tenant(rt, "acme")
+    price = Price(input=3_000_000, output=15_000_000)
+
+    def usage_rows(conn: Any) -> None:
+        for i, (tenant_id, inp, out, c) in enumerate(
+            [
+                (acme["id"], 12_000, 900, 49_500),
+                (acme["id"], 3_000, 400, 15_000),
+                (globex["id"], 600_000, 40_000, 0),
+            ]
+        ):
+            request_store.insert(
+                conn,
+                {
+                    "id": f"old_{i}",
+                    "tenant_id": tenant_id,
+                    "route": "claudecode" if c == 0 else "v1",
+                    "model": "claude-sonnet-4-5",
+                    "status": "ok",
+                    "input_tokens": inp,
+                    "output_tokens": out,
+                    "cost_micro": c,
+                    "started_at": now - 3600 + i,
+                    "day": "2026-01-01",
+                },
+            )
+
+    await rt.write(usage_rows)
+    await admin.set_alias(rt, "fast", "claude-haiku-4-5")
+    await admin.set_haiku_model(rt, "gemini-2.5-flash")
+    await admin.prefer_account(rt, "anthropic-1")
+    await admin.set_account_enabled(rt, "openai-1", False)
+
+    a1, a2, g1 = rt.pool.find("anthropic-1"), rt.pool.find("anthropic-2"), rt.pool.find("gemini-1")
+    assert a1 and a2 and g1
+    a1.quota = {
+        "requests_limit": 50,
+        "requests_remaining": 38,
+        "tokens_limit": 80_000,
+        "tokens_remaining": 52_000,
+        "unified_5h_utilization": 0.42,
+        "unified_7d_utilization": 0.18,
+        "unified_status": "allowed",
+    }
+    a1.inflight, a1.served, a1.errors = 3, 214, 2
+    a2.cooldown_until, a2.cause, a2.since = now + 42, "rate_limit", now - 18
+    a2.last_error = "429 rate_limit: Number of request tokens has exceeded your per-minute rate limit"
+    a2.served, a2.errors, a2.failures = 97, 5, 1
+    g1.inflight, g1.served = 1, 40
+
+    t = rt.traffic
+    t.open(flight(1, now=now, age=12.0, state="streaming", out=640, cost_micro=13_200))
+    t.open(
+        flight(
+            2,
+            now=now,
+            age=4.5,
+            state="streaming",
+            key="laptop",
+            route="claudecode",
+            out=210,
+            cost_micro=4_650,
+        )
+    )
+    t.open(
+        flight(
+            3,
+            now=now,
+            age=0.8,
+            state="waiting",
+            tenant="globex",
+            key="team",
+            route="cursor",
+            protocol="openai_chat",
+            model="claude-haiku-4-5",
+            ttft=None,
+            cost_micro=0,
+        )
+    )
+    t.open(
+        flight(
+            4,
+            now=now,
+            age=2.2,
+            state="streaming",
+            tenant="initech",
+            key="prod",
+            protocol="gemini",
+            model="gemini-2.5-flash",
+            account="gemini-1",
+            out=95,
+            cost_micro=240,
+        )
+    )
+    n = 10
+    for second in range(58, 0, -1):
+        for j in range((second * 7) % 4):
+            ok = (second + j) % 11 != 0
+            f = flight(
+                n,
+                now=now,
+                age=second + 3.0,
+                state="done" if ok else "error",
+                out=150 + (second * 13 + j * 7) % 400,
+                cost_micro=3_000 + second * 97,
+                status=200 if ok else 502,
+                ttft=0.3 + (second % 5) / 10,
+                error=None if ok else "upstream failed: 502 server: bad gateway",
+            )
+            f.ended = now - second
+            t.close(f)
+            n += 1
+    detail = flight(900, now=now, age=3.4, state="done", out=412, inp=1830, status=200, ttft=0.52)
+    usage = Usage(input_tokens=1830, output_tokens=412, cache_read_tokens=9000)
+    priced = cost(usage, price)
+    detail.cost_micro, detail.line_items = priced.total_micro, priced.items
+    detail.headers = {
+        "anthropic-version": "2023-06-01",
+        "content-type": "application/json",
+        "user-agent": "claude-cli/2.0.14",
+        "x-api-key": "[redacted]",
+    }
+    detail.ended = now - 1.5
+    t.close(detail)
+
+
+class SeededSource(LocalSource):
+    """A LocalSource that owns its runtime: started and seeded inside the console's own event loop."""
+
+    def __init__(
+        self, db: str, seed: Callable[[Runtime], Awaitable[None]] | None = seed_console, **sections: Any
+    ) -> None:
+        self.cfg = console_config(db, **sections)
+        self.seed = seed
+        self.rt: Runtime | None = None  # type: ignore[assignment]
+
+    async def open(self) -> None:
+        self.rt = Runtime(self.cfg)
+        await self.rt.start()
+        if self.seed is not None:
+            await self.seed(self.rt)
+
+    async def close(self) -> None:
+        if self.rt is not None:
+            await self.rt.stop()
+
+
+def seeded_app(db: str, **kw: Any) -> ConsoleApp:
+    return ConsoleApp(SeededSource(db), refresh_ms=60_000, theme=kw.pop("theme", "textual-dark"), **kw)
+
+
+async def ready(pilot: Any, *keys: str) -> None:
+    """Wait for the source, press ``keys``, then let the visible screen finish a reload (no sleeps)."""
+    app = pilot.app
+    await app.opened.wait()
+    await pilot.pause()
+    for key in keys:
+        await pilot.press(key)
+        await app.settle()
+    await app.settle()
+    screen = app.screen
+    if hasattr(screen, "reload"):
+        await screen.reload()
+    await pilot.pause()
+
+
+# ------------------------------------------------------------------ formatting helpers
+
+
+def test_usd_shows_cents_and_never_rounds_small_amounts_to_zero() -> None:
+    assert fmt.usd(0) == "$0.00"
+    assert fmt.usd(25_000_000) == "$25.00"
+    assert fmt.usd(1_234_567_890) == "$1,234.57"
+    assert fmt.usd(4_650) == "$0.00465"
+    assert fmt.usd(1) == "$0.000001"
+    assert fmt.usd(-2_500_000) == "-$2.50"
+    assert fmt.usd(None) == "-"
+    assert [fmt.usd_short(m) for m in (4_650, 135, 49, 0, 25_000_000)] == [
+        "$0.0047",
+        "$0.0001",
+        "<$0.0001",
+        "$0.00",
+        "$25.00",
+    ]
+
+
+def test_durations_counts_and_bars() -> None:
+    assert [fmt.duration(s) for s in (0, 42, 65, 3723, 90_000)] == ["0s", "42s", "1m05s", "1h02m", "1d01h"]
+    assert [fmt.count(n) for n in (950, 1_234, 52_000, 4_100_000)] == ["950", "1.2k", "52k", "4.1M"]
+    assert fmt.bar(0.42, 10).plain == "████░░░░░░  42%"
+    assert fmt.bar(2.0, 4, label=False).plain == "████"
+    assert fmt.bar(None).plain == "-"
+    assert fmt.cooldown({"cooldown": {"cause": "rate_limit", "remaining_s": 42}}) == "rate 42s"
+    assert fmt.cooldown({"cooldown": None}) == ""
