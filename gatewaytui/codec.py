@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +24,7 @@ def loads(data: bytes | str) -> Any:
 
 
 def loads_request(data: bytes, *, max_depth: int = 64) -> Any:
-    """Parse a client body strictly: valid UTF-8 JSON, no NaN, bounded nesting, object at the top."""
+    """Parse a client body strictly: valid UTF-8 JSON, no NaN, bounded nesting, no repeated keys, an object."""
     if not data:
         raise GatewayError("invalid_request", "request body is empty; expected a JSON object")
     try:
@@ -32,20 +33,65 @@ def loads_request(data: bytes, *, max_depth: int = 64) -> Any:
         raise GatewayError("invalid_request", f"request body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise GatewayError("invalid_request", "request body must be a JSON object")
-    _check_depth(obj, max_depth)
+    keys, colons = _check_depth(obj, max_depth)
+    # Each object member has exactly one ':' outside strings, and orjson keeps one member per name: more
+    # separators than members (the strings' own colons aside) means a repeated key. A colon spelled \u003a
+    # is in the strings but not in the text; only then is the exact (slower) check needed.
+    if b"\\u003a" in data or b"\\u003A" in data:
+        repeated = _repeats_a_key(data)
+    else:
+        repeated = data.count(b":") - colons > keys
+    if repeated:
+        raise GatewayError("invalid_request", "request JSON repeats a key within one object")
     return obj
 
 
-def _check_depth(obj: Any, limit: int) -> None:
-    stack: list[tuple[Any, int]] = [(obj, 1)]
-    while stack:
-        node, depth = stack.pop()
+def _check_depth(obj: Any, limit: int) -> tuple[int, int]:
+    """Walk level by level; raise past ``limit``. Returns (object members, colons inside strings)."""
+    keys = colons = 0
+    level: list[Any] = [obj]
+    depth = 1
+    while level:
         if depth > limit:
             raise GatewayError("invalid_request", f"request JSON is nested deeper than {limit} levels")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
+        deeper: list[Any] = []
+        for node in level:
+            if type(node) is dict:
+                keys += len(node)
+                for name in node:
+                    if ":" in name:
+                        colons += name.count(":")
+                values: Any = node.values()
+            else:
+                values = node
+            for v in values:
+                t = type(v)
+                if t is str:
+                    if ":" in v:
+                        colons += v.count(":")
+                elif t is dict or t is list:
+                    deeper.append(v)
+        level = deeper
+        depth += 1
+    return keys, colons
+
+
+def _repeats_a_key(data: bytes) -> bool:
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out = dict(items)
+        if len(out) != len(items):
+            raise _Repeated
+        return out
+
+    try:
+        json.loads(data, object_pairs_hook=pairs)
+    except _Repeated:
+        return True
+    return False
+
+
+class _Repeated(Exception):
+    pass
 
 
 def sse(data: Any, event: str | None = None) -> bytes:

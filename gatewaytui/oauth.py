@@ -304,8 +304,9 @@ class OAuthManager:
 
     async def complete(self, state: str, code: str) -> dict[str, Any]:
         """Trade the authorization code for tokens and add (or re-authorize) the account."""
-        if "#" in code and not state:  # some providers show "code#state" for the operator to paste
-            code, state = code.split("#", 1)
+        if "#" in code:  # some providers show "code#state" for the operator to paste
+            code, _, pasted = code.partition("#")
+            state = state or pasted
         if not state or not code:
             raise _bad("the callback needs both code and state")
         flow = self.flow(state)
@@ -375,7 +376,7 @@ class OAuthManager:
         state, account_id, error = flow.state, flow.account_id, flow.error
         await self.rt.write(
             lambda c: c.execute(
-                "UPDATE oauth_flows SET completed_account = ?, error = ? WHERE state = ?",
+                "UPDATE oauth_flows SET completed_account = ?, error = ?, verifier = '' WHERE state = ?",
                 (account_id, error, state),
             )
         )
@@ -464,10 +465,8 @@ class OAuthManager:
             await self.refresh(acc)
         except OAuthError as exc:
             expires_at = (acc.oauth or {}).get("expires_at") or 0
-            if not exc.refused and expires_at > time.time():
-                log.warning(
-                    "account %s: refresh failed (%s); the current token still works", acc.label, exc.message
-                )
+            if not exc.refused and acc.enabled and expires_at > time.time():
+                log.info("account %s: %s; the current token still works", acc.label, exc.message)
                 return
             raise UpstreamError(
                 401 if exc.refused else 502,
@@ -485,14 +484,20 @@ class OAuthManager:
             if not force and not self.expiring(acc):
                 return False
             refresh_token = (acc.oauth or {}).get("refresh_token")
-            if not refresh_token:
-                self.rt.pool.disable(
-                    acc,
-                    "the OAuth token expired and there is no refresh token: re-authorize the account",
-                    cause="auth",
+            cfg = self.rt.cfg.oauth.get(acc.provider)
+            if not refresh_token or cfg is None:
+                why = (
+                    "there is no refresh token"
+                    if not refresh_token
+                    else f"the config has no [oauth.{acc.provider}]"
                 )
-                raise OAuthError("no refresh token", refused=True)
-            cfg = self.config(acc.provider)
+                if ((acc.oauth or {}).get("expires_at") or 0) > time.time():
+                    # not refused: the current token still works until it expires
+                    raise OAuthError(f"cannot refresh: {why}")
+                self.rt.pool.disable(
+                    acc, f"the OAuth token expired and {why}: re-authorize the account", cause="auth"
+                )
+                raise OAuthError(f"cannot refresh: {why}", refused=True)
             try:
                 tokens, _ = await self._token_request(
                     cfg,

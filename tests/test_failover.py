@@ -101,16 +101,19 @@ async def test_fails_over_to_the_next_account(
     assert (row["attempts"], row["account_id"], row["status"]) == (2, (await account(gw, "b")).id, "ok")
 
 
-async def test_rejected_credentials_disable_the_account(make_gateway: Any, upstream: Any, sdk: Any) -> None:
+@pytest.mark.parametrize("status", [401, 403])
+async def test_rejected_credentials_disable_the_account(
+    make_gateway: Any, upstream: Any, sdk: Any, status: int
+) -> None:
     gw = await make_gateway(accounts=two_accounts(upstream.base_url))
     key = await gw.mint()
-    upstream.fail_key("key-a", status=401)
+    upstream.fail_key("key-a", status=status)
     msg = await sdk.anthropic(gw, key).messages.create(
         model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT
     )
     assert msg.content[0].text
     a = await account(gw, "a")
-    assert not a.enabled and a.cause == "auth" and "401" in (a.disabled_reason or "")
+    assert not a.enabled and a.cause == "auth" and str(status) in (a.disabled_reason or "")
     upstream.clear_faults()
     await sdk.anthropic(gw, key).messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT)
     assert keys_seen(upstream) == ["key-a", "key-b", "key-b"]  # stays out until the operator acts
@@ -171,6 +174,36 @@ async def test_connection_error_and_timeout_fail_over(make_gateway: Any, upstrea
         assert (await account(gw, "dead")).cause == "connection"
         assert (await account(gw, "silent")).cause == "timeout"
         assert keys_seen(upstream) == ["key-good"]
+    finally:
+        silent.close()
+
+
+async def test_failover_stops_at_the_total_deadline(make_gateway: Any, sdk: Any) -> None:
+    silent = socket.socket()  # every account answers nothing
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        accounts = [
+            {
+                "label": f"slow{i}",
+                "provider": "anthropic",
+                "base_url": base,
+                "api_key": f"k{i}",
+                "priority": 9 - i,
+            }
+            for i in range(4)
+        ]
+        gw = await make_gateway(
+            accounts=accounts, server={"first_byte_timeout": 0.4, "failover_deadline": 0.6}
+        )
+        with pytest.raises(anthropic.APIStatusError) as info:
+            await sdk.anthropic(gw, await gw.mint()).messages.create(
+                model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT
+            )
+        assert info.value.status_code == 503 and "retry-after" in info.value.response.headers
+        causes = [gw.rt.pool.find(f"slow{i}").cause for i in range(4)]
+        assert causes[:2] == ["timeout", "timeout"] and causes[3] is None  # the deadline ran out first
     finally:
         silent.close()
 

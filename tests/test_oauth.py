@@ -228,7 +228,7 @@ async def test_callback_on_the_main_app(
             again = await browser.get(callback)  # a reload of the page changes nothing
             forged = await browser.get("/auth/callback?code=x&state=not-a-state")
         assert done.status_code == 200 and "max-1" in done.text
-        assert again.status_code == 200 and len(gw.rt.pool.accounts) == 1
+        assert again.status_code == 200 and [a.label for a in gw.rt.pool] == ["max-1"]
         assert forged.status_code == 400 and "unknown or expired" in forged.text
         # the provider can refuse: the flow records it
         second = (await http.post("/accounts/add", json={"provider": "anthropic", "oauth": True})).json()
@@ -236,6 +236,16 @@ async def test_callback_on_the_main_app(
             denied = await browser.get(f"/auth/callback?error=access_denied&state={second['state']}")
         assert denied.status_code == 400
         assert (await http.get(f"/accounts/oauth/{second['state']}")).json()["status"] == "failed"
+        # providers that show "code#state" for the operator to paste
+        third = (
+            await http.post("/accounts/add", json={"provider": "anthropic", "oauth": True, "label": "pasted"})
+        ).json()
+        async with httpx.AsyncClient() as browser:
+            shown = parse_qs(urlsplit((await browser.get(third["authorize_url"])).headers["location"]).query)
+        pasted = await http.post(
+            "/accounts/oauth/complete", json={"code": f"{shown['code'][0]}#{shown['state'][0]}"}
+        )
+        assert pasted.status_code == 201 and pasted.json()["account"]["label"] == "pasted"
         # bad requests are 400s, not crashes
         assert (
             await http.post("/accounts/add", json={"provider": "gemini", "oauth": True})

@@ -121,13 +121,12 @@ class Pool:
             start = next(self._rr)
             weighted = [a for a in pool for _ in range(max(1, a.weight))]
             offset = start % len(weighted)
-            seen: set[str] = set()
-            ranked = [
-                a for a in weighted[offset:] + weighted[:offset] if not (a.id in seen or seen.add(a.id))
-            ]
-        ranked.sort(
-            key=lambda a: (not a.preferred, -a.priority)
-        )  # stable: keeps strategy order within a tier
+            firsts: dict[str, Account] = {}
+            for a in weighted[offset:] + weighted[:offset]:
+                firsts.setdefault(a.id, a)
+            ranked = list(firsts.values())
+        # preferred, then priority; the sort is stable, so the strategy's order holds within a tier
+        ranked.sort(key=lambda a: (not a.preferred, -a.priority))
         return ranked
 
     def earliest_recovery(self, provider: str, upstream_model: str, name: str) -> float | None:

@@ -72,13 +72,13 @@ async def probe(
             await oauth.ensure_fresh(acc)
         up = provider.build_request(req, model.upstream, acc.credentials())
         response = await http.post(up.url, content=up.body, headers=up.headers, timeout=PROBE_TIMEOUT)
-    except UpstreamError as err:
-        out["status"], out["error"] = err.status, err.message
+    except UpstreamError as refused:  # an OAuth token that cannot be refreshed
+        out["status"], out["error"] = refused.status, refused.message
         return out
     except httpx.HTTPError as exc:
-        err = UpstreamError(502, "connection", f"cannot reach upstream: {type(exc).__name__}")
-        pool.failure(acc, err, model.upstream)
-        out["status"], out["error"] = 502, err.message
+        unreachable = UpstreamError(502, "connection", f"cannot reach upstream: {type(exc).__name__}")
+        pool.failure(acc, unreachable, model.upstream)
+        out["status"], out["error"] = 502, unreachable.message
         return out
     quota = provider.read_quota(response.headers)
     out["status"] = response.status_code

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..codec import SSEDecoder, dumps, loads
+from ..codec import dumps, loads
 from ..model import (
     BlockStart,
     BlockStop,
@@ -28,6 +28,8 @@ from ..model import (
 from ..model.events import BlockKind
 from ..protocols import gemini as wire
 from .base import Credentials, UpstreamError, UpstreamRequest, classify_status
+from .sse_parser import SSEStreamParser
+from .upstream_request import bearer, json_post
 
 NAME = "gemini"
 WIRE = "gemini"
@@ -47,21 +49,9 @@ def build_request(req: ChatRequest, upstream_model: str, creds: Credentials) -> 
         verb = "streamGenerateContent?alt=sse" if sse else "streamGenerateContent"
     else:
         verb = "generateContent"
-    headers = {"content-type": "application/json"}
-    if creds.oauth_token:
-        headers["authorization"] = f"Bearer {creds.oauth_token}"
-    elif creds.api_key:
-        headers["x-goog-api-key"] = creds.api_key
-    headers.update(creds.headers)
-    if req.stream and sse:
-        headers["accept"] = "text/event-stream"
-    return UpstreamRequest(
-        url=model_url(creds.base_url, upstream_model, verb),
-        headers=headers,
-        body=dumps(body),
-        stream=req.stream,
-        passthrough=passthrough,
-    )
+    auth = bearer(creds.oauth_token) or ({"x-goog-api-key": creds.api_key} if creds.api_key else {})
+    url = model_url(creds.base_url, upstream_model, verb)
+    return json_post(url, body, req, creds, auth=auth, passthrough=passthrough, sse=sse)
 
 
 def model_url(base_url: str, model: str, verb: str) -> str:
@@ -182,15 +172,15 @@ class JsonArraySplitter:
         return self.depth > 0
 
 
-class StreamParser:
+class StreamParser(SSEStreamParser):
     """Gemini stream chunks (SSE frames or JSON-array elements, told apart by the first byte) -> internal
     events. Each chunk is a whole GenerateContentResponse whose text parts are deltas."""
 
     def __init__(self, req: ChatRequest | None = None) -> None:
+        super().__init__()
         self.req = req
         self.names: dict[str, str] = (req.extras.get(wire.TOOL_NAMES_KEY) if req else None) or {}
         self.mode: str | None = None  # "sse" or "array"
-        self.sse = SSEDecoder()
         self.array = JsonArraySplitter()
         self.index = -1
         self.block: BlockKind | None = None
@@ -203,38 +193,31 @@ class StreamParser:
         self.failed = False
 
     def feed(self, chunk: bytes) -> list[Event]:
-        out: list[Event] = []
         if self.mode is None:
             head = chunk.lstrip()
             if not head:
-                return out
+                return []
             self.mode = "array" if head[:1] in (b"[", b"{") else "sse"
-        if self.mode == "array":
-            for element in self.array.feed(chunk):
-                self._data(element, out)
-        else:
-            for _, data in self.sse.feed(chunk):
-                self._data(data, out)
+        if self.mode == "sse":
+            return super().feed(chunk)
+        out: list[Event] = []
+        for element in self.array.feed(chunk):
+            self._frame(element, out)
         return out
 
-    def finish(self) -> list[Event]:
-        out: list[Event] = []
-        if self.mode == "sse":
-            for _, data in self.sse.flush():
-                self._data(data, out)
+    def _eof(self, out: list[Event]) -> None:
         if self.failed or self.stopped:
-            return out
+            return
         if self.finish_reason is not None:
             self._stop(out)
-            return out
+            return
         self._close(out)
         out.append(
             StreamError("api_error", "the upstream stream ended before Gemini sent a finishReason", 502)
         )
         self.failed = True
-        return out
 
-    def _data(self, data: bytes, out: list[Event]) -> None:
+    def _frame(self, data: bytes, out: list[Event]) -> None:
         if self.failed or self.stopped or not data.strip():
             return
         try:
@@ -298,16 +281,9 @@ class StreamParser:
             return
         call = part.get("functionCall")
         if isinstance(call, dict):
-            name = str(call.get("name") or "")
-            args = call.get("args")
-            self._open(
-                out,
-                "tool_call",
-                id=str(call.get("id") or wire.mint_call_id()),
-                name=self.names.get(name, name),
-                signature=sig,
-            )
-            out.append(ToolArgsDelta(self.index, dumps(args if isinstance(args, dict) else {}).decode()))
+            tc = wire.function_call(call, self.names, sig)
+            self._open(out, "tool_call", id=tc.id, name=tc.name, signature=tc.signature)
+            out.append(ToolArgsDelta(self.index, dumps(tc.arguments).decode()))
             self._close(out)
             self.saw_tool = True
         elif sig and not set(part) - wire.NON_PAYLOAD_KEYS:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..codec import SSEDecoder, dumps, dumps_str, loads
+from ..codec import dumps_str, loads
 from ..model import (
     BlockStart,
     BlockStop,
@@ -33,7 +33,12 @@ from ..model import (
     Usage,
 )
 from ..protocols import openai_chat as wire
+from ..protocols.arguments import json_object
 from .base import Credentials, UpstreamError, UpstreamRequest, classify_status
+from .ratelimit import parse_duration as parse_duration  # part of this module's surface
+from .ratelimit import read_windows
+from .sse_parser import SSEStreamParser
+from .upstream_request import bearer, json_post
 
 NAME = "openai"
 WIRE = "openai_chat"
@@ -95,20 +100,8 @@ def build_request(
     else:
         body.pop("stream", None)
         body.pop("stream_options", None)
-    headers = {"content-type": "application/json"}
-    token = creds.api_key or creds.oauth_token
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    headers.update(creds.headers)
-    if req.stream:
-        headers["accept"] = "text/event-stream"
-    return UpstreamRequest(
-        url=chat_url(creds.base_url),
-        headers=headers,
-        body=dumps(body),
-        stream=req.stream,
-        passthrough=passthrough,
-    )
+    auth = bearer(creds.api_key or creds.oauth_token)
+    return json_post(chat_url(creds.base_url), body, req, creds, auth=auth, passthrough=passthrough)
 
 
 def _apply_overrides(body: dict[str, Any], req: ChatRequest) -> None:
@@ -192,16 +185,11 @@ class _Call:
     def complete(self) -> bool:
         """Do the arguments so far form a whole JSON object (so no fragment can follow)?"""
         if self._checked[0] != len(self.frags):
-            text = "".join(self.frags)
-            try:
-                ok = isinstance(loads(text), dict)
-            except ValueError:
-                ok = False
-            self._checked = (len(self.frags), ok)
+            self._checked = (len(self.frags), json_object("".join(self.frags)) is not None)
         return self._checked[1]
 
 
-class StreamParser:
+class StreamParser(SSEStreamParser):
     """Chat chunks -> internal events, in the grammar of ``model.events``.
 
     Tool calls are keyed by OpenAI index; a call's block starts only once its id and name are
@@ -210,8 +198,8 @@ class StreamParser:
     """
 
     def __init__(self, req: ChatRequest | None = None) -> None:
+        super().__init__()
         self.req = req
-        self.decoder = SSEDecoder()
         self.started = False
         self.ended = False
         self.next_block = 0
@@ -226,25 +214,14 @@ class StreamParser:
         self.saw_tool = False
         self.refusal = False
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        out: list[Event] = []
-        for _event, data in self.decoder.feed(chunk):
-            self._frame(data, out)
-        return out
-
-    def finish(self) -> list[Event]:
-        out: list[Event] = []
-        for _event, data in self.decoder.flush():
-            self._frame(data, out)
-        if not self.ended:
-            if self.finish_reason is not None:
-                self._end(out)
-            else:
-                self.ended = True
-                out.append(
-                    StreamError("api_error", "upstream stream ended before the answer was complete", 502)
-                )
-        return out
+    def _eof(self, out: list[Event]) -> None:
+        if self.ended:
+            return
+        if self.finish_reason is not None:
+            self._end(out)
+        else:
+            self.ended = True
+            out.append(StreamError("api_error", "upstream stream ended before the answer was complete", 502))
 
     # -- frames
 
@@ -437,39 +414,10 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
     return err
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-
-
-def parse_duration(value: str) -> float | None:
-    """OpenAI reset durations such as ``6m0s``, ``1.5s``, ``20ms``, ``1h2m``; a bare number is seconds."""
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    parts = _DURATION.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        return None
-    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    return sum(float(n) * scale[u] for n, u in parts)
-
-
 def read_quota(headers: Mapping[str, str], now: float | None = None) -> dict[str, Any] | None:
     """``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``: counts, reset times (epoch
     seconds) and ``reset_in``, the wait until the exhausted (or else the soonest) window resets."""
-    now = time.time() if now is None else now
-    out: dict[str, Any] = {}
-    waits: dict[str, float] = {}
-    for kind in ("requests", "tokens"):
-        for part in ("limit", "remaining"):
-            value = headers.get(f"x-ratelimit-{part}-{kind}")
-            if value is not None and value.strip().isdigit():
-                out[f"{kind}_{part}"] = int(value)
-        reset = headers.get(f"x-ratelimit-reset-{kind}")
-        seconds = parse_duration(reset) if reset else None
-        if seconds is not None:
-            waits[kind] = seconds
-            out[f"{kind}_reset"] = now + seconds
+    out, waits = read_windows(headers, time.time() if now is None else now)
     exhausted = [waits[k] for k in waits if out.get(f"{k}_remaining") == 0]
     if exhausted or waits:
         out["reset_in"] = max(exhausted) if exhausted else min(waits.values())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..codec import SSEDecoder, dumps, dumps_str, loads
+from ..codec import dumps_str, loads
 from ..model import (
     BlockStart,
     BlockStop,
@@ -26,6 +25,10 @@ from ..model import (
 )
 from ..protocols import openai_responses as wire
 from .base import Credentials, UpstreamError, UpstreamRequest, classify_status, join_url
+from .ratelimit import parse_duration as parse_duration  # part of this module's surface
+from .ratelimit import read_windows
+from .sse_parser import SSEStreamParser
+from .upstream_request import bearer, json_post
 
 NAME = "openai-responses"
 WIRE = "openai_responses"
@@ -34,29 +37,23 @@ DEFAULT_BASE_URL = "https://api.openai.com"
 
 def build_request(req: ChatRequest, upstream_model: str, creds: Credentials) -> UpstreamRequest:
     passthrough = req.protocol == WIRE and req.raw is not None
-    headers = {"content-type": "application/json"}
     if passthrough:
         body: dict[str, Any] = dict(req.raw or {})  # unknown fields and the client's own `store` are kept
         body["model"] = upstream_model
         if req.stream or "stream" in body:
             body["stream"] = req.stream
         _apply_overrides(body, req)
-        headers.update(req.headers)  # openai-beta, session_id, originator
     else:
         body = wire.encode_request(req)
         body["model"] = upstream_model
-    token = creds.oauth_token or creds.api_key
-    if token:
-        headers["authorization"] = f"Bearer {token}"
-    headers.update(creds.headers)
-    if req.stream:
-        headers["accept"] = "text/event-stream"
-    return UpstreamRequest(
-        url=join_url(creds.base_url, "/v1/responses"),
-        headers=headers,
-        body=dumps(body),
-        stream=req.stream,
+    return json_post(
+        join_url(creds.base_url, "/v1/responses"),
+        body,
+        req,
+        creds,
+        auth=bearer(creds.oauth_token or creds.api_key),
         passthrough=passthrough,
+        headers=req.headers if passthrough else None,  # openai-beta, session_id, originator
     )
 
 
@@ -95,7 +92,7 @@ class _Item:
     finished: bool = False
 
 
-class StreamParser:
+class StreamParser(SSEStreamParser):
     """Responses SSE -> the internal event grammar.
 
     Upstreams differ in where they put things: arguments may come only as deltas, only in
@@ -105,7 +102,7 @@ class StreamParser:
     """
 
     def __init__(self, req: ChatRequest | None = None) -> None:
-        self.decoder = SSEDecoder()
+        super().__init__()
         self.started = False
         self.terminal = False
         self.next_block = 0
@@ -114,20 +111,10 @@ class StreamParser:
         self.saw_tool = False
         self.refused = False
 
-    def feed(self, chunk: bytes) -> list[Event]:
-        out: list[Event] = []
-        for _event, data in self.decoder.feed(chunk):
-            self._frame(data, out)
-        return out
-
-    def finish(self) -> list[Event]:
-        out: list[Event] = []
-        for _event, data in self.decoder.flush():
-            self._frame(data, out)
+    def _eof(self, out: list[Event]) -> None:
         if not self.terminal:
             self.terminal = True
             out.append(StreamError("api_error", "upstream stream closed before response.completed", 502))
-        return out
 
     # -- frames
 
@@ -403,33 +390,9 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
     return err
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration(value: str) -> float | None:
-    """OpenAI's reset durations: ``"1s"``, ``"120ms"``, ``"6m0s"``, ``"1h2m3.5s"``."""
-    parts = _DURATION.findall(value.strip())
-    if not parts or "".join(n + u for n, u in parts) != value.strip():
-        return None
-    return sum(float(n) * _UNIT[u] for n, u in parts)
-
-
 def read_quota(headers: Mapping[str, str]) -> dict[str, Any] | None:
     """OpenAI's ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` headers."""
-    out: dict[str, Any] = {}
-    soonest: float | None = None
-    now = time.time()
-    for key in ("requests", "tokens"):
-        for part in ("limit", "remaining"):
-            value = headers.get(f"x-ratelimit-{part}-{key}")
-            if value is not None and value.isdigit():
-                out[f"{key}_{part}"] = int(value)
-        reset = headers.get(f"x-ratelimit-reset-{key}")
-        seconds = parse_duration(reset) if reset else None
-        if seconds is not None:
-            out[f"{key}_reset"] = now + seconds
-            soonest = seconds if soonest is None else min(soonest, seconds)
-    if soonest is not None:
-        out["reset_in"] = soonest
+    out, waits = read_windows(headers, time.time())
+    if waits:
+        out["reset_in"] = min(waits.values())  # the soonest window, exhausted or not
     return out or None

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quart import Quart, Response, request
+from werkzeug.exceptions import HTTPException
 
 from .. import admin, claude_settings
 from ..codec import dumps, loads
@@ -107,6 +108,8 @@ def register(app: Quart, rt: Runtime) -> None:
                     return await fn(*args, **kwargs)
                 except GatewayError as err:
                     return error_body(err)
+                except HTTPException:  # e.g. 413 for an oversized body: the app's handlers answer these
+                    raise
                 except Exception:  # noqa: BLE001 - never a traceback to the client
                     log.exception("admin API %s %s failed", request.method, request.path)
                     return error_body(GatewayError("api_error", "internal error; see the gateway log"))

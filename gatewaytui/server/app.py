@@ -19,6 +19,7 @@ log = logging.getLogger("gatewaytui.server")
 
 TOOL_ROUTES = ("claudecode", "cline", "cursor", "roocode")
 ROUTE_PREFIX = "/<any(claudecode, cline, cursor, roocode):route>"
+MAX_HEADER_BYTES = 32 * 1024  # h11 bounds only an incomplete header block: up to ~128 KB complete ones get through
 
 
 def protocol_for_path(path: str) -> str:
@@ -38,6 +39,11 @@ def create_app(rt: Runtime) -> Quart:
     app.config["BODY_TIMEOUT"] = 120
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.extensions["gatewaytui"] = rt
+
+    @app.before_request
+    async def bounded_headers() -> None:
+        if sum(len(k) + len(v) for k, v in request.headers.items()) > MAX_HEADER_BYTES:
+            raise GatewayError("request_too_large", f"request headers exceed {MAX_HEADER_BYTES // 1024} KB", status=431)
 
     async def read_json() -> tuple[dict[str, Any], int]:
         data = await request.get_data(cache=False)

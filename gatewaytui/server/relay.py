@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -62,7 +62,7 @@ CONTENT_EVENTS = (BlockStart, MessageDelta, MessageStop)
 
 
 def new_request_id() -> str:
-    return "req_" + secrets.token_hex(12)
+    return f"req_{random.getrandbits(96):024x}"  # 96 random bits without a getrandom() syscall per request
 
 
 @dataclass(slots=True)
@@ -109,7 +109,8 @@ def strip_hostile(node: Any, depth: int = 0) -> Any:
         for key in [k for k in node if k in HOSTILE_KEYS]:
             del node[key]
         for key, value in node.items():
-            if key not in SCHEMA_KEYS and isinstance(value, (dict, list)):
+            # a top-level "input" is the Responses conversation, not a tool's input: it is searched too
+            if (depth == 0 or key not in SCHEMA_KEYS) and isinstance(value, (dict, list)):
                 strip_hostile(value, depth + 1)
     elif isinstance(node, list):
         for item in node:
@@ -243,7 +244,8 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
         call.flight.attempts = call.attempts
         call.flight.account, call.flight.account_id, call.flight.state = acc.label, acc.id, "waiting"
         try:
-            return await asyncio.wait_for(attempt(call, acc, stream=stream), timeout=min(remaining, rt.cfg.server.first_byte_timeout))
+            async with asyncio.timeout(min(remaining, rt.cfg.server.first_byte_timeout)):  # no extra task, unlike wait_for
+                return await attempt(call, acc, stream=stream)
         except UpstreamError as err:
             last = err
         except TimeoutError:
@@ -288,6 +290,7 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
             raise _fail(rt, acc, call, UpstreamError(504, "timeout", f"upstream timed out: {type(exc).__name__}")) from None
         except httpx.HTTPError as exc:
             raise _fail(rt, acc, call, UpstreamError(502, "connection", f"cannot reach upstream {acc.label}: {type(exc).__name__}")) from None
+        up.body = b""  # sent; a long stream need not keep it (an orjson result holds a ~4 KB buffer)
         if response.status_code != 200:
             body = await _read_all(response)
             err = call.provider.classify_error(response.status_code, response.headers, body)
@@ -317,9 +320,34 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
 
 
 def _fail(rt: Runtime, acc: Account, call: Call, err: UpstreamError, quota: dict[str, Any] | None = None) -> UpstreamError:
+    err.message = scrub(err.message, acc)  # before it reaches the client, the log, the database or the bus
     rt.pool.failure(acc, err, call.model.upstream, quota)
     rt.bus.publish("request.attempt_failed", id=call.request_id, account=acc.label, status=err.status, cause=err.cause)
     return err
+
+
+def _secrets(acc: Account) -> list[str]:
+    oauth = acc.oauth or {}
+    found = [acc.api_key, oauth.get("access_token"), oauth.get("refresh_token"), *acc.headers.values()]
+    return [s for s in found if isinstance(s, str) and len(s) >= 8]
+
+
+def scrub(text: str, acc: Account) -> str:
+    """Upstreams sometimes repeat the credential they were sent in an error message: never pass it on."""
+    for secret in _secrets(acc):
+        if secret in text:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def _scrub_events(events: list[Event], acc: Account, raw: bytes = b"") -> bytes:
+    """Scrub in-band upstream errors in place; returns ``raw`` (passthrough bytes) scrubbed alike."""
+    for e in events:
+        if isinstance(e, StreamError):
+            e.message = scrub(e.message, acc)
+            for secret in _secrets(acc):
+                raw = raw.replace(secret.encode(), b"[redacted]")
+    return raw
 
 
 async def _read_all(response: httpx.Response) -> bytes:
@@ -461,14 +489,18 @@ async def _stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator
         passthrough = at.upstream.passthrough and call.protocol.NAME == call.provider.WIRE
         call.flight.state = "streaming"
         call.flight.first_token = time.time()
+        buffered = _scrub_events(at.events, at.account, b"".join(at.buffered))
         out = meter.feed(at.events)
         injected = False  # passthrough: the gateway had to add an event of its own (an error)
         if passthrough:
             for e in out:  # the encoder follows the message, so an error it must add continues this one
                 encoder.encode(e)
-            yield b"".join(at.buffered)
+            yield buffered
         else:
             yield b"".join(encoder.encode(e) for e in out)
+        buffered, out = b"", []  # delivered: an idle open stream keeps none of its first chunk
+        at.buffered.clear()
+        at.events.clear()
         if not at.ended:
             it = at.response.extensions["gatewaytui_iter"]
             idle = rt.cfg.server.stream_idle_timeout
@@ -488,7 +520,9 @@ async def _stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator
                     reason = "upstream stalled" if isinstance(exc, TimeoutError) else "upstream connection broke"
                     meter.failed = f"{reason} mid-stream"
                     break
-                events = meter.feed(at.parser.feed(chunk))
+                events = at.parser.feed(chunk)
+                chunk = _scrub_events(events, at.account, chunk)
+                meter.feed(events)
                 if passthrough:
                     yield chunk
                 elif events:
