@@ -117,23 +117,26 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
     stop = asyncio.Event()
     install_signal_handlers(stop)
     traffic_task = None
+    notice: str | None = None
     try:
         if cfg.demo:
             from .demo.setup import seed, traffic
 
             key = await seed(gateway.rt)
+            notice = f"Demo gateway at {gateway.base_url}\nDemo tenant key (shown once; also printed on exit):\n{key}"
             announce(f"gatewaytui demo: base URL {gateway.base_url}")
             announce(f"demo tenant key (shown once): {key}")
             announce(f"try: curl {gateway.base_url}/v1/messages -H 'x-api-key: {key}' -H 'content-type: application/json' "
                      "-d '{\"model\":\"auto\",\"max_tokens\":100,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'")
             traffic_task = asyncio.create_task(traffic(gateway.base_url, key))
         else:
-            announce(f"gatewaytui listening on {gateway.base_url}")
+            notice = f"gatewaytui listening on {gateway.base_url}"
+            announce(notice)
         if ui:
             from .tui.app import ConsoleApp
             from .tui.source import LocalSource
 
-            app = ConsoleApp(LocalSource(gateway.rt))
+            app = ConsoleApp(LocalSource(gateway.rt), notice=notice, refresh_ms=cfg.console.refresh_ms, theme=cfg.console.theme)
             console = asyncio.create_task(app.run_async())
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({console, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -141,6 +144,8 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
                 app.exit()
                 await console
             stopper.cancel()
+            if cfg.demo and notice:
+                announce(notice)  # the console cleared the screen; leave the key where the user can copy it
         else:
             await stop.wait()
             log.info("shutting down: draining in-flight requests (up to %ss)", cfg.server.graceful_timeout)

@@ -78,8 +78,10 @@ class ConsoleApp(App[None]):
         theme: str | None = None,
         keymap: dict[str, str] | None = None,
         screen: str = "overview",
+        notice: str | None = None,
     ) -> None:
         super().__init__()
+        self.notice = notice  # shown once at start (the demo's base URL and key)
         if screen not in self.MODES:
             raise ValueError(f"no console screen {screen!r}; one of {', '.join(self.MODES)}")
         self.source = source
@@ -113,6 +115,8 @@ class ConsoleApp(App[None]):
             self.link = f"offline: {exc}"
         self.opened.set()
         await self.switch_mode(self.first_screen)
+        if self.notice:
+            self.notify(self.notice, title="gatewaytui", timeout=60)
         self.run_worker(self._pump(), group="events", exit_on_error=False)
 
     async def on_unmount(self) -> None:
