@@ -1,0 +1,40 @@
+"""Gemini usageMetadata both ways."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...model import Usage
+
+
+def decode_usage(u: dict[str, Any] | None) -> Usage:
+    """Gemini usageMetadata: the prompt count includes cached tokens; thoughts are outside candidates."""
+    if not isinstance(u, dict):
+        return Usage()
+
+    def count(key: str) -> int:
+        value = u.get(key)
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+    prompt = count("promptTokenCount") + count("toolUsePromptTokenCount")
+    cached = min(count("cachedContentTokenCount"), prompt)
+    thoughts = count("thoughtsTokenCount")
+    return Usage(
+        input_tokens=max(0, prompt - cached),
+        output_tokens=count("candidatesTokenCount") + thoughts,
+        cache_read_tokens=cached,
+        reasoning_tokens=thoughts,
+    )
+
+
+def encode_usage(u: Usage) -> dict[str, Any]:
+    out = {
+        "promptTokenCount": u.prompt_tokens,
+        "candidatesTokenCount": max(0, u.output_tokens - u.reasoning_tokens),
+        "totalTokenCount": u.total_tokens,
+    }
+    if u.cache_read_tokens:
+        out["cachedContentTokenCount"] = u.cache_read_tokens
+    if u.reasoning_tokens:
+        out["thoughtsTokenCount"] = u.reasoning_tokens
+    return out
