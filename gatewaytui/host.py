@@ -79,6 +79,7 @@ class Gateway:
             except OSError:
                 pass
             self._sock = None
+        await settled(self.rt)
         await self.rt.stop()
 
     async def __aenter__(self) -> Gateway:
@@ -87,6 +88,19 @@ class Gateway:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.stop()
+
+
+async def settled(rt: Runtime, limit: float = 5.0) -> None:
+    """After the grace deadline: end the requests still running and wait until each has settled. Hypercorn
+    cuts the connections, but the request handler tasks (which also send the streams) outlive them."""
+    for task in list(rt.request_tasks.values()):
+        task.cancel()  # their cleanup settles them: billed for what was generated, the rest released
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while rt.traffic.inflight and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    if rt.traffic.inflight:
+        log.error("%d requests did not settle before shutdown", len(rt.traffic.inflight))
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -35,7 +35,12 @@ class Wire:
 
 
 def _anthropic(model: str, text: str) -> dict[str, Any]:
-    return {"model": model, "max_tokens": 300, "stream": True, "messages": [{"role": "user", "content": text}]}
+    return {
+        "model": model,
+        "max_tokens": 300,
+        "stream": True,
+        "messages": [{"role": "user", "content": text}],
+    }
 
 
 def _chat(model: str, text: str) -> dict[str, Any]:
@@ -61,7 +66,9 @@ WIRES = {
     "chat->anthropic": Wire("openai_chat", "/v1/chat/completions", "claude-sonnet-4-5", _chat),
     "anthropic->openai": Wire("anthropic", "/v1/messages", "gpt-4o", _anthropic),
     "responses->gemini": Wire("openai_responses", "/v1/responses", "gemini-2.5-flash", _responses),
-    "gemini->anthropic": Wire("gemini", GEMINI_SSE.replace("gemini-2.5-flash", "claude-sonnet-4-5"), "claude-sonnet-4-5", _gemini),
+    "gemini->anthropic": Wire(
+        "gemini", GEMINI_SSE.replace("gemini-2.5-flash", "claude-sonnet-4-5"), "claude-sonnet-4-5", _gemini
+    ),
 }
 
 
@@ -169,7 +176,10 @@ async def assert_settled_once(gw: Any, upstream: Any) -> list[dict[str, Any]]:
     def read(conn: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, int]]:
         rows = [dict(r) for r in conn.execute("SELECT * FROM requests ORDER BY started_at")]
         ledger = [dict(r) for r in conn.execute("SELECT * FROM ledger WHERE request_id IS NOT NULL")]
-        sums = {r[0]: r[1] for r in conn.execute("SELECT tenant_id, SUM(amount_micro) FROM ledger GROUP BY tenant_id")}
+        sums = {
+            r[0]: r[1]
+            for r in conn.execute("SELECT tenant_id, SUM(amount_micro) FROM ledger GROUP BY tenant_id")
+        }
         return rows, ledger, sums
 
     rows, ledger, sums = await gw.rt.read(read)
@@ -194,9 +204,13 @@ def estimated_tokens(text: str) -> int:
 # ---------------------------------------------------------------- upstream dies or stalls mid-stream
 
 
-@pytest.mark.parametrize("fault", ["[cut:6 abort]", "[cut:6]", "[stall:6]"], ids=["dies", "ends-early", "stalls"])
+@pytest.mark.parametrize(
+    "fault", ["[cut:6 abort]", "[cut:6]", "[stall:6]"], ids=["dies", "ends-early", "stalls"]
+)
 @pytest.mark.parametrize("name", list(WIRES))
-async def test_upstream_failure_mid_stream_is_an_error_event_billed_for_what_was_sent(make_gateway, upstream, name, fault) -> None:
+async def test_upstream_failure_mid_stream_is_an_error_event_billed_for_what_was_sent(
+    make_gateway, upstream, name, fault
+) -> None:
     wire = WIRES[name]
     gw = await make_gateway(server={"stream_idle_timeout": 0.3})
     key = await gw.mint()
@@ -215,7 +229,9 @@ async def test_upstream_failure_mid_stream_is_an_error_event_billed_for_what_was
     elif wire.protocol == "openai_responses":
         assert seen.errors[0]["type"] == "response.failed"
         created = [f for f in r.content.split(b"\n") if f == b"event: response.created"]
-        assert len(created) == 1, "the failure must end the response the client already has, not start another"
+        assert len(created) == 1, (
+            "the failure must end the response the client already has, not start another"
+        )
     else:
         assert seen.errors[0]["error"]["message"]
     last = [f for f in SSEDecoder().feed(r.content)][-1]
@@ -225,7 +241,9 @@ async def test_upstream_failure_mid_stream_is_an_error_event_billed_for_what_was
     ok, failed = rows
     assert ok["status"] == "ok" and failed["status"] == "error"
     assert ("stalled" in failed["error"]) if "stall" in fault else failed["error"]
-    assert failed["output_tokens"] == max(1, estimated_tokens(seen.text)) or failed["output_tokens"] == estimated_tokens(seen.text)
+    assert failed["output_tokens"] == max(1, estimated_tokens(seen.text)) or failed[
+        "output_tokens"
+    ] == estimated_tokens(seen.text)
     assert 0 < failed["cost_micro"] < ok["cost_micro"]
 
 
@@ -236,8 +254,12 @@ PHASES = ["commit-window", "keepalive", "mid-stream"]
 
 
 @pytest.mark.parametrize("phase", PHASES)
-@pytest.mark.parametrize("name", ["anthropic", "openai_chat", "openai_responses", "gemini", "chat->anthropic"])
-async def test_client_disconnect_cancels_upstream_and_settles_once(make_gateway, upstream, name, phase) -> None:
+@pytest.mark.parametrize(
+    "name", ["anthropic", "openai_chat", "openai_responses", "gemini", "chat->anthropic"]
+)
+async def test_client_disconnect_cancels_upstream_and_settles_once(
+    make_gateway, upstream, name, phase
+) -> None:
     wire = WIRES[name]
     keepalive = 30.0 if phase == "commit-window" else 0.05
     gw = await make_gateway(server={"keepalive_interval": keepalive})
@@ -248,7 +270,9 @@ async def test_client_disconnect_cancels_upstream_and_settles_once(make_gateway,
 
     async def client() -> None:
         async with httpx.AsyncClient(base_url=gw.base_url, timeout=30) as http:
-            async with http.stream("POST", wire.path, json=wire.body(wire.model, text), headers=auth(key)) as r:
+            async with http.stream(
+                "POST", wire.path, json=wire.body(wire.model, text), headers=auth(key)
+            ) as r:
                 assert r.status_code == 200
                 headers_seen.set()
                 async for chunk in r.aiter_raw():
@@ -259,7 +283,9 @@ async def test_client_disconnect_cancels_upstream_and_settles_once(make_gateway,
         assert await until(lambda: upstream.active_streams == 1)
         if phase == "keepalive":
             await asyncio.wait_for(headers_seen.wait(), 5)
-            if wire.protocol != "gemini":  # Gemini clients get no keep-alives (its SDK parses only data frames)
+            if (
+                wire.protocol != "gemini"
+            ):  # Gemini clients get no keep-alives (its SDK parses only data frames)
                 assert await until(lambda: read_stream(wire.protocol, bytes(got)).pings >= 2)
         elif phase == "mid-stream":
             assert await until(lambda: len(read_stream(wire.protocol, bytes(got)).text) > 20)
@@ -296,30 +322,45 @@ def _error_first(wire: str) -> bytes:
 def _with_spares(base_url: str) -> list[dict[str, Any]]:
     """The default accounts at a higher priority, and a second account of each provider behind them."""
     first = [{**a, "priority": 10} for a in default_accounts(base_url)]
-    spare = [{**a, "label": a["label"].replace("-1", "-2"), "api_key": a["api_key"].replace("-1", "-2")}
-             for a in default_accounts(base_url)]
+    spare = [
+        {**a, "label": a["label"].replace("-1", "-2"), "api_key": a["api_key"].replace("-1", "-2")}
+        for a in default_accounts(base_url)
+    ]
     return first + spare
 
 
 @pytest.mark.parametrize("body", ["error-event", "empty"])
-@pytest.mark.parametrize("name", ["anthropic", "openai_chat", "openai_responses", "gemini", "chat->anthropic"])
+@pytest.mark.parametrize(
+    "name", ["anthropic", "openai_chat", "openai_responses", "gemini", "chat->anthropic"]
+)
 async def test_200_with_error_first_or_empty_stream_fails_over(make_gateway, upstream, name, body) -> None:
     wire = WIRES[name]
     gw = await make_gateway(accounts=_with_spares(upstream.base_url))
-    provider = {"claude-sonnet-4-5": "anthropic", "gpt-4o": "openai", "gpt-5": "openai", "gemini-2.5-flash": "gemini"}[wire.model]
+    provider = {
+        "claude-sonnet-4-5": "anthropic",
+        "gpt-4o": "openai",
+        "gpt-5": "openai",
+        "gemini-2.5-flash": "gemini",
+    }[wire.model]
     upstream_wire = {"anthropic": "anthropic", "openai": "openai_chat", "gemini": "gemini"}[provider]
     if wire.model == "gpt-5":
         upstream_wire = "openai_responses"
     payload = _error_first(upstream_wire) if body == "error-event" else b""
-    upstream.fail_key(f"key-{provider}-1", status=200, times=1, body=payload, headers={"content-type": "text/event-stream"})
+    upstream.fail_key(
+        f"key-{provider}-1", status=200, times=1, body=payload, headers={"content-type": "text/event-stream"}
+    )
     key = await gw.mint()
     async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
         r = await http.post(wire.path, json=wire.body(wire.model, WORDS), headers=auth(key))
     assert r.status_code == 200
     seen = read_stream(wire.protocol, r.content)
     assert seen.completed and not seen.errors and seen.text.startswith("Hello from the fake upstream")
-    used = [req.headers.get("x-api-key") or req.headers.get("x-goog-api-key") or req.headers.get("authorization", "")
-            for req in upstream.requests]
+    used = [
+        req.headers.get("x-api-key")
+        or req.headers.get("x-goog-api-key")
+        or req.headers.get("authorization", "")
+        for req in upstream.requests
+    ]
     assert len(used) == 2 and f"key-{provider}-1" in used[0] and f"key-{provider}-2" in used[1]
     (row,) = await assert_settled_once(gw, upstream)
     assert row["status"] == "ok" and row["attempts"] == 2 and row["cost_micro"] > 0
@@ -348,7 +389,9 @@ async def test_stream_outlives_quarts_response_timeout(make_gateway, upstream, m
     loop = asyncio.get_running_loop()
     async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
         started = loop.time()
-        r = await http.post(wire.path, json=wire.body(wire.model, f"{WORDS} [chunks:30] [pace:30]"), headers=auth(key))
+        r = await http.post(
+            wire.path, json=wire.body(wire.model, f"{WORDS} [chunks:30] [pace:30]"), headers=auth(key)
+        )
         lasted = loop.time() - started
     seen = read_stream("anthropic", r.content)
     assert lasted > 0.2  # true by construction (30 frames 30 ms apart): the stream did outlive the timeout
@@ -377,20 +420,59 @@ async def test_keepalive_pings_while_waiting_for_the_first_token(make_gateway, u
     assert row["status"] == "ok"
 
 
-@pytest.mark.parametrize("fault", ["[cut:4 abort]", "[cut:4]", "[stall:4]"], ids=["dies", "ends-early", "stalls"])
-@pytest.mark.parametrize("model", ["gemini-2.5-flash", "claude-sonnet-4-5"], ids=["passthrough", "translated"])
-async def test_gemini_json_array_stream_stays_valid_json_when_upstream_fails(make_gateway, upstream, model, fault) -> None:
+@pytest.mark.parametrize(
+    "fault", ["[cut:4 abort]", "[cut:4]", "[stall:4]"], ids=["dies", "ends-early", "stalls"]
+)
+@pytest.mark.parametrize(
+    "model", ["gemini-2.5-flash", "claude-sonnet-4-5"], ids=["passthrough", "translated"]
+)
+async def test_gemini_json_array_stream_stays_valid_json_when_upstream_fails(
+    make_gateway, upstream, model, fault
+) -> None:
     gw = await make_gateway(server={"stream_idle_timeout": 0.3})
     key = await gw.mint()
     async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
-        r = await http.post(f"/v1beta/models/{model}:streamGenerateContent", json=_gemini(model, f"{WORDS} {fault}"),
-                            headers={"x-goog-api-key": key})
+        r = await http.post(
+            f"/v1beta/models/{model}:streamGenerateContent",
+            json=_gemini(model, f"{WORDS} {fault}"),
+            headers={"x-goog-api-key": key},
+        )
     assert r.status_code == 200
     items = orjson.loads(r.content)  # a client parses the whole body as one JSON array
     assert isinstance(items, list) and len(items) >= 2
     assert "error" in items[-1] and all("error" not in item for item in items[:-1])
-    text = "".join(p.get("text", "") for item in items[:-1] for c in item.get("candidates", [])
-                   for p in c.get("content", {}).get("parts", []))
+    text = "".join(
+        p.get("text", "")
+        for item in items[:-1]
+        for c in item.get("candidates", [])
+        for p in c.get("content", {}).get("parts", [])
+    )
     assert text.startswith("Hello")
     (row,) = await assert_settled_once(gw, upstream)
     assert row["status"] == "error" and row["output_tokens"] == estimated_tokens(text)
+
+
+@pytest.mark.parametrize("name", ["anthropic", "openai_chat", "openai_responses", "gemini", "gemini-array"])
+async def test_passthrough_stream_keeps_the_upstreams_own_ending(make_gateway, upstream, name) -> None:
+    """Frames after the one that completes the message ([DONE], a closing "]") still reach the client."""
+    gw = await make_gateway()
+    key = await gw.mint()
+    wire = WIRES["gemini" if name == "gemini-array" else name]
+    path = wire.path.replace("?alt=sse", "") if name == "gemini-array" else wire.path
+    body = wire.body(wire.model, f"{WORDS} [pace:20]")
+    if wire.protocol == "openai_chat":
+        body["stream_options"] = {"include_usage": True}
+    async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
+        r = await http.post(path, json=body, headers=auth(key))
+    assert r.status_code == 200
+    if name == "gemini-array":
+        items = orjson.loads(r.content)
+        assert items[-1]["candidates"][0]["finishReason"] == "STOP"
+    else:
+        seen = read_stream(wire.protocol, r.content)
+        assert seen.completed and not seen.errors
+        if wire.protocol == "openai_chat":
+            assert r.content.endswith(b"data: [DONE]\n\n")
+    (row,) = await assert_settled_once(gw, upstream)
+    assert row["status"] == "ok" and row["output_tokens"] > 0
+    assert upstream.completed_streams == 1, "the upstream stream was read to its end"

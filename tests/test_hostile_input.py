@@ -22,14 +22,24 @@ from gatewaytui.server import auth as auth_module
 
 ADMIN = "admin-token-for-hostile-tests"
 EVIL = "http://127.0.0.1:9/evil"
-HOSTILE = {"api_base": EVIL, "base_url": EVIL, "api_key": "sk-evil-steer", "azure_endpoint": EVIL,
-           "custom_llm_provider": "evil"}
+HOSTILE = {
+    "api_base": EVIL,
+    "base_url": EVIL,
+    "api_key": "sk-evil-steer",
+    "azure_endpoint": EVIL,
+    "custom_llm_provider": "evil",
+}
 SCHEMA = {"type": "object", "properties": {"api_key": {"type": "string"}, "base_url": {"type": "string"}}}
 EXPECTED_CLIENT_ERRORS = {400, 401, 402, 403, 404, 405, 409, 413, 415, 422, 429, 431}
 
 
 def anthropic_body(text: str = "hi", **extra: Any) -> dict[str, Any]:
-    return {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": text}], **extra}
+    return {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": text}],
+        **extra,
+    }
 
 
 def chat_body(text: str = "hi", model: str = "gpt-4o", **extra: Any) -> dict[str, Any]:
@@ -37,7 +47,11 @@ def chat_body(text: str = "hi", model: str = "gpt-4o", **extra: Any) -> dict[str
 
 
 def responses_body(text: str = "hi", **extra: Any) -> dict[str, Any]:
-    return {"model": "gpt-5", "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}], **extra}
+    return {
+        "model": "gpt-5",
+        "input": [{"role": "user", "content": [{"type": "input_text", "text": text}]}],
+        **extra,
+    }
 
 
 def gemini_body(text: str = "hi", **extra: Any) -> dict[str, Any]:
@@ -114,7 +128,10 @@ def http_head(method: str, path: str, headers: dict[str, bytes], body_len: int |
 def everywhere(node: Any, depth: int = 0) -> Any:
     """A copy of ``node`` with the steering fields planted in every object (tool schemas aside)."""
     if isinstance(node, dict):
-        out = {k: (v if k in ("parameters", "input_schema") else everywhere(v, depth + 1)) for k, v in node.items()}
+        out = {
+            k: (v if k in ("parameters", "input_schema") else everywhere(v, depth + 1))
+            for k, v in node.items()
+        }
         out.update(HOSTILE)
         return out
     if isinstance(node, list):
@@ -133,14 +150,24 @@ def walk(node: Any, path: str = "") -> Iterator[tuple[str, str, Any]]:
 
 
 TOOLED = {
-    "anthropic": lambda: anthropic_body("hi", tools=[{"name": "lookup", "description": "d", "input_schema": SCHEMA}],
-                                        metadata={"user_id": "u1"}),
-    "openai_chat": lambda: chat_body("hi", tools=[{"type": "function", "function": {"name": "lookup", "parameters": SCHEMA}}],
-                                     metadata={"k": "v"}),
-    "openai_responses": lambda: responses_body("hi", tools=[{"type": "function", "name": "lookup", "parameters": SCHEMA}],
-                                               metadata={"k": "v"}),
-    "gemini": lambda: gemini_body("hi", tools=[{"functionDeclarations": [{"name": "lookup", "parameters": SCHEMA}]}],
-                                  generationConfig={"temperature": 0.5}),
+    "anthropic": lambda: anthropic_body(
+        "hi",
+        tools=[{"name": "lookup", "description": "d", "input_schema": SCHEMA}],
+        metadata={"user_id": "u1"},
+    ),
+    "openai_chat": lambda: chat_body(
+        "hi",
+        tools=[{"type": "function", "function": {"name": "lookup", "parameters": SCHEMA}}],
+        metadata={"k": "v"},
+    ),
+    "openai_responses": lambda: responses_body(
+        "hi", tools=[{"type": "function", "name": "lookup", "parameters": SCHEMA}], metadata={"k": "v"}
+    ),
+    "gemini": lambda: gemini_body(
+        "hi",
+        tools=[{"functionDeclarations": [{"name": "lookup", "parameters": SCHEMA}]}],
+        generationConfig={"temperature": 0.5},
+    ),
 }
 STEER_CASES = [
     ("anthropic", "/v1/messages", "claude-sonnet-4-5", "anthropic"),
@@ -155,9 +182,12 @@ STEER_CASES = [
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
-@pytest.mark.parametrize(("protocol", "path", "model", "upstream_wire"), STEER_CASES,
-                         ids=[f"{c[0]}->{c[3]}" for c in STEER_CASES])
-async def test_steering_fields_never_reach_the_upstream(gateway, upstream, protocol, path, model, upstream_wire, stream) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "path", "model", "upstream_wire"), STEER_CASES, ids=[f"{c[0]}->{c[3]}" for c in STEER_CASES]
+)
+async def test_steering_fields_never_reach_the_upstream(
+    gateway, upstream, protocol, path, model, upstream_wire, stream
+) -> None:
     key = await gateway.mint()
     body = TOOLED[protocol]()
     if protocol != "gemini":
@@ -168,7 +198,11 @@ async def test_steering_fields_never_reach_the_upstream(gateway, upstream, proto
     hostile = everywhere(body)
     sep = "&" if "?" in path else "?"
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
-        r = await http.post(f"{path}{sep}api_base={quote(EVIL)}&base_url={quote(EVIL)}", json=hostile, headers=key_headers(key))
+        r = await http.post(
+            f"{path}{sep}api_base={quote(EVIL)}&base_url={quote(EVIL)}",
+            json=hostile,
+            headers=key_headers(key),
+        )
     assert r.status_code == 200, r.text[:500]
     assert len(upstream.requests) == 1, "the request went to the configured upstream, once"
     seen = upstream.requests[0]
@@ -178,7 +212,11 @@ async def test_steering_fields_never_reach_the_upstream(gateway, upstream, proto
     # a tool parameter that happens to be called api_key is data, not a steering field: it is kept
     schemas = [v for p, k, v in walk(seen.json) if k == "properties" and isinstance(v, dict)]
     assert any("api_key" in s and "base_url" in s for s in schemas), seen.json
-    credential = seen.headers.get("x-api-key") or seen.headers.get("x-goog-api-key") or seen.headers.get("authorization", "")
+    credential = (
+        seen.headers.get("x-api-key")
+        or seen.headers.get("x-goog-api-key")
+        or seen.headers.get("authorization", "")
+    )
     assert "key-" in credential and key not in credential
 
 
@@ -190,32 +228,47 @@ SMALL_LIMIT = {"server": {"max_body_mb": 0.01}}  # 10 485 bytes
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 @pytest.mark.parametrize(("protocol", "path", "factory"), ENDPOINTS, ids=ENDPOINT_IDS)
-async def test_oversized_body_is_413_in_the_callers_protocol(make_gateway, protocol, path, factory, chunked) -> None:
+async def test_oversized_body_is_413_in_the_callers_protocol(
+    make_gateway, protocol, path, factory, chunked
+) -> None:
     gw = await make_gateway(**SMALL_LIMIT)
     key = await gw.mint()
     payload = orjson.dumps(factory("x" * 20_000))
 
     async def pieces() -> Any:
         for i in range(0, len(payload), 4096):
-            yield payload[i:i + 4096]
+            yield payload[i : i + 4096]
 
     async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
         content: Any = pieces() if chunked else payload
-        r = await http.post(path, content=content, headers={**key_headers(key), "content-type": "application/json"})
+        r = await http.post(
+            path, content=content, headers={**key_headers(key), "content-type": "application/json"}
+        )
         assert_protocol_error(protocol, r, 413)
         ok = await http.post(path, json=factory("small"), headers=key_headers(key))
         assert ok.status_code == 200
 
 
-@pytest.mark.parametrize("path", ["/v1/messages/count_tokens", "/v1beta/models/gemini-2.5-flash:countTokens",
-                                  "/tenant/keys", "/accounts/add", "/admin/console/credit", "/stripe/webhook"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/messages/count_tokens",
+        "/v1beta/models/gemini-2.5-flash:countTokens",
+        "/tenant/keys",
+        "/accounts/add",
+        "/admin/console/credit",
+        "/stripe/webhook",
+    ],
+)
 async def test_oversized_body_is_413_on_every_other_route(make_gateway, monkeypatch, path) -> None:
     monkeypatch.setenv("GATEWAYTUI_ADMIN_TOKEN", ADMIN)
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_test")
     gw = await make_gateway(**SMALL_LIMIT)
     key = await gw.mint()
-    headers = {"authorization": f"Bearer {ADMIN if path.startswith(('/accounts', '/admin')) else key}",
-               "x-goog-api-key": key}
+    headers = {
+        "authorization": f"Bearer {ADMIN if path.startswith(('/accounts', '/admin')) else key}",
+        "x-goog-api-key": key,
+    }
     async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
         r = await http.post(path, content=b'{"x": "' + b"y" * 20_000 + b'"}', headers=headers)
     assert r.status_code == 413, (r.status_code, r.text[:300])
@@ -292,7 +345,9 @@ MALFORMED: dict[str, Any] = {
     "infinity": lambda body: body[:-1] + b', "temperature": -Infinity}',
     "overflow-float": lambda body: body[:-1] + b', "temperature": 1e400}',
     "duplicate-keys": lambda body: body[:-1] + b', "x": 1, "x": 2}',
-    "duplicate-model": lambda body: body[:-1] + b', "model": "other"}' if b'"model"' in body else body[:-1] + b', "contents": []}',
+    "duplicate-model": lambda body: (
+        body[:-1] + b', "model": "other"}' if b'"model"' in body else body[:-1] + b', "contents": []}'
+    ),
     "trailing-garbage": lambda body: body + b" {}",
     "bom": lambda body: b"\xef\xbb\xbf" + body,
     "top-level-array": lambda body: b"[" + body + b"]",
@@ -305,11 +360,15 @@ MALFORMED: dict[str, Any] = {
 
 @pytest.mark.parametrize("case", list(MALFORMED))
 @pytest.mark.parametrize(("protocol", "path", "factory"), ENDPOINTS, ids=ENDPOINT_IDS)
-async def test_malformed_json_is_400_in_the_callers_protocol(gateway, upstream, protocol, path, factory, case) -> None:
+async def test_malformed_json_is_400_in_the_callers_protocol(
+    gateway, upstream, protocol, path, factory, case
+) -> None:
     key = await gateway.mint()
     payload = MALFORMED[case](orjson.dumps(factory("hi")))
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
-        r = await http.post(path, content=payload, headers={**key_headers(key), "content-type": "application/json"})
+        r = await http.post(
+            path, content=payload, headers={**key_headers(key), "content-type": "application/json"}
+        )
     assert_protocol_error(protocol, r, 400)
     assert not upstream.requests
 
@@ -349,6 +408,7 @@ ODD_VALUES: list[Any] = [None, True, 0, -1, 1.5, "", "x", [], [1], {}, {"a": 1},
 
 def mutations(body: Any) -> Iterator[tuple[str, Any]]:
     """Every way of replacing one node of ``body`` with a value of another type."""
+
     def paths(node: Any, at: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
         if isinstance(node, dict):
             for k, v in node.items():
@@ -370,17 +430,37 @@ def mutations(body: Any) -> Iterator[tuple[str, Any]]:
 
 
 FULL = {
-    "anthropic": anthropic_body("hi", system=[{"type": "text", "text": "sys"}], temperature=0.5, stop_sequences=["x"],
-                                messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
-                                tools=[{"name": "t", "input_schema": {"type": "object"}}], tool_choice={"type": "auto"}),
-    "openai_chat": chat_body("hi", temperature=0.5, stop=["x"], max_tokens=50, stream_options={"include_usage": True},
-                             tools=[{"type": "function", "function": {"name": "t", "parameters": {"type": "object"}}}],
-                             response_format={"type": "text"}),
-    "openai_responses": responses_body("hi", instructions="sys", max_output_tokens=50, reasoning={"effort": "low"},
-                                       tools=[{"type": "function", "name": "t", "parameters": {"type": "object"}}]),
-    "gemini": gemini_body("hi", systemInstruction={"parts": [{"text": "sys"}]},
-                          generationConfig={"temperature": 0.5, "maxOutputTokens": 50, "stopSequences": ["x"]},
-                          tools=[{"functionDeclarations": [{"name": "t", "parameters": {"type": "object"}}]}]),
+    "anthropic": anthropic_body(
+        "hi",
+        system=[{"type": "text", "text": "sys"}],
+        temperature=0.5,
+        stop_sequences=["x"],
+        messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
+        tools=[{"name": "t", "input_schema": {"type": "object"}}],
+        tool_choice={"type": "auto"},
+    ),
+    "openai_chat": chat_body(
+        "hi",
+        temperature=0.5,
+        stop=["x"],
+        max_tokens=50,
+        stream_options={"include_usage": True},
+        tools=[{"type": "function", "function": {"name": "t", "parameters": {"type": "object"}}}],
+        response_format={"type": "text"},
+    ),
+    "openai_responses": responses_body(
+        "hi",
+        instructions="sys",
+        max_output_tokens=50,
+        reasoning={"effort": "low"},
+        tools=[{"type": "function", "name": "t", "parameters": {"type": "object"}}],
+    ),
+    "gemini": gemini_body(
+        "hi",
+        systemInstruction={"parts": [{"text": "sys"}]},
+        generationConfig={"temperature": 0.5, "maxOutputTokens": 50, "stopSequences": ["x"]},
+        tools=[{"functionDeclarations": [{"name": "t", "parameters": {"type": "object"}}]}],
+    ),
 }
 
 
@@ -395,7 +475,11 @@ async def test_wrong_types_anywhere_are_client_errors_never_500(gateway, protoco
             if isinstance(body, dict):
                 body.pop("stream", None)
             async with sem:
-                r = await http.post(path, content=orjson.dumps(body), headers={**key_headers(key), "content-type": "application/json"})
+                r = await http.post(
+                    path,
+                    content=orjson.dumps(body),
+                    headers={**key_headers(key), "content-type": "application/json"},
+                )
             if r.status_code >= 500 or (r.status_code != 200 and r.status_code not in EXPECTED_CLIENT_ERRORS):
                 failures.append((label, r.status_code, r.text[:200]))
             elif r.status_code != 200:
@@ -411,18 +495,49 @@ async def test_wrong_types_anywhere_are_client_errors_never_500(gateway, protoco
 # ---------------------------------------------------------------- injection strings in headers and paths
 
 
-NASTY = [b"' OR '1'='1' --", b'"; DROP TABLE api_keys; --', b"a\x00b", b"z" * 10_240, b"%00%27", b"\xc3\x28\xff"]
+NASTY = [
+    b"' OR '1'='1' --",
+    b'"; DROP TABLE api_keys; --',
+    b"a\x00b",
+    b"z" * 10_240,
+    b"%00%27",
+    b"\xc3\x28\xff",
+]
 NASTY_IDS = ["sql-quote", "sql-drop", "nul", "10kb", "percent", "bad-utf8"]
-HEADER_NAMES = ["authorization", "x-api-key", "x-goog-api-key", "api-key", "anthropic-version", "anthropic-beta",
-                "content-type", "x-request-id", "user-agent", "accept", "cookie", "x-admin-token", "stripe-signature",
-                "openai-beta", "session_id", "x-forwarded-for"]
+HEADER_NAMES = [
+    "authorization",
+    "x-api-key",
+    "x-goog-api-key",
+    "api-key",
+    "anthropic-version",
+    "anthropic-beta",
+    "content-type",
+    "x-request-id",
+    "user-agent",
+    "accept",
+    "cookie",
+    "x-admin-token",
+    "stripe-signature",
+    "openai-beta",
+    "session_id",
+    "x-forwarded-for",
+]
 KEY_HEADERS = {"authorization", "x-api-key", "x-goog-api-key", "api-key"}
-ROUTES = [("POST", "/v1/messages", anthropic_body()), ("POST", "/v1/chat/completions", chat_body()),
-          ("POST", "/v1/responses", responses_body()), ("POST", GEMINI, gemini_body()),
-          ("POST", "/v1/messages/count_tokens", anthropic_body()), ("GET", "/v1/models", None),
-          ("GET", "/v1beta/models", None), ("GET", "/tenant/keys", None), ("GET", "/tenant/credits", None),
-          ("GET", "/accounts", None), ("GET", "/admin/snapshot", None), ("POST", "/stripe/webhook", {"id": "evt"}),
-          ("GET", "/health", None)]
+ROUTES = [
+    ("POST", "/v1/messages", anthropic_body()),
+    ("POST", "/v1/chat/completions", chat_body()),
+    ("POST", "/v1/responses", responses_body()),
+    ("POST", GEMINI, gemini_body()),
+    ("POST", "/v1/messages/count_tokens", anthropic_body()),
+    ("GET", "/v1/models", None),
+    ("GET", "/v1beta/models", None),
+    ("GET", "/tenant/keys", None),
+    ("GET", "/tenant/credits", None),
+    ("GET", "/accounts", None),
+    ("GET", "/admin/snapshot", None),
+    ("POST", "/stripe/webhook", {"id": "evt"}),
+    ("GET", "/health", None),
+]
 
 
 @pytest.fixture
@@ -452,7 +567,9 @@ async def test_injection_strings_in_every_header_are_refused_cleanly(live, upstr
         headers[name] = value
         payload = orjson.dumps(body) if body is not None else b""
         async with sem:
-            status, data = await raw_request(live.base_url, http_head(method, path, headers, len(payload) if body else None), payload)
+            status, data = await raw_request(
+                live.base_url, http_head(method, path, headers, len(payload) if body else None), payload
+            )
         if status is None or status >= 500:
             failures.append((name, path, status, data[:160]))
         elif name in KEY_HEADERS and status not in (400, 401) and path != "/health" and name != "api-key":
@@ -466,14 +583,34 @@ async def test_injection_strings_in_every_header_are_refused_cleanly(live, upstr
 
 
 PATH_ROUTES = [
-    ("POST", "/v1beta/models/{}:generateContent", gemini_body()), ("POST", "/v1/models/{}:streamGenerateContent", gemini_body()),
-    ("GET", "/v1/models/{}", None), ("GET", "/v1beta/models/{}", None), ("GET", "/tenant/keys/{}", None),
-    ("DELETE", "/tenant/keys/{}", None), ("GET", "/v1/usage/{}", None), ("GET", "/accounts/{}", None),
-    ("PATCH", "/accounts/{}", {"priority": 1}), ("DELETE", "/accounts/{}", None), ("POST", "/accounts/{}/reset", None),
-    ("POST", "/accounts/{}/enable", None), ("GET", "/accounts/oauth/{}", None), ("GET", "/admin/console/requests/{}", None),
-    ("POST", "/admin/console/{}", {}), ("POST", "/{}/v1/messages", anthropic_body()),
+    ("POST", "/v1beta/models/{}:generateContent", gemini_body()),
+    ("POST", "/v1/models/{}:streamGenerateContent", gemini_body()),
+    ("GET", "/v1/models/{}", None),
+    ("GET", "/v1beta/models/{}", None),
+    ("GET", "/tenant/keys/{}", None),
+    ("DELETE", "/tenant/keys/{}", None),
+    ("GET", "/v1/usage/{}", None),
+    ("GET", "/accounts/{}", None),
+    ("PATCH", "/accounts/{}", {"priority": 1}),
+    ("DELETE", "/accounts/{}", None),
+    ("POST", "/accounts/{}/reset", None),
+    ("POST", "/accounts/{}/enable", None),
+    ("GET", "/accounts/oauth/{}", None),
+    ("GET", "/admin/console/requests/{}", None),
+    ("POST", "/admin/console/{}", {}),
+    ("POST", "/{}/v1/messages", anthropic_body()),
 ]
-PATH_VALUES = ["' OR 1=1 --", "1; DROP TABLE ledger", "a\x00b", "x" * 10_240, "../../etc/passwd", "%", "..", "🙂", " "]
+PATH_VALUES = [
+    "' OR 1=1 --",
+    "1; DROP TABLE ledger",
+    "a\x00b",
+    "x" * 10_240,
+    "../../etc/passwd",
+    "%",
+    "..",
+    "🙂",
+    " ",
+]
 
 
 async def test_injection_strings_in_every_path_parameter_are_404_or_400(live, upstream) -> None:
@@ -506,6 +643,7 @@ async def test_injection_strings_in_every_path_parameter_are_404_or_400(live, up
 async def test_a_tenant_reaches_only_its_own_keys_usage_and_requests(gateway) -> None:
     acme, globex = await gateway.mint("acme"), await gateway.mint("globex")
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+
         def as_(k: str) -> dict[str, str]:
             return {"authorization": f"Bearer {k}"}
 
@@ -518,15 +656,19 @@ async def test_a_tenant_reaches_only_its_own_keys_usage_and_requests(gateway) ->
         globex_key_id = globex_keys[0]["id"]
 
         assert (await http.get(f"/v1/usage/{acme_req}", headers=as_(acme))).status_code == 200
-        for method, path in (("GET", f"/v1/usage/{globex_req}"), ("GET", f"/tenant/keys/{globex_key_id}"),
-                             ("DELETE", f"/tenant/keys/{globex_key_id}")):
+        for method, path in (
+            ("GET", f"/v1/usage/{globex_req}"),
+            ("GET", f"/tenant/keys/{globex_key_id}"),
+            ("DELETE", f"/tenant/keys/{globex_key_id}"),
+        ):
             r = await http.request(method, path, headers=as_(acme))
             missing = await http.request(method, path[:-4] + "zzzz", headers=as_(acme))
             assert r.status_code == missing.status_code == 404
             # "not yours" and "does not exist" read the same: no oracle for other tenants' ids
             assert r.json()["error"]["type"] == missing.json()["error"]["type"]
-            assert r.json()["error"]["message"].replace(path.rsplit("/", 1)[1], "ID") == \
-                missing.json()["error"]["message"].replace(path[:-4].rsplit("/", 1)[1] + "zzzz", "ID")
+            assert r.json()["error"]["message"].replace(path.rsplit("/", 1)[1], "ID") == missing.json()[
+                "error"
+            ]["message"].replace(path[:-4].rsplit("/", 1)[1] + "zzzz", "ID")
         still = await http.post("/v1/messages", json=anthropic_body(), headers=as_(globex))
         assert still.status_code == 200, "acme's DELETE must not have revoked globex's key"
         usage = (await http.get("/tenant/usage", headers=as_(acme))).json()
@@ -545,7 +687,11 @@ async def test_a_subscription_key_cannot_mint_wider_keys(gateway) -> None:
         r = await http.post("/tenant/keys", json={"label": "child"}, headers=h)
         assert r.status_code == 201
         child = r.json()["key"]
-        assert child["kind"] == "subscription" and child["models"] == ["claude-sonnet-4-5"] and child["rpm"] == 10
+        assert (
+            child["kind"] == "subscription"
+            and child["models"] == ["claude-sonnet-4-5"]
+            and child["rpm"] == 10
+        )
         r = await http.post("/v1/messages", json=anthropic_body(), headers=h)
         assert r.status_code == 403, "a subscription key may only call the tool routes"
 
@@ -555,7 +701,11 @@ def admin_rules(app_rules: list[Any]) -> list[tuple[str, str]]:
     for rule in app_rules:
         if not rule.rule.startswith(("/accounts", "/settings", "/claude", "/admin")):
             continue
-        path = rule.rule.replace("<ref>", "anthropic-1").replace("<state>", "st").replace("<request_id>", "req_x")
+        path = (
+            rule.rule.replace("<ref>", "anthropic-1")
+            .replace("<state>", "st")
+            .replace("<request_id>", "req_x")
+        )
         path = path.replace("<name>", "credit")
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
             out.append((method, path))
@@ -575,9 +725,15 @@ async def test_every_admin_route_needs_the_admin_token(make_gateway, monkeypatch
     assert len(routes) >= 30, routes
     async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
         for method, path in routes:
-            for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Bearer {ADMIN}x"},
-                            {"authorization": f"Bearer {ADMIN[:-1]}"}, {"x-admin-token": "wrong"},
-                            {"authorization": f"Bearer {tenant_key}"}, {"authorization": f"Basic {ADMIN}"}):
+            for headers in (
+                {},
+                {"authorization": "Bearer wrong"},
+                {"authorization": f"Bearer {ADMIN}x"},
+                {"authorization": f"Bearer {ADMIN[:-1]}"},
+                {"x-admin-token": "wrong"},
+                {"authorization": f"Bearer {tenant_key}"},
+                {"authorization": f"Basic {ADMIN}"},
+            ):
                 r = await http.request(method, path, headers=headers, content=b"{}")
                 assert r.status_code == 401, (method, path, headers, r.status_code, r.text[:200])
         # with the token, the same routes are reachable (GETs only: nothing is changed here)

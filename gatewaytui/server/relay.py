@@ -183,6 +183,9 @@ async def handle(
     ))
     rt.bus.publish("request.started", id=request_id, tenant=flight.tenant, model=model_cfg.name, route=route, stream=req.stream)
     call = Call(rt, proto, route, request_id, key, req, model_cfg, provider, hold, flight, price, subscription)
+    task = asyncio.current_task()
+    if task is not None:  # the handler's task also sends the stream: cancelling it cuts the request cleanly
+        rt.request_tasks[request_id] = task
     try:
         if req.stream:
             return await stream_response(call)
@@ -527,6 +530,14 @@ async def _stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator
                     yield chunk
                 elif events:
                     yield b"".join(encoder.encode(e) for e in events)
+            while passthrough and meter.finished:  # the wire's own ending ([DONE], a closing "]") may follow
+                try:
+                    async with asyncio.timeout(min(idle, rt.cfg.server.keepalive_interval)):
+                        chunk = await it.__anext__()
+                except (StopAsyncIteration, TimeoutError, httpx.HTTPError):
+                    break
+                meter.feed(at.parser.feed(chunk))  # late usage still counts
+                yield chunk
         if meter.failed and not meter.error_sent:
             meter.error_sent = injected = True
             yield encoder.encode(StreamError("api_error", meter.failed, 502))
@@ -642,6 +653,7 @@ def settle(call: Call, usage: Usage | None, *, status: str, http_status: int, er
     if getattr(rt, "quota", None) is not None and call.subscription and cost is not None and usage is not None:
         rt.quota.record(call.key["tenant_id"], usage)
     rt.traffic.close(flight)
+    rt.request_tasks.pop(call.request_id, None)
     rt.bus.publish(
         "request.finished", id=call.request_id, tenant=flight.tenant, tenant_id=tenant_id, model=call.model.name,
         status=status, http_status=http_status, cost_micro=row["cost_micro"], account=flight.account,
