@@ -111,14 +111,10 @@ def leaks(blob: bytes, secrets: list[str]) -> list[str]:
     return found
 
 
-PROBE_LEAK = (
-    "pool/probe.py records the upstream's error text (which may repeat the credential) in last_error and "
-    "disabled_reason without scrubbing it; relay.scrub() does this for requests"
-)
 
 
 @pytest.mark.parametrize(
-    "scenario", ["traffic", pytest.param("probes", marks=pytest.mark.xfail(strict=True, reason=PROBE_LEAK))]
+    "scenario", ["traffic", "probes"]
 )
 async def test_canaries_never_leak(
     make_gateway, upstream, tmp_path, monkeypatch, caplog, logfile, scenario

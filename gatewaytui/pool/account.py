@@ -44,6 +44,19 @@ class Account:
     def auth(self) -> str:
         return "oauth" if self.oauth else "api_key"
 
+    def secrets(self) -> list[str]:
+        """Every credential this account sends upstream (API key, OAuth tokens, configured headers)."""
+        oauth = self.oauth or {}
+        found = [self.api_key, oauth.get("access_token"), oauth.get("refresh_token"), *self.headers.values()]
+        return [s for s in found if isinstance(s, str) and len(s) >= 8]
+
+    def scrub(self, text: str) -> str:
+        """Upstreams sometimes repeat the credential they were sent in an error message: never keep it."""
+        for secret in self.secrets():
+            if secret in text:
+                text = text.replace(secret, "[redacted]")
+        return text
+
     def credentials(self) -> Credentials:
         token = (self.oauth or {}).get("access_token")
         return Credentials(

@@ -202,6 +202,7 @@ class Pool:
         """Record a failed attempt and rest the account (or just the model) as its cause deserves."""
         now = time.time()
         acc.errors += 1
+        err.message = acc.scrub(err.message)  # every path that records or shows the error sees it clean
         cause = refine(err, quota)
         acc.last_error = f"{err.status} {cause}: {err.message}"[:500]
         if quota:

@@ -330,17 +330,12 @@ def _fail(rt: Runtime, acc: Account, call: Call, err: UpstreamError, quota: dict
 
 
 def _secrets(acc: Account) -> list[str]:
-    oauth = acc.oauth or {}
-    found = [acc.api_key, oauth.get("access_token"), oauth.get("refresh_token"), *acc.headers.values()]
-    return [s for s in found if isinstance(s, str) and len(s) >= 8]
+    return acc.secrets()
 
 
 def scrub(text: str, acc: Account) -> str:
     """Upstreams sometimes repeat the credential they were sent in an error message: never pass it on."""
-    for secret in _secrets(acc):
-        if secret in text:
-            text = text.replace(secret, "[redacted]")
-    return text
+    return acc.scrub(text)
 
 
 def _scrub_events(events: list[Event], acc: Account, raw: bytes = b"") -> bytes:
