@@ -283,7 +283,7 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
         raw = dict(raw)
         for key in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "cache_write_1h_per_mtok"):
             if key in raw:
-                raw[key] = _micro(raw[key], lambda msg, k=key: fail("models", k, msg, i))
+                raw[key] = _micro(raw[key], lambda msg, k=key, n=i: fail("models", k, msg, n))
         if "cache_write_1h_per_mtok" not in raw and "input_per_mtok" in raw:
             raw["cache_write_1h_per_mtok"] = raw["input_per_mtok"] * 2  # Anthropic's 1-hour write price
         model = _table(ModelConfig, raw, "models", fail, i)
@@ -333,7 +333,7 @@ def _micro(value: Any, fail: Any) -> int:
 
 def _array(value: Any, table: str, fail: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise fail(table, None, "must be an array of tables ([[%s]])" % table)
+        raise fail(table, None, f"must be an array of tables ([[{table}]])")
     return value
 
 

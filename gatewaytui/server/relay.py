@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Any
 
 import httpx
+import orjson
 from quart import Response
 
 from ..billing import pricing
@@ -275,7 +276,10 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
     assert rt.http is not None
     if acc.oauth and rt.oauth is not None:
         await rt.oauth.ensure_fresh(acc)  # refreshes an expiring token (one refresh per account at a time)
-    up = call.provider.build_request(call.req, call.model.upstream, acc.credentials())
+    try:
+        up = call.provider.build_request(call.req, call.model.upstream, acc.credentials())
+    except orjson.JSONEncodeError as exc:  # a value the upstream's JSON cannot carry (an integer past 64 bits)
+        raise GatewayError("invalid_request", f"the request has a value the upstream cannot accept: {exc}") from None
     rt.pool.begin(acc)
     response: httpx.Response | None = None
     ok = False
@@ -367,7 +371,7 @@ async def _preread(call: Call, at: Attempt) -> None:
             at.ended = True
             break
         except httpx.HTTPError:
-            raise _fail(call.rt, at.account, call, UpstreamError(502, "connection", "upstream stream broke before the first event"))
+            raise _fail(call.rt, at.account, call, UpstreamError(502, "connection", "upstream stream broke before the first event")) from None
         at.buffered.append(chunk)
         at.events.extend(at.parser.feed(chunk))
         if any(isinstance(e, (StreamError, *CONTENT_EVENTS)) for e in at.events):
