@@ -57,7 +57,7 @@ class Gateway:
         hc = HypercornConfig()
         hc.bind = [f"fd://{sock.fileno()}"]
         hc.graceful_timeout = self.cfg.server.graceful_timeout
-        hc.keep_alive_timeout = 75
+        hc.keep_alive_timeout = 20  # idle keep-alive connections cost memory; SDK pools reconnect cheaply
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.h11_max_incomplete_size = 64 * 1024

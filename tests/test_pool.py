@@ -273,3 +273,18 @@ def test_quota_updates_are_published_at_a_bounded_rate() -> None:
     assert pool.saved == ["acc0"]  # type: ignore[attr-defined]
     pool.success(accs[0], {"unified_status": "allowed_warning"})  # a status change is news at once
     assert [e.topic for e in sub.drain()] == ["account.quota"]
+
+
+def test_recent_window_stays_bounded_without_an_rpm_limit() -> None:
+    """One timestamp per attempt must not accumulate forever on accounts with no rpm ceiling."""
+    import time as _time
+
+    from gatewaytui.bus import EventBus
+    from gatewaytui.pool.account import Account
+    from gatewaytui.pool.pool import Pool
+
+    pool = Pool(EventBus())
+    acc = Account(id="acc_x", label="x", provider="anthropic", base_url="http://127.0.0.1:9")
+    acc.recent.extend([_time.time() - 120] * 1000)  # attempts from two minutes ago
+    pool.begin(acc)
+    assert len(acc.recent) == 1

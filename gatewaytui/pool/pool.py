@@ -157,7 +157,9 @@ class Pool:
 
     def begin(self, acc: Account) -> None:
         acc.inflight += 1
-        acc.recent.append(time.time())
+        now = time.time()
+        acc.recent.append(now)
+        acc.rpm_used(now)  # trims the one-minute window, so it stays bounded with or without an rpm limit
 
     def end(self, acc: Account) -> None:
         acc.inflight = max(0, acc.inflight - 1)

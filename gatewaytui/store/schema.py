@@ -144,3 +144,9 @@ def m002_billing(db: Database) -> None:
         CREATE INDEX requests_tenant_started ON requests(tenant_id, started_at);
         """
     )
+
+
+@migrations()
+def m003_ledger_request_index(db: Database) -> None:
+    """Settlement lookups by request (crash recovery, audits) must not scan the whole ledger."""
+    db.execute("CREATE INDEX IF NOT EXISTS ledger_request ON ledger(request_id, kind)")

@@ -1,0 +1,278 @@
+"""Soak: constant arrival rate against gatewaytui, with client aborts and upstream faults mixed in.
+
+``python -m bench --soak --minutes 10 --rate 100``. Requests arrive on a fixed schedule whatever the
+gateway's answers (open loop), each on its own connection:
+
+- half streamed (20 deltas, paced 5 ms), half not; half Anthropic passthrough, half translated
+  (OpenAI client -> Anthropic upstream);
+- 5% of upstream answers are faults (the fake upstream's ``faults=5``: HTTP 500 or 429 with
+  ``retry-after: 1``, or a connection cut half-way), so failover, cooldowns and mid-stream breaks all
+  happen; the gateway has 16 accounts per provider, so cooled-down accounts leave others to fail over to;
+- 5% of clients abort: streams after the first token, non-streamed requests while the upstream is
+  still thinking (it waits 200 ms).
+
+Every 5 seconds it samples the gateway's RSS (growth is judged after a 90 s warm-up: Hypercorn holds
+each closed connection's server task until its keep-alive timer fires, 75 s in gatewaytui) and ``/health`` in-flight count. At the end it waits for
+the gateway to go idle, then checks that the counters are back to zero: ``/health`` in-flight and
+per-account in-flight, no hold left without its settlement or release in the ledger, hold + settle =
+-cost for every request, and the tenant's balance equals top-ups minus recorded costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import statistics
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench import client, procs
+
+WARMUP_S = 90.0
+
+
+def _body(protocol: str, *, stream: bool, directive: str) -> bytes:
+    data: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 256,
+        "messages": [{"role": "user", "content": f"Soak test. {directive}"}],
+    }
+    if stream:
+        data["stream"] = True
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+async def one(port: int, key: str, rng: random.Random, stats: Counter[str], latencies: list[float]) -> None:
+    stream = rng.random() < 0.5
+    translated = rng.random() < 0.5
+    abort = rng.random() < 0.05
+    parts = [
+        "[bench chunks=20 faults=5",
+        "pace=5" if stream else "",
+        "delay=200" if abort and not stream else "",
+    ]
+    directive = " ".join(p for p in parts if p) + "]"
+    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
+    if translated:
+        path = "/v1/chat/completions"
+    else:
+        path = "/v1/messages"
+        headers["anthropic-version"] = "2023-06-01"
+    body = _body("openai" if translated else "anthropic", stream=stream, directive=directive)
+    conn = client.Conn("127.0.0.1", port)
+    t0 = time.perf_counter()
+    try:
+        await conn.open()
+        if abort:
+            if stream:
+                await conn.request(path, body, headers, stop_at_marker=True)
+            else:
+                conn.send(path, body, headers)
+                await asyncio.sleep(0.05)
+            stats["client_aborted"] += 1
+            return
+        r = await asyncio.wait_for(conn.request(path, body, headers, keep=False), timeout=60)
+        latencies.append(time.perf_counter() - t0)
+        in_band_error = stream and (b'"type":"error"' in r.body or b'"error":{' in r.body)
+        if r.status == 200 and not in_band_error:
+            stats["ok"] += 1
+        elif r.status == 200:
+            stats["stream_error_in_band"] += 1
+        else:
+            stats[f"http_{r.status}"] += 1
+    except (client.HTTPError, OSError, TimeoutError) as exc:
+        stats[f"client_error:{type(exc).__name__}"] += 1
+    finally:
+        conn.close()
+
+
+def _health(base: str) -> dict[str, Any]:
+    with urllib.request.urlopen(base + "/health", timeout=5) as r:
+        return json.loads(r.read())  # type: ignore[no-any-return]
+
+
+def ledger_checks(db: Path) -> dict[str, Any]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        q = conn.execute
+        # one pass over the ledger grouped by request (a correlated NOT EXISTS is quadratic: no index on request_id)
+        per_request = (
+            "SELECT request_id, SUM(kind = 'hold') AS holds, SUM(kind IN ('settle', 'release')) AS closes, "
+            "SUM(amount_micro) AS net FROM ledger WHERE request_id IS NOT NULL GROUP BY request_id"
+        )
+        unsettled = q(f"SELECT COUNT(*) FROM ({per_request}) WHERE holds > 0 AND closes = 0").fetchone()[0]
+        mismatched = q(
+            f"SELECT COUNT(*) FROM requests r JOIN ({per_request}) l ON l.request_id = r.id WHERE l.net != -r.cost_micro"
+        ).fetchone()[0]
+        rows = q("SELECT status, COUNT(*) FROM requests GROUP BY status").fetchall()
+        topups = q("SELECT COALESCE(SUM(amount_micro), 0) FROM ledger WHERE kind = 'topup'").fetchone()[0]
+        balance = q("SELECT COALESCE(SUM(amount_micro), 0) FROM ledger").fetchone()[0]
+        costs = q("SELECT COALESCE(SUM(cost_micro), 0) FROM requests").fetchone()[0]
+        holds = q("SELECT COUNT(*) FROM ledger WHERE kind = 'hold'").fetchone()[0]
+        closes = q("SELECT COUNT(*) FROM ledger WHERE kind IN ('settle', 'release')").fetchone()[0]
+    finally:
+        conn.close()
+    return {
+        "requests_by_status": dict(rows),
+        "unsettled_holds": unsettled,
+        "ledger_vs_cost_mismatches": mismatched,
+        "holds": holds,
+        "settles_and_releases": closes,
+        "balance_micro": balance,
+        "topups_minus_costs_micro": topups - costs,
+    }
+
+
+async def drive(
+    port: int, key: str, base: str, proc: procs.Proc, rate: float, seconds: float
+) -> dict[str, Any]:
+    rng = random.Random(7)
+    stats: Counter[str] = Counter()
+    latencies: list[float] = []
+    samples: list[dict[str, Any]] = []
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.monotonic()
+    next_sample = start
+    sent = 0
+    while (now := time.monotonic()) - start < seconds:
+        due = int((now - start) * rate) + 1
+        while sent < due:
+            task = asyncio.create_task(one(port, key, rng, stats, latencies))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+        if now >= next_sample:
+            h = await asyncio.to_thread(_health, base)
+            samples.append(
+                {
+                    "t_s": round(now - start, 1),
+                    "rss_mb": round(proc.rss_kb() / 1024, 1),
+                    "inflight": h["inflight"],
+                    "client_open": len(tasks),
+                    "sent": sent,
+                    "ok": stats["ok"],
+                }
+            )
+            print(
+                f"  t={now - start:6.1f}s rss {samples[-1]['rss_mb']:7.1f} MB  in flight {h['inflight']:4d}  "
+                f"sent {sent}  ok {stats['ok']}  errors {sum(v for k, v in stats.items() if k not in ('ok', 'client_aborted'))}",
+                flush=True,
+            )
+            next_sample += 5.0
+        await asyncio.sleep(min(0.01, max(0.0, start + sent / rate - time.monotonic())))
+    if tasks:
+        await asyncio.wait(tasks, timeout=90)
+    return {"sent": sent, "stats": dict(stats), "samples": samples, "latencies": latencies}
+
+
+def soak(args: argparse.Namespace) -> int:
+    from bench.run import RESULTS, machine, raise_fd_limit
+
+    raise_fd_limit()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = (Path(args.out) if args.out else RESULTS) / f"soak-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seconds = args.minutes * 60
+    print(f"soak {args.minutes:g} min at {args.rate:g} req/s; output in {run_dir}", flush=True)
+    up = procs.upstream(run_dir)
+    up.start()
+    gw, key = procs.gateway(run_dir / "gw", up.port, accounts_per_provider=16)
+    gw.start()
+    try:
+        result = asyncio.run(drive(gw.port, key, gw.base, gw, args.rate, seconds))
+        deadline = time.monotonic() + 60
+        health = _health(gw.base)
+        while health["inflight"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+            health = _health(gw.base)
+        time.sleep(2.0)  # the writer's batches land
+        health = _health(gw.base)
+        rss_end = gw.rss_kb() / 1024
+        checks = ledger_checks(run_dir / "gw" / "gateway.db")
+    finally:
+        gw.stop()
+        up.stop()
+    checks["health_inflight"] = health["inflight"]
+    checks["accounts_inflight"] = sum(int(a.get("inflight") or 0) for a in health.get("accounts", []))
+    samples = result["samples"]
+    # warm-up: Hypercorn keeps each closed connection's server task until its keep-alive timer (75 s in
+    # gatewaytui) fires, so memory rises with connection churn for that long, then levels off
+    warm = [s["rss_mb"] for s in samples if s["t_s"] >= min(WARMUP_S, seconds / 2)] or [
+        s["rss_mb"] for s in samples
+    ]
+    growth = warm[-1] - warm[0] if warm else 0.0
+    minutes_measured = (
+        max(1e-9, (samples[-1]["t_s"] - next(s["t_s"] for s in samples if s["rss_mb"] == warm[0])) / 60)
+        if samples
+        else 1.0
+    )
+    lat = sorted(result["latencies"])
+    ok = (
+        checks["unsettled_holds"] == 0
+        and checks["ledger_vs_cost_mismatches"] == 0
+        and checks["health_inflight"] == 0
+        and checks["accounts_inflight"] == 0
+        and checks["balance_micro"] == checks["topups_minus_costs_micro"]
+        and checks["holds"] == checks["settles_and_releases"]
+    )
+    summary = {
+        "machine": machine(),
+        "command": args.command,
+        "rate": args.rate,
+        "minutes": args.minutes,
+        "sent": result["sent"],
+        "outcomes": result["stats"],
+        "latency_p50_ms": statistics.median(lat) * 1000 if lat else None,
+        "latency_p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1000 if lat else None,
+        "rss_mb": {
+            "first": samples[0]["rss_mb"] if samples else None,
+            "after_warmup": warm[0] if warm else None,
+            "end": round(rss_end, 1),
+            "growth_after_warmup_mb": round(growth, 1),
+            "growth_mb_per_min": round(growth / minutes_measured, 2),
+        },
+        "checks": checks,
+        "counters_back_to_zero": ok,
+        "samples": samples,
+    }
+    (run_dir / "soak.json").write_text(json.dumps(summary, indent=2))
+    print()
+    print(render_soak(summary))
+    return 0 if ok else 1
+
+
+def render_soak(s: dict[str, Any]) -> str:
+    c = s["checks"]
+    m = s["rss_mb"]
+    lines = [
+        f"Soak: {s['minutes']:g} min at {s['rate']:g} req/s ({s['sent']} requests), {s['machine']['date']}; `{s['command']}`",
+        "",
+        "| Check | Result |",
+        "|---|---|",
+        f"| outcomes (client side) | {', '.join(f'{k} {v}' for k, v in sorted(s['outcomes'].items()))} |",
+        f"| latency p50 / p99 (completed) | {s['latency_p50_ms']:.1f} ms / {s['latency_p99_ms']:.1f} ms |"
+        if s["latency_p50_ms"]
+        else "| latency | – |",
+        f"| gateway RSS first / after warm-up / end | {m['first']} / {m['after_warmup']} / {m['end']} MB |",
+        f"| RSS growth after warm-up | {m['growth_after_warmup_mb']:+.1f} MB ({m['growth_mb_per_min']:+.2f} MB/min) |",
+        f"| /health in flight at the end | {c['health_inflight']} |",
+        f"| account in-flight counters at the end | {c['accounts_inflight']} |",
+        f"| holds without settlement or release | {c['unsettled_holds']} |",
+        f"| holds vs settles+releases | {c['holds']} vs {c['settles_and_releases']} |",
+        f"| requests whose hold+settle != -cost | {c['ledger_vs_cost_mismatches']} |",
+        f"| ledger balance vs top-ups − costs | {c['balance_micro']} vs {c['topups_minus_costs_micro']} micro-USD |",
+        f"| request rows by status | {', '.join(f'{k} {v}' for k, v in sorted(c['requests_by_status'].items()))} |",
+        f"| counters back to zero | {'yes ✅' if s['counters_back_to_zero'] else 'NO ❌'} |",
+        "",
+        "RSS over time (MB): "
+        + ", ".join(
+            f"{x['t_s']:.0f}s {x['rss_mb']}" for x in s["samples"][:: max(1, len(s["samples"]) // 24)]
+        ),
+    ]
+    return "\n".join(lines) + "\n"
