@@ -111,11 +111,7 @@ def leaks(blob: bytes, secrets: list[str]) -> list[str]:
     return found
 
 
-
-
-@pytest.mark.parametrize(
-    "scenario", ["traffic", "probes"]
-)
+@pytest.mark.parametrize("scenario", ["traffic", "probes"])
 async def test_canaries_never_leak(
     make_gateway, upstream, tmp_path, monkeypatch, caplog, logfile, scenario
 ) -> None:

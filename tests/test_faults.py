@@ -476,3 +476,23 @@ async def test_passthrough_stream_keeps_the_upstreams_own_ending(make_gateway, u
     (row,) = await assert_settled_once(gw, upstream)
     assert row["status"] == "ok" and row["output_tokens"] > 0
     assert upstream.completed_streams == 1, "the upstream stream was read to its end"
+
+
+@pytest.mark.parametrize("directive", ["", "[sleep:300]"], ids=["answered", "still-waiting"])
+async def test_stream_whose_body_never_starts_still_settles(make_gateway, upstream, directive) -> None:
+    """The client can vanish after the handler returned its streaming response but before the server started
+    sending it: the body never runs (so neither does its cleanup). The handler task's end must settle it."""
+    from gatewaytui.server import relay
+
+    gw = await make_gateway(server={"keepalive_interval": 0.1})
+    secret = await gw.mint()
+    key = gw.rt.keyring.authenticate(secret)
+    body = WIRES["anthropic"].body("claude-sonnet-4-5", f"{WORDS} [pace:20] {directive}")
+    handler = asyncio.create_task(
+        relay.handle(gw.rt, "anthropic", "v1", key, body, 200, {}, relay.new_request_id())
+    )
+    response = await handler  # the handler's task ends here; nobody will ever iterate response.response
+    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    (row,) = await assert_settled_once(gw, upstream)
+    assert row["status"] == "cancelled" and row["cost_micro"] == 0
+    assert upstream.completed_streams == 0

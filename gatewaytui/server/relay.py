@@ -85,6 +85,7 @@ class Call:
     attempts: int = 0
     errors: list[str] = field(default_factory=list)
     settled: bool = False
+    upstream: asyncio.Task[Attempt] | None = None  # a stream's upstream try (connect), once started
 
 
 @dataclass(slots=True)
@@ -187,6 +188,7 @@ async def handle(
     task = asyncio.current_task()
     if task is not None:  # the handler's task also sends the stream: cancelling it cuts the request cleanly
         rt.request_tasks[request_id] = task
+        task.add_done_callback(lambda _: _orphaned(call))
     try:
         if req.stream:
             return await stream_response(call)
@@ -195,6 +197,16 @@ async def handle(
         if not call.settled:  # cancelled or crashed before an answer: nothing was delivered
             settle(call, None, status="cancelled", http_status=499, error="client went away before the answer")
         raise
+
+
+def _orphaned(call: Call) -> None:
+    """The handler's task ended. A stream's body settles in its own cleanup, in this same task; if it is still
+    unsettled, the body never started (the client left between the handler's return and the first byte)."""
+    if call.settled:
+        return
+    settle(call, None, status="cancelled", http_status=499, error="client went away before the answer")
+    if call.upstream is not None:
+        call.rt.track(_abandon(call.rt, call.upstream))
 
 
 def apply_preset(rt: Runtime, route: str, req: ChatRequest) -> None:
@@ -427,7 +439,7 @@ async def unary_response(call: Call) -> Response:
 
 async def stream_response(call: Call) -> Response:
     rt = call.rt
-    task = asyncio.create_task(connect(call, stream=True))
+    task = call.upstream = asyncio.create_task(connect(call, stream=True))
     try:
         done, _ = await asyncio.wait({task}, timeout=rt.cfg.server.keepalive_interval)
     except BaseException:  # the client went away inside the commit window: the upstream try goes too
