@@ -8,6 +8,7 @@ finish, and anything cut at the deadline is settled by the relay's cleanup.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -130,6 +131,10 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
         return 1
     stop = asyncio.Event()
     install_signal_handlers(stop)
+    if not ui:
+        # what start-up built lives as long as the process: the collector need not walk it again (shorter
+        # full collections, so fewer latency spikes; measured with bench/ --variant gc)
+        gc.freeze()
     traffic_task = None
     notice: str | None = None
     try:

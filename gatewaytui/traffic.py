@@ -38,7 +38,7 @@ class Flight:
     status: int | None = None
     error: str | None = None
     attempts: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # as received: redacted whenever shown
     line_items: dict[str, Any] | None = None
 
     def snapshot(self, now: float | None = None) -> dict[str, Any]:
@@ -64,9 +64,17 @@ class Flight:
             "status": self.status,
             "error": self.error,
             "attempts": self.attempts,
-            "headers": self.headers,
+            "headers": safe_headers(self.headers),
             "line_items": self.line_items,
         }
+
+
+SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization"})
+
+
+def safe_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Request headers fit to show: credentials redacted, at most 40, values cut at 200 characters."""
+    return {k: ("[redacted]" if k.lower() in SECRET_HEADERS else v[:200]) for k, v in list(headers.items())[:40]}
 
 
 class Traffic:

@@ -491,8 +491,8 @@ async def test_stream_whose_body_never_starts_still_settles(make_gateway, upstre
     handler = asyncio.create_task(
         relay.handle(gw.rt, "anthropic", "v1", key, body, 200, {}, relay.new_request_id())
     )
-    response = await handler  # the handler's task ends here; nobody will ever iterate response.response
-    assert response.status_code == 200 and response.mimetype == "text/event-stream"
+    reply = await handler  # the handler's task ends here; nobody will ever iterate reply.body
+    assert reply.status == 200 and reply.content_type == "text/event-stream"
     (row,) = await assert_settled_once(gw, upstream)
     assert row["status"] == "cancelled" and row["cost_micro"] == 0
     assert upstream.completed_streams == 0

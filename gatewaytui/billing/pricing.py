@@ -7,6 +7,8 @@ up once to a whole micro-dollar; line items keep their exact values (as strings)
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -38,6 +40,11 @@ class Price:
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    @property
+    def json(self) -> str:
+        """``to_dict`` as JSON text (as a usage row stores it), computed once per price."""
+        return _price_json(self)
+
     def usd_per_mtok(self) -> dict[str, str]:
         return {k: _usd(Fraction(v)) for k, v in asdict(self).items()}
 
@@ -56,19 +63,25 @@ def cost(usage: Usage, price: Price) -> Cost:
         ("cache_read", usage.cache_read_tokens, price.cache_read),
         ("output", usage.output_tokens, price.output),
     )
-    exact = Fraction(0)
+    total = 0  # in millionths of a micro-USD (token counts times micro-USD per million tokens): exact integers
     items: dict[str, dict[str, Any]] = {}
     for name, tokens, per_mtok in lines:
-        amount = Fraction(tokens * per_mtok, MTOK)
-        exact += amount
-        items[name] = {"tokens": tokens, "per_mtok_micro": per_mtok, "cost_micro": _exact(amount)}
-    return Cost(total_micro=_ceil(exact), items=items)
+        amount = tokens * per_mtok
+        total += amount
+        items[name] = {"tokens": tokens, "per_mtok_micro": per_mtok, "cost_micro": _decimal_micro(amount)}
+    return Cost(total_micro=-(-total // MTOK), items=items)
+
+
+def _decimal_micro(amount: int) -> str:
+    """``amount`` millionths of a micro-USD as an exact decimal string of micro-USD ("112.5", "0.00048", "3")."""
+    whole, part = divmod(amount, MTOK)
+    return f"{whole}.{part:06d}".rstrip("0") if part else str(whole)
 
 
 def worst_case(price: Price, input_bound: int, max_tokens: int) -> int:
     """The most a request can cost: every input token at the dearest input rate, plus max_tokens out."""
     dearest = max(price.input, price.cache_write_5m, price.cache_write_1h, price.cache_read)
-    return _ceil(Fraction(input_bound * dearest + max_tokens * price.output, MTOK))
+    return -(-(input_bound * dearest + max_tokens * price.output) // MTOK)
 
 
 URL_IMAGE_TOKENS = 5_000  # an image fetched by URL: its pixels are not in the request body
@@ -95,12 +108,9 @@ def url_media_tokens(req: ChatRequest) -> int:
     return total
 
 
-def _ceil(x: Fraction) -> int:
-    return -((-x.numerator) // x.denominator)
-
-
-def _exact(x: Fraction) -> str:
-    return str(Decimal(x.numerator) / Decimal(x.denominator))
+@functools.lru_cache(maxsize=256)
+def _price_json(price: Price) -> str:
+    return json.dumps(price.to_dict())
 
 
 def _usd(micro_per_mtok: Fraction) -> str:

@@ -1,4 +1,5 @@
-"""The Quart application: the client-protocol routes, discovery, health, and the blueprints."""
+"""The Quart application: discovery, counting, health and the blueprints; the chat routes ride the lane
+in front of it (lane.py)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,12 @@ from ..codec import dumps, loads_request
 from ..model import GatewayError
 from ..runtime import Runtime
 from . import discovery, relay
-from .auth import presented_key
+from .lane import MAX_HEADER_BYTES, TOOL_ROUTES, ChatLane
 from .protocols import error_response
 
 log = logging.getLogger("gatewaytui.server")
 
-TOOL_ROUTES = ("claudecode", "cline", "cursor", "roocode")
-ROUTE_PREFIX = "/<any(claudecode, cline, cursor, roocode):route>"
-MAX_HEADER_BYTES = 32 * 1024  # h11 bounds only an incomplete header block: up to ~128 KB complete ones get through
+ROUTE_PREFIX = "/<any(" + ", ".join(TOOL_ROUTES) + "):route>"
 
 
 def protocol_for_path(path: str) -> str:
@@ -50,51 +49,10 @@ def create_app(rt: Runtime) -> Quart:
         assert isinstance(data, bytes)
         return loads_request(data), len(data)
 
-    async def chat(protocol: str, route: str, *, model: str | None = None, stream: bool | None = None,
-                   extras: dict[str, Any] | None = None, allow_query_key: bool = False) -> Response:
-        request_id = relay.new_request_id()
-        try:
-            key = rt.keyring.authenticate(presented_key(request.headers, request.args if allow_query_key else None))
-            if route == "v1" and key["kind"] == "subscription":
-                raise GatewayError(
-                    "permission",
-                    "subscription keys may only call the tool routes (/claudecode, /cline, /cursor, /roocode); "
-                    "use a pay-per-token key for this route",
-                )
-            rt.keyring.check_rpm(key)
-            body, size = await read_json()
-        except GatewayError as err:
-            return error_response(protocol, err, request_id)
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        return await relay.handle(rt, protocol, route, key, body, size, headers, request_id,
-                                  model=model, stream=stream, extras=extras)
-
-    @app.post("/v1/messages")
-    async def messages() -> Response:
-        return await chat("anthropic", "v1")
-
-    @app.post(ROUTE_PREFIX + "/v1/messages")
-    async def tool_messages(route: str) -> Response:
-        return await chat("anthropic", route)
-
-    @app.post("/v1/chat/completions")
-    @app.post("/chat/completions")
-    async def chat_completions() -> Response:
-        return await chat("openai_chat", "v1")
-
-    @app.post("/v1/responses")
-    @app.post("/responses")
-    async def responses() -> Response:
-        return await chat("openai_responses", "v1")
-
     @app.post("/v1beta/models/<path:target>")
     @app.post("/v1/models/<path:target>")
-    async def gemini(target: str) -> Response:
+    async def gemini(target: str) -> Response:  # :generateContent and :streamGenerateContent are the lane's
         model, _, verb = target.partition(":")
-        if verb in ("generateContent", "streamGenerateContent"):
-            stream = verb == "streamGenerateContent"
-            extras = {"gemini_sse": request.args.get("alt") == "sse"}
-            return await chat("gemini", "v1", model=model, stream=stream, extras=extras, allow_query_key=True)
         if verb == "countTokens":
             return await discovery.gemini_count_tokens(rt, model)
         err = GatewayError("not_found", f"unknown method {verb or target!r}; expected :generateContent, :streamGenerateContent or :countTokens")
@@ -102,6 +60,7 @@ def create_app(rt: Runtime) -> Quart:
 
     discovery.register(app, rt, ROUTE_PREFIX, read_json)
     _register_blueprints(app, rt)
+    app.asgi_app = ChatLane(app.asgi_app, rt)  # type: ignore[method-assign]  # the chat routes skip Quart's router
 
     @app.errorhandler(GatewayError)
     async def gateway_error(err: GatewayError) -> Response:

@@ -23,7 +23,6 @@ from typing import Any
 
 import httpx
 import orjson
-from quart import Response
 
 from ..billing import pricing
 from ..billing.wallet import Hold
@@ -53,7 +52,7 @@ from ..runtime import Runtime
 from ..store import ledger as ledger_store
 from ..store import requests as request_store
 from ..traffic import Flight
-from .protocols import PROTOCOLS, error_response
+from .protocols import PROTOCOLS, Reply, error_reply
 
 log = logging.getLogger("gatewaytui.relay")
 
@@ -165,7 +164,7 @@ async def handle(
     model: str | None = None,
     stream: bool | None = None,
     extras: dict[str, Any] | None = None,
-) -> Response:
+) -> Reply:
     """Serve one chat request; every error comes back in the client's protocol."""
     proto = PROTOCOLS[protocol_name]
     try:
@@ -176,12 +175,12 @@ async def handle(
         apply_preset(rt, route, req)
         model_cfg, hold, price, subscription = admit(rt, key, req, route, raw_len, request_id)
     except GatewayError as err:
-        return error_response(protocol_name, err, request_id)
+        return error_reply(protocol_name, err, request_id)
     provider = registry.get(rt.catalog.provider_module(model_cfg))
     flight = rt.traffic.open(Flight(
         id=request_id, route=route, protocol=protocol_name, tenant=key.get("tenant") or "", tenant_id=key["tenant_id"],
         key_id=key["id"], key_label=key.get("label"), model=model_cfg.name, upstream_model=model_cfg.upstream,
-        stream=req.stream, hold_micro=hold.amount, headers=safe_headers(headers),
+        stream=req.stream, hold_micro=hold.amount, headers=headers,
     ))
     rt.bus.publish("request.started", id=request_id, tenant=flight.tenant, model=model_cfg.name, route=route, stream=req.stream)
     call = Call(rt, proto, route, request_id, key, req, model_cfg, provider, hold, flight, price, subscription)
@@ -223,11 +222,6 @@ def apply_preset(rt: Runtime, route: str, req: ChatRequest) -> None:
         req.max_tokens = defaults["max_tokens"]
     if req.temperature is None and isinstance(defaults.get("temperature"), (int, float)):
         req.temperature = float(defaults["temperature"])
-
-
-def safe_headers(headers: dict[str, str]) -> dict[str, str]:
-    secret = {"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization"}
-    return {k: ("[redacted]" if k.lower() in secret else v[:200]) for k, v in list(headers.items())[:40]}
 
 
 # ---------------------------------------------------------------- attempts and failover
@@ -413,12 +407,12 @@ def _response_headers(call: Call, at: Attempt | None = None) -> dict[str, str]:
     return {"request-id": call.request_id, "x-request-id": call.request_id}
 
 
-async def unary_response(call: Call) -> Response:
+async def unary_response(call: Call) -> Reply:
     try:
         at = await connect(call, stream=False)
     except GatewayError as err:
         settle(call, None, status="error", http_status=err.status, error=err.message)
-        return error_response(call.protocol.NAME, err, call.request_id)
+        return error_reply(call.protocol.NAME, err, call.request_id)
     rt = call.rt
     try:
         assert at.result is not None
@@ -432,12 +426,12 @@ async def unary_response(call: Call) -> Response:
                 at.result.model = call.req.model or call.model.name
             payload = dumps(call.protocol.encode_response(at.result, call.req))
         settle(call, at.result.usage, status="ok", http_status=200)
-        return Response(payload, status=200, headers=_response_headers(call, at), content_type="application/json")
+        return Reply(200, payload, headers=_response_headers(call, at))
     finally:
         rt.pool.end(at.account)
 
 
-async def stream_response(call: Call) -> Response:
+async def stream_response(call: Call) -> Reply:
     rt = call.rt
     task = call.upstream = asyncio.create_task(connect(call, stream=True))
     try:
@@ -449,15 +443,11 @@ async def stream_response(call: Call) -> Response:
         exc = task.exception()
         if isinstance(exc, GatewayError):
             settle(call, None, status="error", http_status=exc.status, error=exc.message)
-            return error_response(call.protocol.NAME, exc, call.request_id)
+            return error_reply(call.protocol.NAME, exc, call.request_id)
         if exc is not None:
             raise exc
-    body = _stream_body(call, task)
-    response = Response(body, status=200, headers={
-        **_response_headers(call), "cache-control": "no-cache", "x-accel-buffering": "no",
-    }, content_type=stream_content_type(call))
-    response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut long streams; the idle timeout guards instead
-    return response
+    headers = {**_response_headers(call), "cache-control": "no-cache", "x-accel-buffering": "no"}
+    return Reply(200, _stream_body(call, task), stream_content_type(call), headers)
 
 
 def stream_content_type(call: Call) -> str:
@@ -649,18 +639,17 @@ def settle(call: Call, usage: Usage | None, *, status: str, http_status: int, er
         "cache_read_tokens": u.cache_read_tokens if cost else 0, "cache_write_5m_tokens": u.cache_write_5m_tokens if cost else 0,
         "cache_write_1h_tokens": u.cache_write_1h_tokens if cost else 0, "reasoning_tokens": u.reasoning_tokens if cost else 0,
         "cost_micro": cost.total_micro if cost else 0, "hold_micro": call.hold.amount, "line_items": cost.items if cost else None,
-        "price": call.price.to_dict(), "error": error, "attempts": call.attempts, "started_at": flight.started,
+        "price": call.price.json, "error": error, "attempts": call.attempts, "started_at": flight.started,
         "ttft_ms": (flight.first_token - flight.started) * 1000 if flight.first_token else None,
         "duration_ms": (now - flight.started) * 1000, "day": time.strftime("%Y-%m-%d", time.gmtime(flight.started)),
     }
     tenant_id, request_id, origin = call.key["tenant_id"], call.request_id, rt.wallet.origin
-
-    def journal(conn: Any) -> None:
-        request_store.insert(conn, row)
-        for kind, amount, idem in entries:
-            ledger_store.append(conn, tenant_id, kind, amount, idem, request_id=request_id, origin=origin)
-
-    rt.writer.submit(journal)
+    journal = [(request_store.INSERT, request_store.values(row))]
+    journal += [
+        (ledger_store.INSERT, ledger_store.entry(tenant_id, kind, amount, idem, request_id=request_id, origin=origin))
+        for kind, amount, idem in entries
+    ]
+    rt.writer.insert(journal)  # the usage row and its ledger entries, in one go
     if getattr(rt, "quota", None) is not None and call.subscription and cost is not None and usage is not None:
         rt.quota.record(call.key["tenant_id"], usage)
     rt.traffic.close(flight)

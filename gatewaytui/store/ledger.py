@@ -18,8 +18,13 @@ from typing import Any
 KINDS = ("topup", "hold", "settle", "release", "refund", "adjustment")
 
 
-def append(
-    conn: sqlite3.Connection,
+INSERT = (
+    "INSERT OR IGNORE INTO ledger (tenant_id, kind, amount_micro, request_id, idempotency_key, note, origin, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def entry(
     tenant_id: int,
     kind: str,
     amount_micro: int,
@@ -28,18 +33,19 @@ def append(
     request_id: str | None = None,
     note: str | None = None,
     origin: str | None = None,
-) -> bool:
-    """Append one entry; returns False (and writes nothing) if the idempotency key was already used."""
+) -> tuple[Any, ...]:
+    """One checked entry as ``INSERT`` parameters (an entry whose idempotency key was used is ignored)."""
     if kind not in KINDS:
         raise ValueError(f"unknown ledger entry kind {kind!r}")
     if not isinstance(amount_micro, int) or isinstance(amount_micro, bool):
         raise TypeError("ledger amounts are integer micro-USD")
-    cur = conn.execute(
-        "INSERT OR IGNORE INTO ledger (tenant_id, kind, amount_micro, request_id, idempotency_key, note, origin, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (tenant_id, kind, amount_micro, request_id, idempotency_key, note, origin, time.time()),
-    )
-    return cur.rowcount > 0
+    return (tenant_id, kind, amount_micro, request_id, idempotency_key, note, origin, time.time())
+
+
+def append(conn: sqlite3.Connection, tenant_id: int, kind: str, amount_micro: int, idempotency_key: str, **fields: Any) -> bool:
+    """Append one entry (``fields``: request_id, note, origin); False, and nothing written, if the idempotency
+    key was already used."""
+    return conn.execute(INSERT, entry(tenant_id, kind, amount_micro, idempotency_key, **fields)).rowcount > 0
 
 
 def balance(conn: sqlite3.Connection, tenant_id: int) -> int:

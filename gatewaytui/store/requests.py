@@ -6,23 +6,30 @@ import json
 import sqlite3
 from typing import Any
 
+import orjson
+
 COLUMNS = (
     "id", "tenant_id", "key_id", "route", "protocol", "model", "upstream_model", "account_id", "stream",
     "status", "http_status", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
     "cache_write_1h_tokens", "reasoning_tokens", "cost_micro", "hold_micro", "line_items", "price", "error",
     "attempts", "started_at", "ttft_ms", "duration_ms", "day",
 )
-_INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
-def insert(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
-    values = []
+def values(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A usage row as ``INSERT`` parameters (line items and price as JSON text)."""
+    out = []
     for col in COLUMNS:
         v = row.get(col)
         if col in ("line_items", "price") and v is not None and not isinstance(v, str):
-            v = json.dumps(v)
-        values.append(v)
-    conn.execute(_INSERT, values)
+            v = orjson.dumps(v).decode()
+        out.append(v)
+    return tuple(out)
+
+
+def insert(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
+    conn.execute(INSERT, values(row))
 
 
 def get(conn: sqlite3.Connection, request_id: str) -> dict[str, Any] | None:

@@ -3,6 +3,10 @@
 Callers on the event loop ``await writer.call(fn)`` (``fn(conn)`` runs on the writer thread) or
 fire-and-forget with ``writer.submit(fn)``. Everything queued when the thread wakes runs in one
 ``BEGIN IMMEDIATE`` transaction, each item under its own SAVEPOINT so one failure rolls back only itself.
+
+``writer.insert(statements)`` queues plain inserts (a settled request's usage row and ledger entries, all
+or nothing): consecutive ones are written together with one ``executemany`` per statement, which keeps
+the thread off the GIL; if that fails, each is retried under its own SAVEPOINT as above.
 """
 
 from __future__ import annotations
@@ -26,6 +30,19 @@ T = TypeVar("T")
 _STOP = object()
 
 
+class Rows:
+    """A queued ``insert``: (sql, params) pairs that succeed or fail together."""
+
+    __slots__ = ("statements",)
+
+    def __init__(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        self.statements = statements
+
+    def __call__(self, conn: sqlite3.Connection) -> None:  # the one-at-a-time road
+        for sql, params in self.statements:
+            conn.execute(sql, params)
+
+
 class Writer:
     def __init__(self, path: str | Path, *, flush_interval: float = 0.05) -> None:
         self.path = str(path)
@@ -44,6 +61,13 @@ class Writer:
         fut: Future[T] = Future()
         self.pending += 1
         self._queue.put((fn, fut))
+        return fut
+
+    def insert(self, statements: list[tuple[str, tuple[Any, ...]]]) -> Future[None]:
+        """Queue (sql, params) inserts that succeed or fail together; consecutive ones are batched."""
+        fut: Future[None] = Future()
+        self.pending += 1
+        self._queue.put((Rows(statements), fut))
         return fut
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -88,17 +112,17 @@ class Writer:
                 results.append((fut, False, exc))
             self._resolve(results)
             return
+        run: list[tuple[Rows, Future[Any]]] = []
         for n, (fn, fut) in enumerate(work):
-            conn.execute(f"SAVEPOINT w{n}")
-            try:
-                value = fn(conn)
-            except BaseException as exc:  # noqa: BLE001 - reported to the caller
-                conn.execute(f"ROLLBACK TO w{n}")
-                conn.execute(f"RELEASE w{n}")
-                results.append((fut, False, exc))
-            else:
-                conn.execute(f"RELEASE w{n}")
-                results.append((fut, True, value))
+            if isinstance(fn, Rows):
+                run.append((fn, fut))
+                continue
+            if run:
+                self._run_rows(conn, run, results)
+                run = []
+            self._run_one(conn, n, fn, fut, results)
+        if run:
+            self._run_rows(conn, run, results)
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -109,6 +133,39 @@ class Writer:
         self._resolve(results)
         for cb in self.on_commit:
             cb()
+
+    def _run_one(self, conn: sqlite3.Connection, n: int, fn: Callable[..., Any], fut: Future[Any],
+                 results: list[tuple[Future[Any], bool, Any]]) -> None:
+        conn.execute(f"SAVEPOINT w{n}")
+        try:
+            value = fn(conn)
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller
+            conn.execute(f"ROLLBACK TO w{n}")
+            conn.execute(f"RELEASE w{n}")
+            results.append((fut, False, exc))
+        else:
+            conn.execute(f"RELEASE w{n}")
+            results.append((fut, True, value))
+
+    def _run_rows(self, conn: sqlite3.Connection, run: list[tuple[Rows, Future[Any]]],
+                  results: list[tuple[Future[Any], bool, Any]]) -> None:
+        """Consecutive inserts: one executemany per statement; on any failure, one at a time instead."""
+        grouped: dict[str, list[tuple[Any, ...]]] = {}
+        for rows, _ in run:
+            for sql, params in rows.statements:
+                grouped.setdefault(sql, []).append(params)
+        conn.execute("SAVEPOINT rows")
+        try:
+            for sql, many in grouped.items():
+                conn.executemany(sql, many)
+        except Exception:  # noqa: BLE001 - each one alone reports its own error
+            conn.execute("ROLLBACK TO rows")
+            conn.execute("RELEASE rows")
+            for n, (rows, fut) in enumerate(run):
+                self._run_one(conn, n, rows, fut, results)
+            return
+        conn.execute("RELEASE rows")
+        results.extend((fut, True, None) for _, fut in run)
 
     def _resolve(self, results: list[tuple[Future[Any], bool, Any]]) -> None:
         for fut, ok, value in results:

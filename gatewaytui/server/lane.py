@@ -1,0 +1,240 @@
+"""The chat lane: the four client protocols' chat routes, served straight over ASGI in front of Quart.
+
+Quart's request and response objects, its routing and its per-request tasks cost about 0.16 ms of CPU
+per request here (bench/README.md), as much as everything after the body is read for a passthrough.
+The chat routes are the gateway's hot path, so this ASGI layer takes them before Quart's router; every
+other route (discovery, counting, health, admin, tenant, billing, events) is Quart's as usual.
+
+It keeps what Quart gave those routes: the header bound (431), the body size limit (413) and read
+timeout (408), errors in the caller's protocol, 405 for other methods, no response timeout on streams
+(the relay's idle timeout guards them), and a client disconnect cancels the request (its cleanup settles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ..codec import loads_request
+from ..model import GatewayError
+from ..runtime import Runtime
+from . import relay
+from .auth import presented_key
+from .protocols import Reply, error_reply
+
+log = logging.getLogger("gatewaytui.server")
+
+TOOL_ROUTES = ("claudecode", "cline", "cursor", "roocode")
+MAX_HEADER_BYTES = 32 * 1024  # h11 bounds only an incomplete header block: up to ~128 KB complete ones get through
+BODY_TIMEOUT = 120.0
+GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
+GEMINI_VERBS = ("generateContent", "streamGenerateContent")
+FIXED = {
+    "/v1/messages": "anthropic",
+    "/v1/chat/completions": "openai_chat",
+    "/chat/completions": "openai_chat",
+    "/v1/responses": "openai_responses",
+    "/responses": "openai_responses",
+}
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read."""
+
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
+
+
+@dataclass(slots=True, frozen=True)
+class Route:
+    protocol: str
+    route: str = "v1"  # "v1" or a tool route (claudecode, cline, cursor, roocode)
+    model: str | None = None  # Gemini names the model and the verb in the path
+    stream: bool | None = None
+
+
+def match(path: str) -> Route | None:
+    """The chat route a path names, or None (Quart's)."""
+    protocol = FIXED.get(path)
+    if protocol is not None:
+        return Route(protocol)
+    if path.endswith("/v1/messages"):
+        tool = path[1 : -len("/v1/messages")]
+        return Route("anthropic", tool) if tool in TOOL_ROUTES else None
+    for prefix in GEMINI_PREFIXES:
+        if path.startswith(prefix):
+            model, _, verb = path[len(prefix) :].partition(":")
+            if verb in GEMINI_VERBS and model:
+                return Route("gemini", "v1", model, verb == "streamGenerateContent")
+    return None
+
+
+def documented_routes() -> list[tuple[str, str]]:
+    """(method, path) of every route the lane serves, in the OpenAPI document's spelling."""
+    paths = [*FIXED, "/{route}/v1/messages"]
+    paths += [f"{prefix}{{model}}:{verb}" for prefix in GEMINI_PREFIXES for verb in GEMINI_VERBS]
+    return [("POST", p) for p in paths]
+
+
+class ChatLane:
+    """ASGI middleware: chat routes here, everything else to ``inner`` (Quart's own ASGI app)."""
+
+    def __init__(self, inner: ASGIApp, rt: Runtime) -> None:
+        self.inner = inner
+        self.rt = rt
+        self.max_body = int(rt.cfg.server.max_body_mb * 1024 * 1024)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = match(scope["path"])
+            if route is not None:
+                if scope["method"] == "POST":
+                    return await self.serve(route, scope, receive, send)
+                if route.protocol != "gemini":  # Gemini's paths also name models (GET): Quart's
+                    return await self.not_allowed(route, scope, send)
+        return await self.inner(scope, receive, send)
+
+    async def serve(self, route: Route, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        watcher: asyncio.Task[None] | None = None
+        gone: list[bool] = []
+        started: list[bool] = []
+
+        async def sender(message: dict[str, Any]) -> None:
+            started.append(True)
+            await send(message)
+
+        request_id = relay.new_request_id()
+        try:
+            reply, answer = await self.admit(route, scope, receive, request_id)
+            if answer is not None:
+                # the request is read: from here on a disconnect (Hypercorn's http.disconnect) ends it
+                watcher = asyncio.ensure_future(_watch(receive, task, gone))
+                reply = await answer
+            await respond(reply, sender)
+        except ClientGone:
+            return
+        except asyncio.CancelledError:
+            if gone and task.uncancel() == 0:  # our own doing: the client left; the relay's cleanup settled it
+                return
+            raise
+        except Exception:  # noqa: BLE001 - never a traceback to the client
+            log.exception("unhandled error on POST %s", scope["path"][:200])
+            if not started:
+                err = GatewayError("api_error", "internal gateway error; the request was not billed")
+                await respond(error_reply(route.protocol, err, request_id), send)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+
+    async def admit(
+        self, route: Route, scope: dict[str, Any], receive: Receive, request_id: str
+    ) -> tuple[Reply, None] | tuple[None, Awaitable[Reply]]:
+        """Check the caller and read the body: an error reply, or the relay's answer to await."""
+        rt = self.rt
+        size = 0
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            size += len(name) + len(value)
+            headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        query: dict[str, str] | None = None
+        if route.protocol == "gemini":
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        try:
+            if size > MAX_HEADER_BYTES:
+                raise GatewayError("request_too_large", f"request headers exceed {MAX_HEADER_BYTES // 1024} KB", status=431)
+            key = rt.keyring.authenticate(presented_key(headers, query))
+            if route.route == "v1" and key["kind"] == "subscription":
+                raise GatewayError(
+                    "permission",
+                    "subscription keys may only call the tool routes (/claudecode, /cline, /cursor, /roocode); "
+                    "use a pay-per-token key for this route",
+                )
+            rt.keyring.check_rpm(key)
+            data = await self.read_body(headers, receive)
+            body = loads_request(data)
+        except GatewayError as err:
+            return error_reply(route.protocol, err, request_id), None
+        extras = {"gemini_sse": (query or {}).get("alt") == "sse"} if route.protocol == "gemini" else None
+        return None, relay.handle(rt, route.protocol, route.route, key, body, len(data), headers, request_id,
+                                  model=route.model, stream=route.stream, extras=extras)
+
+    async def read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        limit = self.max_body
+        too_large = GatewayError("request_too_large", f"request body exceeds the {self.rt.cfg.server.max_body_mb:g} MB limit")
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":  # http.disconnect: nobody is left to answer
+                        raise ClientGone
+                    chunk = message.get("body", b"")
+                    total += len(chunk)
+                    if total > limit:
+                        await _discard(receive, message, limit * 4)
+                        raise too_large
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            raise GatewayError("invalid_request", f"the request body did not arrive within {BODY_TIMEOUT:g} s", status=408) from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def not_allowed(self, route: Route, scope: dict[str, Any], send: Send) -> None:
+        method = scope["method"]
+        if method in ("OPTIONS", "HEAD"):  # no body may follow a HEAD answer
+            status = 200 if method == "OPTIONS" else 405
+            return await respond(Reply(status, b"", "text/plain", {"allow": "OPTIONS, POST"}), send)
+        err = GatewayError("invalid_request", f"method {method[:20]} not allowed on {scope['path'][:200]}", status=405)
+        reply = error_reply(route.protocol, err, relay.new_request_id(), {"allow": "OPTIONS, POST"})
+        await respond(reply, send)
+
+
+async def _discard(receive: Receive, message: dict[str, Any], budget: int) -> None:
+    """Read and drop the rest of a body that is over the limit (up to ``budget`` bytes), so the client, still
+    sending, reads the 413 instead of a reset connection."""
+    while message.get("more_body", False) and budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientGone
+        budget -= len(message.get("body", b""))
+
+
+async def _watch(receive: Receive, task: asyncio.Task[Any], gone: list[bool]) -> None:
+    """Cancel the request's task when its client disconnects."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.append(True)
+            task.cancel()
+            return
+
+
+async def respond(reply: Reply, send: Send) -> None:
+    headers = [(b"content-type", reply.content_type.encode())]
+    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+    body = reply.body
+    if isinstance(body, bytes):
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        return
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    try:
+        async for chunk in body:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        await body.aclose()  # type: ignore[attr-defined]  # its cleanup settles the request
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
