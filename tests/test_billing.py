@@ -278,6 +278,46 @@ async def test_client_cut_stream_is_charged_for_what_was_generated(
     assert await ledger_sum(gateway, tid) == 1_000_000 - rec["cost_micro"] == gateway.rt.wallet.balance[tid]
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses"])
+async def test_openai_stream_cut_before_its_usage_still_bills_the_prompt(
+    gateway: GatewayHandle, upstream: Any, path: str
+) -> None:
+    """OpenAI reports usage in the last chunk: a client that leaves before it still used the prompt."""
+    from gatewaytui import tokens
+    from gatewaytui.protocols import openai_chat
+
+    key = await gateway.mint("acme", usd=1)
+    tid = gateway.rt.keyring.authenticate(key)["tenant_id"]
+    prompt = "tell me a long story about lighthouses and keepers " * 20 + "[chunks:60] [pace:20]"
+    body: dict[str, Any] = {"model": "gpt-4o", "stream": True, "max_tokens": 500}
+    if path == "/v1/chat/completions":
+        body["messages"] = [{"role": "user", "content": prompt}]
+    else:
+        body["input"] = prompt
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as h:
+        async with h.stream("POST", path, json=body, headers={"authorization": f"Bearer {key}"}) as resp:
+            assert resp.status_code == 200
+            request_id = resp.headers["request-id"]
+            deltas = 0
+            async for line in resp.aiter_lines():
+                if line.startswith("data:") and "delta" in line:
+                    deltas += 1
+                    if deltas == 4:
+                        break
+    for _ in range(1000):
+        if request_id not in gateway.rt.traffic.inflight:
+            break
+        await asyncio.sleep(0.01)
+    rec = await row(gateway, request_id)
+    assert rec["status"] == "cancelled"
+    req = openai_chat.decode_request({"model": "gpt-4o", "messages": [{"role": "user", "content": prompt}]})
+    expected_input = tokens.count_request(req, tokens.encoding_for("openai", "gpt-4o"))
+    assert rec["input_tokens"] == expected_input > 200, "the prompt is billed, counted with the model's tokenizer"
+    assert rec["output_tokens"] >= 1
+    assert rec["cost_micro"] == micro([(rec["input_tokens"], "2.5"), (rec["output_tokens"], "10")])
+    assert await ledger_sum(gateway, tid) == 1_000_000 - rec["cost_micro"]
+
+
 async def test_per_call_cap_refuses_dear_requests(gateway: GatewayHandle) -> None:
     key = await gateway.mint("capped", usd=10)
     await admin.set_cap(gateway.rt, "capped", 20_000, model="claude-sonnet-4-5")  # $0.02 a call on sonnet

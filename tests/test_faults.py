@@ -483,13 +483,14 @@ async def test_stream_whose_body_never_starts_still_settles(make_gateway, upstre
     """The client can vanish after the handler returned its streaming response but before the server started
     sending it: the body never runs (so neither does its cleanup). The handler task's end must settle it."""
     from gatewaytui.server import relay
+    from gatewaytui.server.protocols import new_request_id
 
     gw = await make_gateway(server={"keepalive_interval": 0.1})
     secret = await gw.mint()
     key = gw.rt.keyring.authenticate(secret)
     body = WIRES["anthropic"].body("claude-sonnet-4-5", f"{WORDS} [pace:20] {directive}")
     handler = asyncio.create_task(
-        relay.handle(gw.rt, "anthropic", "v1", key, body, 200, {}, relay.new_request_id())
+        relay.handle(gw.rt, "anthropic", "v1", key, body, 200, {}, new_request_id())
     )
     reply = await handler  # the handler's task ends here; nobody will ever iterate reply.body
     assert reply.status == 200 and reply.content_type == "text/event-stream"

@@ -12,9 +12,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ..codec import dumps, loads_request
 from ..model import GatewayError
 from ..runtime import Runtime
-from . import discovery, relay
+from . import discovery
 from .lane import MAX_HEADER_BYTES, TOOL_ROUTES, ChatLane
-from .protocols import error_response
+from .protocols import error_response, new_request_id
 
 log = logging.getLogger("gatewaytui.server")
 
@@ -32,7 +32,7 @@ def protocol_for_path(path: str) -> str:
 
 
 def create_app(rt: Runtime) -> Quart:
-    app = Quart("gatewaytui")
+    app = Quart("gatewaytui", static_folder=None)  # no /static route: the gateway serves no files
     app.config["MAX_CONTENT_LENGTH"] = int(rt.cfg.server.max_body_mb * 1024 * 1024)
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["BODY_TIMEOUT"] = 120
@@ -56,7 +56,7 @@ def create_app(rt: Runtime) -> Quart:
         if verb == "countTokens":
             return await discovery.gemini_count_tokens(rt, model)
         err = GatewayError("not_found", f"unknown method {verb or target!r}; expected :generateContent, :streamGenerateContent or :countTokens")
-        return error_response("gemini", err, relay.new_request_id())
+        return error_response("gemini", err, new_request_id())
 
     discovery.register(app, rt, ROUTE_PREFIX, read_json)
     _register_blueprints(app, rt)
@@ -64,13 +64,13 @@ def create_app(rt: Runtime) -> Quart:
 
     @app.errorhandler(GatewayError)
     async def gateway_error(err: GatewayError) -> Response:
-        return error_response(protocol_for_path(request.path), err, relay.new_request_id())
+        return error_response(protocol_for_path(request.path), err, new_request_id())
 
     @app.errorhandler(RequestEntityTooLarge)
     async def too_large(_: Exception) -> Response:
         limit = rt.cfg.server.max_body_mb
         err = GatewayError("request_too_large", f"request body exceeds the {limit:g} MB limit")
-        return error_response(protocol_for_path(request.path), err, relay.new_request_id())
+        return error_response(protocol_for_path(request.path), err, new_request_id())
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
@@ -78,13 +78,13 @@ def create_app(rt: Runtime) -> Quart:
         kind = {404: "not_found", 405: "invalid_request", 413: "request_too_large"}.get(status, "invalid_request")
         message = {404: f"no route for {request.method} {request.path[:200]}", 405: f"method {request.method} not allowed on {request.path[:200]}"}.get(status, exc.description or "bad request")
         err = GatewayError(kind, message, status=status)
-        return error_response(protocol_for_path(request.path), err, relay.new_request_id())
+        return error_response(protocol_for_path(request.path), err, new_request_id())
 
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
         err = GatewayError("api_error", "internal gateway error; the request was not billed")
-        return error_response(protocol_for_path(request.path), err, relay.new_request_id())
+        return error_response(protocol_for_path(request.path), err, new_request_id())
 
     return app
 

@@ -16,7 +16,7 @@ from ..model import GatewayError
 from ..protocols import anthropic
 from ..runtime import Runtime
 from .auth import presented_key
-from .protocols import PROTOCOLS, error_response
+from .protocols import PROTOCOLS, error_response, new_request_id
 
 CREATED = 1_700_000_000
 
@@ -75,7 +75,7 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
         anthropic_style = "anthropic-version" in request.headers
         err = authed("anthropic" if anthropic_style else "openai_chat")
         if err:
-            return error_response("anthropic" if anthropic_style else "openai_chat", err, "req_models")
+            return error_response("anthropic" if anthropic_style else "openai_chat", err, new_request_id())
         if anthropic_style:
             data = [anthropic_model(n, m) for n, m in rt.catalog.names()]
             return _json({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
@@ -93,7 +93,7 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
             name = model_id.removeprefix("models/")
             m = rt.catalog.resolve(name)
         except GatewayError as exc:
-            return error_response(protocol, exc, "req_models")
+            return error_response(protocol, exc, new_request_id())
         if anthropic_style:
             return _json(anthropic_model(name, m))
         if protocol == "gemini":
@@ -104,7 +104,7 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
     async def gemini_models() -> Response:
         err = authed("gemini")
         if err:
-            return error_response("gemini", err, "req_models")
+            return error_response("gemini", err, new_request_id())
         return _json({"models": [gemini_model(n, m) for n, m in rt.catalog.names()]})
 
     @app.get("/v1beta/models/<path:model_id>")
@@ -115,7 +115,7 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
                 raise err
             m = rt.catalog.resolve(model_id)
         except GatewayError as exc:
-            return error_response("gemini", exc, "req_models")
+            return error_response("gemini", exc, new_request_id())
         return _json(gemini_model(model_id, m))
 
     async def count_tokens(route: str) -> Response:
@@ -127,7 +127,7 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
             req = anthropic.decode_request(body, count_only=True)
             return _json({"input_tokens": count_for(rt, req)})
         except GatewayError as err:
-            return error_response("anthropic", err, "req_count")
+            return error_response("anthropic", err, new_request_id())
 
     @app.post("/v1/messages/count_tokens")
     async def count_v1() -> Response:
@@ -172,4 +172,4 @@ async def gemini_count_tokens(rt: Runtime, model: str) -> Response:
         req = mod.decode_request(inner, model=model, stream=False)
         return _json({"totalTokens": count_for(rt, req)})
     except GatewayError as err:
-        return error_response("gemini", err, "req_count")
+        return error_response("gemini", err, new_request_id())

@@ -24,7 +24,7 @@ from ..model import GatewayError
 from ..runtime import Runtime
 from . import relay
 from .auth import presented_key
-from .protocols import Reply, error_reply
+from .protocols import Reply, error_reply, new_request_id
 
 log = logging.getLogger("gatewaytui.server")
 
@@ -110,7 +110,7 @@ class ChatLane:
             started.append(True)
             await send(message)
 
-        request_id = relay.new_request_id()
+        request_id = new_request_id()
         try:
             reply, answer = await self.admit(route, scope, receive, request_id)
             if answer is not None:
@@ -197,7 +197,7 @@ class ChatLane:
             status = 200 if method == "OPTIONS" else 405
             return await respond(Reply(status, b"", "text/plain", {"allow": "OPTIONS, POST"}), send)
         err = GatewayError("invalid_request", f"method {method[:20]} not allowed on {scope['path'][:200]}", status=405)
-        reply = error_reply(route.protocol, err, relay.new_request_id(), {"allow": "OPTIONS, POST"})
+        reply = error_reply(route.protocol, err, new_request_id(), {"allow": "OPTIONS, POST"})
         await respond(reply, send)
 
 

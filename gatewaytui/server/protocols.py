@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -27,6 +28,10 @@ def _optional(name: str) -> None:
 
 for _name in ("openai_chat", "openai_responses", "gemini"):
     _optional(_name)
+
+
+def new_request_id() -> str:
+    return f"req_{random.getrandbits(96):024x}"  # 96 random bits without a getrandom() syscall per request
 
 
 @dataclass(slots=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 import orjson
 
+from .. import tokens
 from ..billing import pricing
 from ..billing.wallet import Hold
 from ..codec import dumps
@@ -61,10 +61,6 @@ SCHEMA_KEYS = frozenset({"properties", "input", "args", "arguments", "input_sche
 CONTENT_EVENTS = (BlockStart, MessageDelta, MessageStop)
 
 
-def new_request_id() -> str:
-    return f"req_{random.getrandbits(96):024x}"  # 96 random bits without a getrandom() syscall per request
-
-
 @dataclass(slots=True)
 class Call:
     """One client request in flight through the relay."""
@@ -85,6 +81,7 @@ class Call:
     errors: list[str] = field(default_factory=list)
     settled: bool = False
     upstream: asyncio.Task[Attempt] | None = None  # a stream's upstream try (connect), once started
+    raw_len: int = 0  # the request body's size in bytes
 
 
 @dataclass(slots=True)
@@ -183,7 +180,7 @@ async def handle(
         stream=req.stream, hold_micro=hold.amount, headers=headers,
     ))
     rt.bus.publish("request.started", id=request_id, tenant=flight.tenant, model=model_cfg.name, route=route, stream=req.stream)
-    call = Call(rt, proto, route, request_id, key, req, model_cfg, provider, hold, flight, price, subscription)
+    call = Call(rt, proto, route, request_id, key, req, model_cfg, provider, hold, flight, price, subscription, raw_len=raw_len)
     task = asyncio.current_task()
     if task is not None:  # the handler's task also sends the stream: cancelling it cuts the request cleanly
         rt.request_tasks[request_id] = task
@@ -604,7 +601,19 @@ class Meter:
         u = Usage(**{f: getattr(self.usage_seen, f) for f in Usage.__dataclass_fields__})
         if not self.finished:
             u.output_tokens = max(u.output_tokens, (self.chars + 3) // 4)
+            if not u.prompt_tokens:  # cut before the upstream reported usage (OpenAI reports it last)
+                u.input_tokens = estimate_input(self.call)
         return u
+
+
+def estimate_input(call: Call) -> int:
+    """Prompt tokens the upstream consumed, counted with the model's tokenizer (a byte bound if none loads)."""
+    provider = call.rt.catalog.provider_module(call.model)
+    try:
+        return tokens.count_request(call.req, tokens.encoding_for(provider, call.model.upstream))
+    except Exception:  # noqa: BLE001 - a tokenizer that cannot load must not lose the charge
+        log.warning("no tokenizer for %s: billing a cut stream's input by its size", call.model.name)
+        return max(1, call.raw_len // 4)
 
 
 # ---------------------------------------------------------------- settlement

@@ -19,8 +19,7 @@ from ..billing.pricing import format_usd
 from ..codec import dumps
 from ..model import GatewayError
 from ..runtime import Runtime
-from .protocols import error_response
-from .relay import new_request_id
+from .protocols import error_response, new_request_id
 
 log = logging.getLogger("gatewaytui.billing")
 

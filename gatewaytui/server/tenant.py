@@ -71,7 +71,7 @@ def api(fn: Handler) -> Handler:
         try:
             return await fn(*args, **kwargs)
         except GatewayError as err:
-            from .relay import new_request_id
+            from .protocols import new_request_id
 
             return error_response("openai_chat", err, new_request_id())
 
