@@ -89,13 +89,8 @@ async def set_tier(rt: Runtime, tenant: str, tier: str | None) -> dict[str, Any]
     if tier is not None and tier not in {t.name for t in rt.cfg.tiers}:
         raise GatewayError("not_found", f"no tier {tier!r}; configured: {', '.join(t.name for t in rt.cfg.tiers) or 'none'}")
 
-    def work(conn: sqlite3.Connection) -> dict[str, Any]:
-        t, _ = tenant_store.get_or_create(conn, tenant)
-        tenant_store.update(conn, t["id"], tier=tier, subscription_status="active" if tier else None, period_end=None)
-        return tenant_store.by_id(conn, t["id"]) or t
-
     try:
-        row = await rt.write(work)
+        row = await rt.write(lambda conn: tenant_store.set_tier(conn, tenant, tier))
     except ValueError as exc:
         raise _bad(str(exc)) from None
     rt.plans.put(row)
@@ -105,28 +100,10 @@ async def set_tier(rt: Runtime, tenant: str, tier: str | None) -> dict[str, Any]
 
 async def set_cap(rt: Runtime, tenant: str, cap_micro: int | None, *, model: str | None = None) -> dict[str, Any]:
     """Set (or clear with ``None``) a tenant's per-call cap: for one model, or for every model."""
-    import json
-
-    if cap_micro is not None and (isinstance(cap_micro, bool) or not isinstance(cap_micro, int) or cap_micro <= 0):
-        raise _bad("a per-call cap must be a positive number of micro-USD")
     if model is not None:
         model = rt.catalog.resolve(model).name
-
-    def work(conn: sqlite3.Connection) -> dict[str, Any]:
-        t, _ = tenant_store.get_or_create(conn, tenant)
-        if model is None:
-            tenant_store.update(conn, t["id"], per_call_cap_micro=cap_micro)
-        else:
-            caps = json.loads(t["model_caps"]) if t.get("model_caps") else {}
-            if cap_micro is None:
-                caps.pop(model, None)
-            else:
-                caps[model] = cap_micro
-            tenant_store.update(conn, t["id"], model_caps=json.dumps(caps) if caps else None)
-        return tenant_store.by_id(conn, t["id"]) or t
-
     try:
-        row = await rt.write(work)
+        row = await rt.write(lambda conn: tenant_store.set_cap(conn, tenant, cap_micro, model))
     except ValueError as exc:
         raise _bad(str(exc)) from None
     rt.plans.put(row)

@@ -5,6 +5,8 @@
     gatewaytui keys list | keys revoke ID
     gatewaytui credits add --tenant NAME --usd AMOUNT
     gatewaytui accounts add --provider P --api-key K [--base-url URL] [--label L] | accounts list
+    gatewaytui tenants list | tenants tier --tenant NAME (--tier T | --none)
+    gatewaytui tenants cap --tenant NAME (--usd AMOUNT | --clear) [--model M]
     gatewaytui attach URL        (console against a running headless gateway; admin token from env)
 
 Admin commands write the database directly and work while the gateway runs; it notices within a second.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -74,6 +77,20 @@ def build_parser() -> argparse.ArgumentParser:
     aa.add_argument("--priority", type=int, default=0)
     aa.add_argument("--rpm", type=int)
     accounts.add_parser("list", help="one line per account (never a secret)")
+
+    tenants = sub.add_parser("tenants", help="tenants: tiers and spending caps").add_subparsers(dest="action", required=True)
+    tenants.add_parser("list", help="one line per tenant: name tier status balance caps")
+    tt = tenants.add_parser("tier", help="put a tenant on a subscription tier by hand, or take it off")
+    tt.add_argument("--tenant", required=True)
+    tier_choice = tt.add_mutually_exclusive_group(required=True)
+    tier_choice.add_argument("--tier", help="a tier name from the config's [[tiers]]")
+    tier_choice.add_argument("--none", action="store_true", help="take the tenant off its tier")
+    tc = tenants.add_parser("cap", help="the most one request may cost (decimal USD), for one model or all")
+    tc.add_argument("--tenant", required=True)
+    cap_choice = tc.add_mutually_exclusive_group(required=True)
+    cap_choice.add_argument("--usd", help="the cap, e.g. 0.05")
+    cap_choice.add_argument("--clear", action="store_true", help="remove the cap")
+    tc.add_argument("--model", help="cap only this model (a configured name or alias)")
 
     at = sub.add_parser("attach", help="open the console against a running gateway (admin token from env)")
     at.add_argument("url")
@@ -250,6 +267,50 @@ def _accounts_list(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -
     return 0
 
 
+def _tenants_list(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    balances = ledger_store.balances(conn)
+    for t in tenant_store.all_tenants(conn):
+        cap = format_usd(t["per_call_cap_micro"]) if t.get("per_call_cap_micro") else "-"
+        model_caps = json.loads(t["model_caps"]) if t.get("model_caps") else {}
+        caps = ",".join(f"{m}={format_usd(v)}" for m, v in sorted(model_caps.items())) or "-"
+        status = t.get("subscription_status") or "-"
+        print(f"{t['name']}\t{t.get('tier') or '-'}\t{status}\t{format_usd(balances.get(t['id'], 0))}\tcap {cap}\tmodel caps {caps}")
+    return 0
+
+
+def _tenants_tier(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    tiers = [t.name for t in cfg.tiers]
+    if args.tier is not None and args.tier not in tiers:
+        raise CliError(f"no tier {args.tier!r} in the config; configured: {', '.join(tiers) or 'none'}")
+    tier = None if args.none else args.tier
+    with dbmod.Transaction(conn):
+        row = tenant_store.set_tier(conn, args.tenant, tier)
+    print(f"{row['name']} is now on tier {tier}" if tier else f"{row['name']} is off its tier")
+    return 0
+
+
+def _tenants_cap(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    model = None
+    if args.model:
+        model = next((m.name for m in cfg.models if args.model == m.name or args.model in m.aliases), None)
+        if model is None:
+            raise CliError(f"no model {args.model!r} in the config")
+    cap = None
+    if not args.clear:
+        try:
+            cap = parse_usd(args.usd)
+        except ValueError as exc:
+            raise CliError(f"--usd: {exc}") from None
+    try:
+        with dbmod.Transaction(conn):
+            row = tenant_store.set_cap(conn, args.tenant, cap, model)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    what = f"on {model}" if model else "per call"
+    print(f"{row['name']}: cap {what} {format_usd(cap)}" if cap else f"{row['name']}: cap {what} cleared")
+    return 0
+
+
 COMMANDS = {
     ("keys", "create"): _keys_create,
     ("keys", "list"): _keys_list,
@@ -258,6 +319,9 @@ COMMANDS = {
     ("credits", "balance"): _credits_balance,
     ("accounts", "add"): _accounts_add,
     ("accounts", "list"): _accounts_list,
+    ("tenants", "list"): _tenants_list,
+    ("tenants", "tier"): _tenants_tier,
+    ("tenants", "cap"): _tenants_cap,
 }
 
 

@@ -185,6 +185,15 @@ async def test_console_actions_call_the_admin_functions(gw: Any, client: httpx.A
     r = await client.post("/admin/console/set_default_model", headers=AUTH, json={"name": "gpt-4o"})
     assert r.status_code == 200 and gw.rt.catalog.default_model == "gpt-4o"
 
+    r = await client.post(
+        "/admin/console/set_cap", headers=AUTH, json={"tenant": "globex", "cap_micro": 5_000, "model": "gpt-4o"}
+    )
+    assert r.status_code == 200 and r.json()["result"]["model_caps"] == '{"gpt-4o": 5000}'
+    r = await client.post("/admin/console/set_cap", headers=AUTH, json={"tenant": "globex", "cap_micro": 7_000})
+    assert r.json()["result"]["per_call_cap_micro"] == 7_000
+    tid = r.json()["result"]["id"]
+    assert gw.rt.plans.get(tid).per_call_cap_micro == 7_000
+
 
 @pytest.mark.parametrize(
     ("name", "body", "status", "kind", "says"),
@@ -202,6 +211,9 @@ async def test_console_actions_call_the_admin_functions(gw: Any, client: httpx.A
         ("set_default_model", {"name": "gpt-9"}, 404, "not_found", "no model"),
         ("set_alias", {"alias": "x"}, 400, "invalid_request", "'target' is required"),
         ("add_account", {"provider": "anthropic"}, 400, "invalid_request", "api_key"),
+        ("set_cap", {"tenant": "a", "cap_micro": 0}, 400, "invalid_request", "positive"),
+        ("set_cap", {"tenant": "a", "cap_micro": 5, "model": "gpt-9"}, 404, "not_found", "not available"),
+        ("set_tier", {"tenant": "a", "tier": "gold"}, 404, "not_found", "no tier"),
     ],
 )
 async def test_bad_actions_are_json_errors_never_500(

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 
 import anthropic
@@ -83,6 +84,11 @@ def test_keys_credits_accounts_round_trip(tmp_path: Path) -> None:
         ("keys", "create", "--tenant", "acme", "--kind", "gold"),
         ("accounts", "add", "--provider", "openai-compatible", "--api-key", "k"),
         ("accounts", "add", "--provider", "nope", "--api-key", "k"),
+        ("tenants", "tier", "--tenant", "acme", "--tier", "gold"),
+        ("tenants", "tier", "--tenant", "acme"),
+        ("tenants", "cap", "--tenant", "acme", "--usd", "0"),
+        ("tenants", "cap", "--tenant", "acme", "--usd", "lots"),
+        ("tenants", "cap", "--tenant", "acme", "--usd", "1", "--model", "no-such-model"),
     ],
 )
 def test_bad_input_exits_nonzero_with_a_message(tmp_path: Path, args: tuple[str, ...]) -> None:
@@ -91,17 +97,22 @@ def test_bad_input_exits_nonzero_with_a_message(tmp_path: Path, args: tuple[str,
     assert "error" in result.stderr.lower() and "Traceback" not in result.stderr
 
 
+async def acli(cfg_path: Path, *args: str) -> str:
+    """The CLI as a subprocess, without blocking the gateway's loop; its stdout."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg_path), *args,
+                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    return out.decode()
+
+
 async def test_cli_changes_reach_a_running_gateway(tmp_path: Path, upstream) -> None:
     cfg_path = write_config(tmp_path, upstream.base_url)
     gw = Gateway(configmod.load(cfg_path))
     await gw.start()
     try:
-        async def run(*args: str) -> str:
-            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg_path), *args,
-                                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
-            out, err = await proc.communicate()
-            assert proc.returncode == 0, err
-            return out.decode()
+        def run(*args: str) -> Awaitable[str]:
+            return acli(cfg_path, *args)
 
         secret = (await run("keys", "create", "--tenant", "live")).strip().splitlines()[-1]
         await run("credits", "add", "--tenant", "live", "--usd", "1")
@@ -117,6 +128,48 @@ async def test_cli_changes_reach_a_running_gateway(tmp_path: Path, upstream) -> 
             key_id = (await run("keys", "list")).split("\t")[0]
             await run("keys", "revoke", key_id)
             assert await poll_until(call, 401) == 401
+    finally:
+        await gw.stop()
+
+
+async def test_cli_caps_and_tiers_reach_a_running_gateway(tmp_path: Path, upstream) -> None:
+    cfg_path = write_config(tmp_path, upstream.base_url)
+    cfg_path.write_text(cfg_path.read_text() + """
+[[tiers]]
+name = "pro"
+monthly_usd = 20
+""")
+    gw = Gateway(configmod.load(cfg_path))
+    await gw.start()
+    try:
+        def run(*args: str) -> Awaitable[str]:
+            return acli(cfg_path, *args)
+
+        secret = (await run("keys", "create", "--tenant", "capped")).strip().splitlines()[-1]
+        await run("credits", "add", "--tenant", "capped", "--usd", "5")
+        async with anthropic.AsyncAnthropic(api_key=secret, base_url=gw.base_url, max_retries=0) as client:
+            async def call() -> int:
+                try:
+                    await client.messages.create(model="auto", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+                    return 200
+                except anthropic.APIStatusError as exc:
+                    return exc.status_code
+
+            assert await poll_until(call, 200) == 200
+            assert "cap on claude-sonnet-4-5 $0.000100" in await run("tenants", "cap", "--tenant", "capped", "--usd", "0.0001", "--model", "auto")
+            assert await poll_until(call, 400) == 400  # the worst case of 64 output tokens is past the cap
+            await run("tenants", "cap", "--tenant", "capped", "--clear", "--model", "claude-sonnet-4-5")
+            assert await poll_until(call, 200) == 200
+            await run("tenants", "cap", "--tenant", "capped", "--usd", "0.0001")
+            assert await poll_until(call, 400) == 400  # the cap on every model
+            await run("tenants", "cap", "--tenant", "capped", "--clear")
+            assert await poll_until(call, 200) == 200
+        assert "now on tier pro" in await run("tenants", "tier", "--tenant", "capped", "--tier", "pro")
+        line = next(ln for ln in (await run("tenants", "list")).splitlines() if ln.startswith("capped\t"))
+        assert line.split("\t")[1:3] == ["pro", "active"]
+        assert "off its tier" in await run("tenants", "tier", "--tenant", "capped", "--none")
+        line = next(ln for ln in (await run("tenants", "list")).splitlines() if ln.startswith("capped\t"))
+        assert line.split("\t")[1] == "-"
     finally:
         await gw.stop()
 

@@ -1018,3 +1018,24 @@ def test_malformed_upstream_chunks_do_not_crash(chunk: dict[str, Any]) -> None:
     assert_grammar(events)
     resp = wire.decode_response(chunk)
     assert resp.usage == Usage() and resp.stop_reason == "end_turn"
+
+
+@pytest.mark.parametrize("value", ["1.5", "-1", "2147483648", "99999999999999999999999", "1e300", '"12"'])
+def test_integer_fields_must_be_int32(value: str) -> None:
+    from gatewaytui.codec import loads_request
+    from gatewaytui.model import GatewayError
+    from gatewaytui.protocols import gemini
+
+    raw = '{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":' + value + "}}"
+    with pytest.raises(GatewayError) as exc:
+        gemini.decode_request(loads_request(raw.encode()), model="m", stream=False)
+    assert exc.value.status == 400 and "maxOutputTokens" in exc.value.message
+
+
+def test_integral_float_is_an_integer() -> None:
+    from gatewaytui.codec import loads_request
+    from gatewaytui.protocols import gemini
+
+    raw = b'{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":100.0,"topK":2147483647}}'
+    req = gemini.decode_request(loads_request(raw), model="m", stream=False)
+    assert req.max_tokens == 100 and req.top_k == 2**31 - 1

@@ -736,3 +736,36 @@ def test_call_name_arriving_late_still_opens_one_named_block() -> None:
     assert [(s.id, s.name) for s in starts] == [("call_1", "f")]
     assert "".join(e.partial_json for e in events if isinstance(e, ToolArgsDelta)) == '{"a":1}'
     assert events[-2] == MessageDelta("tool_use", Usage())
+
+
+def test_foreign_hosted_tools_reach_anthropic_as_its_own_or_not_at_all() -> None:
+    """Web search from OpenAI or Gemini becomes Anthropic's server tool; other hosted tools never leak as a
+    function Anthropic would offer the model."""
+    from gatewaytui.protocols import gemini
+
+    req = wire.decode_request(
+        {
+            "model": "m",
+            "input": "hi",
+            "tools": [
+                {"type": "web_search"},
+                {"type": "file_search", "vector_store_ids": ["vs_1"]},
+                {"type": "function", "name": "f", "parameters": {"type": "object"}},
+            ],
+        }
+    )
+    assert anthropic_wire.encode_request(req)["tools"] == [
+        {"type": "web_search_20250305", "name": "web_search"},
+        {"name": "f", "input_schema": {"type": "object"}},
+    ]
+    greq = gemini.decode_request(
+        {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "tools": [{"googleSearch": {}}, {"codeExecution": {}}]},
+        model="m",
+        stream=False,
+    )
+    assert anthropic_wire.encode_request(greq)["tools"] == [{"type": "web_search_20250305", "name": "web_search"}]
+    own = anthropic_wire.decode_request(
+        {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+         "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]}
+    )
+    assert anthropic_wire.encode_request(own)["tools"] == [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]

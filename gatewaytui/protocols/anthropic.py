@@ -35,7 +35,7 @@ from ..model import (
     ToolResult,
     Usage,
 )
-from .base import carry, expect_type, number, optional, require, uncarry
+from .base import carry, expect_type, is_web_search, number, optional, require, uncarry
 
 NAME = "anthropic"
 STREAM_CONTENT_TYPE = "text/event-stream"
@@ -276,7 +276,7 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
         body["top_k"] = req.top_k
     if req.stop:
         body["stop_sequences"] = req.stop
-    tools = [encode_tool(t) for t in req.tools]
+    tools = [spec for spec in (encode_tool(t) for t in req.tools) if spec is not None]
     if tools:
         body["tools"] = tools
     if req.tool_choice and (tools or req.tool_choice.mode == "none"):
@@ -307,9 +307,18 @@ def effort_budget(effort: str | None) -> int:
     )
 
 
-def encode_tool(t: Tool) -> dict[str, Any]:
-    if t.raw is not None and t.raw.get("type") not in (None, "custom", "function"):
-        return t.raw
+WEB_SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search"}
+
+
+def encode_tool(t: Tool) -> dict[str, Any] | None:
+    """A tool in Anthropic's form; None for another family's hosted tool that Anthropic has no form of."""
+    raw = t.raw
+    if raw is not None and raw.get("type") not in ("custom", "function"):
+        if isinstance(raw.get("type"), str) and "name" in raw:
+            return raw  # Anthropic's own server tool (web_search_20250305, code_execution, ...)
+        if is_web_search(raw):  # OpenAI's {"type": "web_search"}, Gemini's {"googleSearch": {}}
+            return dict(WEB_SEARCH_TOOL)
+        return None  # dropped, as every encoder drops a foreign hosted tool it cannot express
     out: dict[str, Any] = {"name": t.name, "input_schema": t.schema or {"type": "object", "properties": {}}}
     if t.description:
         out["description"] = t.description

@@ -135,3 +135,11 @@ def uncarry(value: str | None) -> tuple[str, str, str] | None:
     if not family or mark not in ("s", "r"):
         return None
     return family, mark, inner
+
+
+def is_web_search(raw: dict[str, Any]) -> bool:
+    """Whether a provider-native tool, of any family, is the provider's web search."""
+    kind = raw.get("type")
+    if isinstance(kind, str):
+        return kind.startswith("web_search")
+    return "googleSearch" in raw or "google_search" in raw

@@ -213,6 +213,11 @@ def _key_result(result: tuple[dict[str, Any], str]) -> dict[str, Any]:
     return {"key": key, "secret": secret}
 
 
+def _tenant_result(row: dict[str, Any]) -> dict[str, Any]:
+    keep = ("id", "name", "tier", "subscription_status", "per_call_cap_micro", "model_caps")
+    return {k: row.get(k) for k in keep}
+
+
 ACTIONS: dict[str, Action] = {
     "create_tenant": Action(admin.create_tenant, {"name": _str(True)}),
     "mint_key": Action(
@@ -264,6 +269,12 @@ ACTIONS: dict[str, Action] = {
         admin.set_alias,
         {"alias": _str(True), "target": _str(True, nullable=True)},
         lambda aliases: {"aliases": aliases},
+    ),
+    "set_tier": Action(admin.set_tier, {"tenant": _str(True), "tier": _str(True, nullable=True)}, _tenant_result),
+    "set_cap": Action(
+        admin.set_cap,
+        {"tenant": _str(True), "cap_micro": Arg((int,), True, nullable=True), "model": _str(nullable=True)},
+        _tenant_result,
     ),
     "set_preset": Action(
         admin.set_preset, {"route": _str(True), "system": _str(True), "defaults": Arg((dict,), nullable=True)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from typing import Any
@@ -41,3 +42,27 @@ def update(conn: sqlite3.Connection, tenant_id: int, **fields: Any) -> None:
         return
     cols = ", ".join(f"{k} = ?" for k in fields)
     conn.execute(f"UPDATE tenants SET {cols} WHERE id = ?", (*fields.values(), tenant_id))
+
+
+def set_tier(conn: sqlite3.Connection, name: str, tier: str | None) -> dict[str, Any]:
+    """Put a tenant on a tier by hand (active until removed) or take it off (``None``); creates the tenant."""
+    t, _ = get_or_create(conn, name)
+    update(conn, t["id"], tier=tier, subscription_status="active" if tier else None, period_end=None)
+    return by_id(conn, t["id"]) or t
+
+
+def set_cap(conn: sqlite3.Connection, name: str, cap_micro: int | None, model: str | None = None) -> dict[str, Any]:
+    """Set (or clear with ``None``) a tenant's per-call cap in micro-USD: for one model, or for every model."""
+    if cap_micro is not None and (isinstance(cap_micro, bool) or not isinstance(cap_micro, int) or cap_micro <= 0):
+        raise ValueError("a per-call cap must be a positive number of micro-USD")
+    t, _ = get_or_create(conn, name)
+    if model is None:
+        update(conn, t["id"], per_call_cap_micro=cap_micro)
+    else:
+        caps = json.loads(t["model_caps"]) if t.get("model_caps") else {}
+        if cap_micro is None:
+            caps.pop(model, None)
+        else:
+            caps[model] = cap_micro
+        update(conn, t["id"], model_caps=json.dumps(caps) if caps else None)
+    return by_id(conn, t["id"]) or t

@@ -27,11 +27,14 @@ def num_field(obj: dict[str, Any], name: str, lo: float, hi: float, path: str) -
     return None if value is None else float(value)
 
 
+INT32_MAX = 2**31 - 1  # Gemini's integer fields are int32
+
+
 def int_field(obj: dict[str, Any], name: str, path: str, lo: int = 0) -> int | None:
     value = opt_field(obj, name, (int, float), path)
     if value is None:
         return None
-    require(value == int(value) and value >= lo, f"{path}.{name}: must be an integer >= {lo}", name)
+    require(value == int(value) and lo <= value <= INT32_MAX, f"{path}.{name}: must be an integer from {lo} to {INT32_MAX}", name)
     return int(value)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...model import Tool, ToolChoice
 from ..arguments import shorten
-from ..base import expect_type, require
+from ..base import expect_type, is_web_search, require
 from .fields import opt_field
 from .schema import schema_from_gemini
 
@@ -115,6 +115,6 @@ def native_tool(t: Tool) -> dict[str, Any] | None:
         return raw  # already Gemini's ({"googleSearch": {}})
     if kind in ("function", "custom"):
         return None
-    if isinstance(kind, str) and kind.startswith("web_search"):
+    if is_web_search(raw):
         return {"googleSearch": {}}
     return {}  # another family's server tool (bash, text_editor, ...): no Gemini equivalent
