@@ -101,3 +101,14 @@ async def test_count_tokens_under_each_prefix(gateway: GatewayHandle, route: str
         assert r.status_code == 200 and r.json()["input_tokens"] > 0
         generic = await h.post("/v1/messages/count_tokens", headers={"x-api-key": sub}, json=body)
         assert generic.status_code == 403
+
+
+async def test_count_tokens_under_a_preset_route_counts_the_preset(make_gateway: Any) -> None:
+    gw = await make_gateway(presets={"cline": {"system": "word " * 500}})
+    key = await gw.mint("acme", usd=2)
+    body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hello"}]}
+    async with httpx.AsyncClient(base_url=gw.base_url, headers={"x-api-key": key}) as http:
+        plain = (await http.post("/v1/messages/count_tokens", json=body)).json()["input_tokens"]
+        tuned = (await http.post("/cline/v1/messages/count_tokens", json=body)).json()["input_tokens"]
+        other = (await http.post("/cursor/v1/messages/count_tokens", json=body)).json()["input_tokens"]
+    assert other == plain and tuned >= plain + 500

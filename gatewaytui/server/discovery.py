@@ -17,6 +17,7 @@ from ..protocols import anthropic
 from ..runtime import Runtime
 from .auth import presented_key
 from .protocols import PROTOCOLS, error_response, new_request_id
+from .relay import apply_preset
 
 CREATED = 1_700_000_000
 
@@ -125,6 +126,7 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
                 raise GatewayError("permission", "subscription keys may only call the tool routes")
             body, _ = await read_json()
             req = anthropic.decode_request(body, count_only=True)
+            apply_preset(rt, route, req)  # the route's preset system prompt is sent too: it counts
             return _json({"input_tokens": count_for(rt, req)})
         except GatewayError as err:
             return error_response("anthropic", err, new_request_id())
