@@ -230,8 +230,13 @@ async def respond(reply: Reply, send: Send) -> None:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
         return
-    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     try:
+        first = b""
+        if reply.ready:  # the upstream already answered: its first chunk follows the headers at once
+            first = await anext(body, b"")
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
         async for chunk in body:
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

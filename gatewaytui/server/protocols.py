@@ -42,6 +42,7 @@ class Reply:
     body: bytes | AsyncIterator[bytes]
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    ready: bool = False  # a stream whose first chunk is ready: headers and first chunk go out together
 
     def quart(self) -> Response:
         response = Response(self.body, status=self.status, headers=self.headers, content_type=self.content_type)

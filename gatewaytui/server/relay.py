@@ -444,7 +444,7 @@ async def stream_response(call: Call) -> Reply:
         if exc is not None:
             raise exc
     headers = {**_response_headers(call), "cache-control": "no-cache", "x-accel-buffering": "no"}
-    return Reply(200, _stream_body(call, task), stream_content_type(call), headers)
+    return Reply(200, _stream_body(call, task), stream_content_type(call), headers, ready=task in done)
 
 
 def stream_content_type(call: Call) -> str:
