@@ -4,8 +4,8 @@
 
 ``--no-uvloop``  makes ``uvloop`` unimportable, so the CLI falls back to the stock asyncio loop
 ``--gc``         lever on: ``gc.freeze()`` at start and a gen-0 threshold of 50,000 (fewer collections)
-``--httpx-api``  hides ``UpstreamClient.open_upstream``, so the relay goes through httpx's client API
-                 (over the same aiohttp pool) as it did before that fast path existed
+``--httpx-api``  hides ``open_upstream`` (``LeanUpstreamClient``'s and ``UpstreamClient``'s), so the relay
+                 goes through httpx's client API over the aiohttp pool, as before either fast path existed
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ if __name__ == "__main__":
         argv.remove("--httpx-api")
         from gatewaytui import runtime
 
-        if hasattr(runtime, "UpstreamClient") and hasattr(runtime.UpstreamClient, "open_upstream"):
-            del runtime.UpstreamClient.open_upstream
+        for name in ("LeanUpstreamClient", "UpstreamClient"):  # the subclass first: its own, then the base's
+            cls = getattr(runtime, name, None)
+            if cls is not None and "open_upstream" in vars(cls):
+                delattr(cls, "open_upstream")
     if "--gc" in argv:
         argv.remove("--gc")
         import gc

@@ -212,7 +212,7 @@ def gateway_cli() -> list[str]:
 
 
 # lever switched off -> bench.gwlaunch flag ("" = done through the generated config)
-VARIANTS = {"no-uvloop": "--no-uvloop", "httpx-api": "--httpx-api", "httpx": "", "gc": "--gc"}
+VARIANTS = {"no-uvloop": "--no-uvloop", "httpx-api": "--httpx-api", "aiohttp": "", "httpx": "", "gc": "--gc"}
 
 GATEWAY_ENV = {"GATEWAYTUI_SECRET_KEY": "bench-secret", "GATEWAYTUI_ADMIN_TOKEN": "bench-admin"}
 
@@ -233,7 +233,7 @@ def gateway(
     port = free_port()
     if variant and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    transport = "httpx" if variant == "httpx" else None
+    transport = variant if variant in ("aiohttp", "httpx") else None  # the upstream_transport variants
     cfg = gateway_config(
         run_dir, port, upstream_port, accounts_per_provider=accounts_per_provider, transport=transport
     )

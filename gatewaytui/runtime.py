@@ -363,10 +363,35 @@ class UpstreamClient(httpx.AsyncClient):
             await self._session.close()
 
 
-def make_http_client(transport: str = "aiohttp") -> httpx.AsyncClient:
-    """The upstream HTTP client. httpx's API over aiohttp's connection pool (measured faster; see bench/)."""
+class LeanUpstreamClient(UpstreamClient):
+    """``UpstreamClient`` whose ``open_upstream`` is ``upstream_http``'s lean HTTP/1.1 client (its own pool).
+
+    aiohttp's request costs ~90 µs more than the wire needs (bench/README.md); the relay's POSTs skip it.
+    The httpx API (probes, OAuth) stays on aiohttp, whose session is made only if something uses it.
+    """
+
+    def __init__(self, limits: httpx.Limits, timeout: httpx.Timeout) -> None:
+        from .upstream_http import UpstreamHTTP
+
+        super().__init__(limits, timeout)
+        self._lean = UpstreamHTTP(limits, timeout)
+
+    async def open_upstream(self, url: str, body: bytes, headers: dict[str, str]) -> Any:
+        """POST and return once the status and headers are in; the body is read from the result."""
+        return await self._lean.post(url, body, headers)
+
+    async def aclose(self) -> None:
+        self._lean.close()
+        await super().aclose()
+
+
+def make_http_client(transport: str = "lean") -> httpx.AsyncClient:
+    """The upstream HTTP client: ``lean`` (the relay on ``upstream_http``, the httpx API over aiohttp),
+    ``aiohttp`` (both over aiohttp's pool) or ``httpx`` (httpx's own pool). See bench/README.md."""
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500, keepalive_expiry=30)
     timeout = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=30.0)
+    if transport == "lean":
+        return LeanUpstreamClient(limits, timeout)
     if transport == "aiohttp":
         return UpstreamClient(limits, timeout)
     return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)

@@ -288,7 +288,7 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
     ok = False
     try:
         try:
-            opener = getattr(rt.http, "open_upstream", None)  # runtime.UpstreamClient: straight onto aiohttp
+            opener = getattr(rt.http, "open_upstream", None)  # runtime.UpstreamClient: past httpx, onto the transport
             if opener is not None:
                 response = await opener(up.url, up.body, up.headers)
             else:

@@ -56,6 +56,11 @@ class ConsoleScreen(Screen[None]):
         if self.console.opened.is_set():
             self.kick()
 
+    def on_screen_suspend(self) -> None:
+        if self._timer is not None:  # a hidden screen keeps no timer; resuming reloads at once
+            self._timer.stop()
+            self._timer = None
+
     def kick(self) -> None:
         if self._busy:
             self._again = True
