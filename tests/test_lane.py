@@ -1,19 +1,16 @@
 """The chat lane: the chat routes served over ASGI in front of Quart keep what Quart gave them (limits,
-timeouts, methods, disconnects), and the writer's batched inserts keep one bad row from sinking the rest."""
+timeouts, methods, disconnects)."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 from typing import Any
 
 import httpx
 import pytest
 
 from gatewaytui.server import lane
-from gatewaytui.store import db as dbmod
-from gatewaytui.store.writer import Writer
 
 BODY = b'{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}'
 
@@ -130,23 +127,3 @@ async def test_a_served_chat_request_still_works_after_a_disconnect(gateway) -> 
         r = await http.post("/v1/messages", content=BODY, headers={"x-api-key": key, "content-type": "application/json"})
         assert r.status_code == 200 and r.headers["content-length"] == str(len(r.content))
         assert r.json()["type"] == "message"
-
-
-def test_batched_inserts_survive_a_bad_row(tmp_path) -> None:
-    path = tmp_path / "w.db"
-    conn = dbmod.connect(str(path))
-    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-    conn.commit()
-    writer = Writer(path, flush_interval=0.2)  # long enough that all four land in one batch
-    writer.start()
-    sql = "INSERT INTO t (id, v) VALUES (?, ?)"
-    good1 = writer.insert([(sql, (1, "a")), (sql, (2, "b"))])
-    bad = writer.insert([(sql, (3, "c")), (sql, (4, None))])  # NOT NULL fails: neither of its rows lands
-    other = writer.submit(lambda c: c.execute("INSERT INTO t (id, v) VALUES (5, 'e')").rowcount)
-    good2 = writer.insert([(sql, (6, "f"))])
-    assert good1.result(5) is None and good2.result(5) is None and other.result(5) == 1
-    with pytest.raises(sqlite3.IntegrityError):
-        bad.result(5)
-    writer.stop()
-    assert [r[0] for r in conn.execute("SELECT id FROM t ORDER BY id")] == [1, 2, 5, 6]
-    assert writer.pending == 0

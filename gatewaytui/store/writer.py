@@ -30,6 +30,23 @@ T = TypeVar("T")
 _STOP = object()
 
 
+ROWS_PER_STATEMENT = 200  # rows per multi-row INSERT (well inside SQLite's 32,766 bound parameters)
+
+
+def _insert_many(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert many rows with few statements: "INSERT ... VALUES (?, ...)" becomes one INSERT of up to
+    ``ROWS_PER_STATEMENT`` rows. Each statement is one sqlite3_step, one release and re-take of the GIL:
+    row by row (``executemany``), a writer thread queues behind a busy event loop for every row and falls
+    behind under load."""
+    head, sep, group = sql.rpartition(" VALUES ")
+    if not sep or not (group.startswith("(") and group.endswith(")")):
+        conn.executemany(sql, rows)
+        return
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        chunk = rows[start : start + ROWS_PER_STATEMENT]
+        conn.execute(f"{head} VALUES {', '.join([group] * len(chunk))}", [v for row in chunk for v in row])
+
+
 class Rows:
     """A queued ``insert``: (sql, params) pairs that succeed or fail together."""
 
@@ -157,7 +174,7 @@ class Writer:
         conn.execute("SAVEPOINT rows")
         try:
             for sql, many in grouped.items():
-                conn.executemany(sql, many)
+                _insert_many(conn, sql, many)
         except Exception:  # noqa: BLE001 - each one alone reports its own error
             conn.execute("ROLLBACK TO rows")
             conn.execute("RELEASE rows")

@@ -1,0 +1,44 @@
+"""The single writer: batched inserts as few statements, one bad row never sinking the others."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from gatewaytui.store import db as dbmod
+from gatewaytui.store import writer as writer_mod
+from gatewaytui.store.writer import Writer
+
+
+def test_batched_inserts_survive_a_bad_row(tmp_path) -> None:
+    path = tmp_path / "w.db"
+    conn = dbmod.connect(str(path))
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    conn.commit()
+    writer = Writer(path, flush_interval=0.2)  # long enough that all four land in one batch
+    writer.start()
+    sql = "INSERT INTO t (id, v) VALUES (?, ?)"
+    good1 = writer.insert([(sql, (1, "a")), (sql, (2, "b"))])
+    bad = writer.insert([(sql, (3, "c")), (sql, (4, None))])  # NOT NULL fails: neither of its rows lands
+    other = writer.submit(lambda c: c.execute("INSERT INTO t (id, v) VALUES (5, 'e')").rowcount)
+    good2 = writer.insert([(sql, (6, "f"))])
+    assert good1.result(5) is None and good2.result(5) is None and other.result(5) == 1
+    with pytest.raises(sqlite3.IntegrityError):
+        bad.result(5)
+    writer.stop()
+    assert [r[0] for r in conn.execute("SELECT id FROM t ORDER BY id")] == [1, 2, 5, 6]
+    assert writer.pending == 0
+
+
+def test_many_rows_go_in_few_statements(tmp_path) -> None:
+    conn = dbmod.connect(str(tmp_path / "m.db"))
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    rows = [(i, f"v{i}") for i in range(450)]
+    writer_mod._insert_many(conn, "INSERT INTO t (id, v) VALUES (?, ?)", rows)
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == 3  # 200 + 200 + 50 rows: a GIL hand-off per statement, not per row
+    assert tuple(conn.execute("SELECT COUNT(*), SUM(id) FROM t").fetchone()) == (450, sum(range(450)))
+    assert conn.execute("SELECT v FROM t WHERE id = 449").fetchone()[0] == "v449"
