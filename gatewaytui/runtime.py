@@ -231,6 +231,8 @@ class Runtime:
             await asyncio.sleep(1.0)
             try:
                 self.pool.tick()
+                if self.writer.pending > WRITER_BACKLOG_WARN:
+                    log.warning("%d usage/ledger writes are queued: the database is not keeping up", self.writer.pending)
                 changes = await asyncio.to_thread(self._check_changes)
                 if changes is not None:
                     self._apply_changes(*changes)
@@ -279,6 +281,9 @@ def _default_base(provider: str) -> str:
         return registry.get(provider).DEFAULT_BASE_URL
     except KeyError:
         return ""
+
+
+WRITER_BACKLOG_WARN = 50_000
 
 
 class UpstreamResponse:

@@ -128,6 +128,7 @@ async def test_health_reports_accounts(gateway, client) -> None:
         r = await http.get("/health")
     body = r.json()
     assert r.status_code == 200 and body["status"] == "ok"
+    assert body["inflight"] == 0 and body["writes_pending"] == 0
     labels = {a["label"]: a["health"] for a in body["accounts"]}
     assert labels["anthropic-1"] == "healthy"
     assert "key-anthropic-1" not in r.text

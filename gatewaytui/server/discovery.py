@@ -149,6 +149,7 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
             "status": "draining" if rt.draining else status,
             "uptime_s": round(time.time() - rt.started_at, 1),
             "inflight": len(rt.traffic.inflight),
+            "writes_pending": rt.writer.pending,  # queued usage/ledger writes: should stay near zero
             "accounts": slim,
             "models": [m.name for m in rt.catalog.models.values()],
         })

@@ -378,6 +378,7 @@ def _discovery_paths() -> dict[str, Any]:
                             },
                             "uptime_s": NUM,
                             "inflight": INT,
+                            "writes_pending": INT,
                             "accounts": arr(ANY_OBJECT),
                             "models": arr(STR),
                         },
