@@ -497,3 +497,20 @@ async def test_stream_whose_body_never_starts_still_settles(make_gateway, upstre
     (row,) = await assert_settled_once(gw, upstream)
     assert row["status"] == "cancelled" and row["cost_micro"] == 0
     assert upstream.completed_streams == 0
+
+
+async def test_headers_wait_for_the_first_token_when_it_follows_the_block_start(make_gateway, upstream) -> None:
+    """The stream commits once content flows, not at a block's start: the client's first body bytes carry the
+    first text delta (one write instead of two; a block start alone is not worth a round trip)."""
+    gw = await make_gateway(server={"keepalive_interval": 5.0})
+    key = await gw.mint()
+    body = WIRES["anthropic"].body("claude-sonnet-4-5", f"{WORDS} [pace:150]")
+    async with httpx.AsyncClient(base_url=gw.base_url, timeout=30) as http:
+        async with http.stream("POST", "/v1/messages", json=body, headers={"x-api-key": key}) as r:
+            assert r.status_code == 200
+            first = b""
+            async for chunk in r.aiter_raw():
+                first = chunk
+                break
+    assert b"message_start" in first and b"content_block_start" in first and b"text_delta" in first
+    await assert_settled_once(gw, upstream)

@@ -59,6 +59,7 @@ log = logging.getLogger("gatewaytui.relay")
 HOSTILE_KEYS = frozenset({"api_base", "base_url", "api_key", "api_version", "azure_endpoint", "organization", "custom_llm_provider"})
 SCHEMA_KEYS = frozenset({"properties", "input", "args", "arguments", "input_schema", "parameters", "schema"})
 CONTENT_EVENTS = (BlockStart, MessageDelta, MessageStop)
+OPENING_EVENTS = (MessageStart, BlockStart)  # what precedes the first token
 
 
 @dataclass(slots=True)
@@ -377,7 +378,7 @@ async def _preread(call: Call, at: Attempt) -> None:
             raise _fail(call.rt, at.account, call, UpstreamError(502, "connection", "upstream stream broke before the first event")) from None
         at.buffered.append(chunk)
         at.events.extend(at.parser.feed(chunk))
-        if any(isinstance(e, (StreamError, *CONTENT_EVENTS)) for e in at.events):
+        if _committable(at.events):
             break
     first_error = next((e for e in at.events if isinstance(e, StreamError)), None)
     has_content = any(isinstance(e, CONTENT_EVENTS) for e in at.events)
@@ -386,6 +387,14 @@ async def _preread(call: Call, at: Attempt) -> None:
         raise _fail(call.rt, at.account, call, UpstreamError(first_error.status if first_error.status >= 500 else 502, cause, first_error.message))
     if not has_content:
         raise _fail(call.rt, at.account, call, UpstreamError(502, "server", "upstream sent an empty stream"))
+
+
+def _committable(events: list[Event]) -> bool:
+    """An error, or content that has begun to flow: a block's start alone is usually followed at once by its
+    first delta, and waiting for it sends headers and first token in one go."""
+    if not any(isinstance(e, CONTENT_EVENTS) for e in events):
+        return any(isinstance(e, StreamError) for e in events)
+    return not all(isinstance(e, OPENING_EVENTS) for e in events)
 
 
 def _has_content_before(events: list[Event]) -> bool:
