@@ -253,9 +253,8 @@ def run(args: argparse.Namespace) -> int:
         "idle": {},
     }
     try:
-        for t in targets:
-            warm(t, 1.0 if args.quick else 2.0)
-        # memory first, while the heap is still small (a warmed-up heap would hide per-stream growth)
+        # memory first, before any load: a heap grown by earlier load would hide what a stream costs
+        # (its own 20 warm-up streams load what the first request loads lazily)
         for t in targets:
             if t.name in ("gatewaytui", "litellm") and args.idle_streams:
                 inflight = (
@@ -268,6 +267,8 @@ def run(args: argparse.Namespace) -> int:
                     f"({r['rss_before_kb'] / 1024:.0f} -> {r['rss_after_kb'] / 1024:.0f} MB)",
                     flush=True,
                 )
+        for t in targets:
+            warm(t, 1.0 if args.quick else 2.0)
         samples: dict[str, dict[str, list[dict[str, float]]]] = {
             f[0]: {n: [] for n in names} for f in FIGURES
         }
