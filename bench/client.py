@@ -136,7 +136,14 @@ async def ttft_series(
 
 
 async def hold_streams(
-    host: str, port: int, path: str, body: bytes, headers: dict[str, str], count: int, *, open_rate: int = 200,
+    host: str,
+    port: int,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    count: int,
+    *,
+    open_rate: int = 200,
     timeout: float = 60.0,
 ) -> list[Conn]:
     """Open ``count`` streams and return once each has delivered its first token (they stay open).

@@ -133,7 +133,10 @@ def render(results: dict[str, Any]) -> str:
     if idle:
         n = idle.get("gatewaytui", next(iter(idle.values())))["streams"]
         cells = [
-            (_num(idle[c]["kb_per_stream"], "{:.1f} kB") + (f" ({idle[c]['streams']} held)" if idle[c]["streams"] != n else ""))
+            (
+                _num(idle[c]["kb_per_stream"], "{:.1f} kB")
+                + (f" ({idle[c]['streams']} held)" if idle[c]["streams"] != n else "")
+            )
             if c in idle
             else "–"
             for c in present

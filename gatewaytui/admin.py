@@ -36,12 +36,23 @@ async def create_tenant(rt: Runtime, name: str) -> dict[str, Any]:
     return tenant
 
 
-async def mint_key(rt: Runtime, tenant: str, *, kind: str = "payg", label: str | None = None,
-                   expires_at: float | None = None, models: list[str] | None = None, rpm: int | None = None) -> tuple[dict[str, Any], str]:
+async def mint_key(
+    rt: Runtime,
+    tenant: str,
+    *,
+    kind: str = "payg",
+    label: str | None = None,
+    expires_at: float | None = None,
+    models: list[str] | None = None,
+    rpm: int | None = None,
+) -> tuple[dict[str, Any], str]:
     """Create the tenant if new and mint a key; returns (public key info, secret shown once)."""
+
     def work(conn: sqlite3.Connection) -> tuple[dict[str, Any], str]:
         t, _ = tenant_store.get_or_create(conn, tenant)
-        return key_store.mint(conn, t["id"], kind=kind, label=label, expires_at=expires_at, models=models, rpm=rpm)
+        return key_store.mint(
+            conn, t["id"], kind=kind, label=label, expires_at=expires_at, models=models, rpm=rpm
+        )
 
     try:
         row, secret = await rt.write(work)
@@ -62,8 +73,15 @@ async def revoke_key(rt: Runtime, key_id: str, tenant_id: int | None = None) -> 
     return done
 
 
-async def credit(rt: Runtime, tenant: str, amount_micro: int, *, kind: str = "topup", note: str | None = None,
-                 idempotency_key: str | None = None) -> int:
+async def credit(
+    rt: Runtime,
+    tenant: str,
+    amount_micro: int,
+    *,
+    kind: str = "topup",
+    note: str | None = None,
+    idempotency_key: str | None = None,
+) -> int:
     """Add (or with a negative adjustment, remove) credit; returns the new balance in micro-USD."""
     if kind not in ("topup", "adjustment", "refund"):
         raise _bad("credit kind must be topup, adjustment or refund")
@@ -73,32 +91,44 @@ async def credit(rt: Runtime, tenant: str, amount_micro: int, *, kind: str = "to
 
     def work(conn: sqlite3.Connection) -> tuple[int, bool]:
         t, _ = tenant_store.get_or_create(conn, tenant)
-        fresh = ledger_store.append(conn, t["id"], kind, amount_micro, idem, note=note, origin=rt.wallet.origin)
+        fresh = ledger_store.append(
+            conn, t["id"], kind, amount_micro, idem, note=note, origin=rt.wallet.origin
+        )
         return t["id"], fresh
 
     tenant_id, fresh = await rt.write(work)
     if fresh:
         rt.wallet.credit(tenant_id, amount_micro)
-        rt.bus.publish("tenant.balance", tenant_id=tenant_id, balance_micro=rt.wallet.balance[tenant_id],
-                       note=f"{kind} {format_usd(amount_micro)}")
+        rt.bus.publish(
+            "tenant.balance",
+            tenant_id=tenant_id,
+            balance_micro=rt.wallet.balance[tenant_id],
+            note=f"{kind} {format_usd(amount_micro)}",
+        )
     return rt.wallet.balance[tenant_id]
 
 
 async def set_tier(rt: Runtime, tenant: str, tier: str | None) -> dict[str, Any]:
     """Put a tenant on a subscription tier by hand (active until removed), or take it off (``None``)."""
     if tier is not None and tier not in {t.name for t in rt.cfg.tiers}:
-        raise GatewayError("not_found", f"no tier {tier!r}; configured: {', '.join(t.name for t in rt.cfg.tiers) or 'none'}")
+        raise GatewayError(
+            "not_found", f"no tier {tier!r}; configured: {', '.join(t.name for t in rt.cfg.tiers) or 'none'}"
+        )
 
     try:
         row = await rt.write(lambda conn: tenant_store.set_tier(conn, tenant, tier))
     except ValueError as exc:
         raise _bad(str(exc)) from None
     rt.plans.put(row)
-    rt.bus.publish("tenant.subscription", tenant_id=row["id"], tier=tier, status=row.get("subscription_status"))
+    rt.bus.publish(
+        "tenant.subscription", tenant_id=row["id"], tier=tier, status=row.get("subscription_status")
+    )
     return row
 
 
-async def set_cap(rt: Runtime, tenant: str, cap_micro: int | None, *, model: str | None = None) -> dict[str, Any]:
+async def set_cap(
+    rt: Runtime, tenant: str, cap_micro: int | None, *, model: str | None = None
+) -> dict[str, Any]:
     """Set (or clear with ``None``) a tenant's per-call cap: for one model, or for every model."""
     if model is not None:
         model = rt.catalog.resolve(model).name
@@ -118,27 +148,48 @@ async def tenants_overview(rt: Runtime) -> list[dict[str, Any]]:
     def work(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, int]]:
         from .store import requests as request_store
 
-        return tenant_store.all_tenants(conn), key_store.listing(conn), request_store.spend_since(conn, day_start)
+        return (
+            tenant_store.all_tenants(conn),
+            key_store.listing(conn),
+            request_store.spend_since(conn, day_start),
+        )
 
     tenants, keys, spend = await rt.read(work)
     out = []
     for t in tenants:
         tid = t["id"]
-        out.append({
-            "id": tid, "name": t["name"], "tier": t.get("tier"), "subscription_status": t.get("subscription_status"),
-            "balance_micro": rt.wallet.balance[tid], "held_micro": rt.wallet.held[tid],
-            "available_micro": rt.wallet.available(tid), "spend_today_micro": spend.get(tid, 0),
-            "keys": [key_store.public(k) for k in keys if k["tenant_id"] == tid],
-        })
+        out.append(
+            {
+                "id": tid,
+                "name": t["name"],
+                "tier": t.get("tier"),
+                "subscription_status": t.get("subscription_status"),
+                "balance_micro": rt.wallet.balance[tid],
+                "held_micro": rt.wallet.held[tid],
+                "available_micro": rt.wallet.available(tid),
+                "spend_today_micro": spend.get(tid, 0),
+                "keys": [key_store.public(k) for k in keys if k["tenant_id"] == tid],
+            }
+        )
     return out
 
 
 # ------------------------------------------------------------------ accounts
 
 
-async def add_account(rt: Runtime, *, provider: str, label: str | None = None, api_key: str | None = None,
-                      base_url: str | None = None, priority: int = 0, weight: int = 1, models: list[str] | None = None,
-                      rpm: int | None = None, oauth: dict[str, Any] | None = None) -> dict[str, Any]:
+async def add_account(
+    rt: Runtime,
+    *,
+    provider: str,
+    label: str | None = None,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    priority: int = 0,
+    weight: int = 1,
+    models: list[str] | None = None,
+    rpm: int | None = None,
+    oauth: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     if provider not in PROVIDERS:
         raise _bad(f"unknown provider {provider!r}; one of {', '.join(PROVIDERS)}")
     if not api_key and not oauth:
@@ -157,9 +208,21 @@ async def add_account(rt: Runtime, *, provider: str, label: str | None = None, a
     def work(conn: sqlite3.Connection) -> dict[str, Any]:
         if account_store.by_label(conn, label) is not None:
             raise ValueError(f"an account labelled {label!r} already exists")
-        return account_store.insert(conn, label=label, provider=provider, base_url=base_url or _default_base(provider),
-                                    auth="oauth" if oauth else "api_key", secret=secret, oauth=oauth_enc, priority=priority,
-                                    weight=weight, models=models or [], rpm=rpm, enabled=1, source="db")
+        return account_store.insert(
+            conn,
+            label=label,
+            provider=provider,
+            base_url=base_url or _default_base(provider),
+            auth="oauth" if oauth else "api_key",
+            secret=secret,
+            oauth=oauth_enc,
+            priority=priority,
+            weight=weight,
+            models=models or [],
+            rpm=rpm,
+            enabled=1,
+            source="db",
+        )
 
     try:
         row = await rt.write(work)
@@ -184,9 +247,16 @@ async def set_account_enabled(rt: Runtime, ref: str, enabled: bool) -> dict[str,
     acc.disabled_reason = None if enabled else "disabled by the operator"
     if enabled and acc.cause == "auth":
         acc.cause, acc.since, acc.failures = None, None, 0
-    await rt.write(lambda c: account_store.update(c, acc.id, enabled=int(enabled), disabled_reason=acc.disabled_reason))
+    await rt.write(
+        lambda c: account_store.update(c, acc.id, enabled=int(enabled), disabled_reason=acc.disabled_reason)
+    )
     rt.pool.persist(acc)
-    rt.bus.publish("account.enabled" if enabled else "account.disabled", account=acc.id, label=acc.label, reason=acc.disabled_reason)
+    rt.bus.publish(
+        "account.enabled" if enabled else "account.disabled",
+        account=acc.id,
+        label=acc.label,
+        reason=acc.disabled_reason,
+    )
     return acc.public()
 
 
@@ -202,7 +272,9 @@ def _check_account_fields(**fields: Any) -> None:
     if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, int) or rpm < 1):
         raise _bad("rpm must be a positive integer (or null for no limit)")
     models = fields.get("models")
-    if models is not None and (not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)):
+    if models is not None and (
+        not isinstance(models, list) or not all(isinstance(m, str) and m for m in models)
+    ):
         raise _bad("models must be a list of model names")
     label = fields.get("label")
     if label is not None and (not isinstance(label, str) or not label.strip() or len(label) > 100):
@@ -212,16 +284,37 @@ def _check_account_fields(**fields: Any) -> None:
 UNSET: Any = object()
 
 
-async def update_account(rt: Runtime, ref: str, *, label: str | None = None, priority: int | None = None,
-                         weight: int | None = None, models: list[str] | None = None, rpm: Any = UNSET,
-                         base_url: str | None = None) -> dict[str, Any]:
+async def update_account(
+    rt: Runtime,
+    ref: str,
+    *,
+    label: str | None = None,
+    priority: int | None = None,
+    weight: int | None = None,
+    models: list[str] | None = None,
+    rpm: Any = UNSET,
+    base_url: str | None = None,
+) -> dict[str, Any]:
     """Change an account's routing fields (``rpm=None`` removes the limit; leave a field out to keep it)."""
     acc = _account(rt, ref)
-    _check_account_fields(priority=priority, weight=weight, models=models, rpm=None if rpm is UNSET else rpm, label=label)
-    if base_url is not None and not (isinstance(base_url, str) and base_url.startswith(("http://", "https://"))):
+    _check_account_fields(
+        priority=priority, weight=weight, models=models, rpm=None if rpm is UNSET else rpm, label=label
+    )
+    if base_url is not None and not (
+        isinstance(base_url, str) and base_url.startswith(("http://", "https://"))
+    ):
         raise _bad("base_url must start with http:// or https://")
-    changes: dict[str, Any] = {k: v for k, v in (("label", label), ("priority", priority), ("weight", weight),
-                                                 ("models", models), ("base_url", base_url)) if v is not None}
+    changes: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("label", label),
+            ("priority", priority),
+            ("weight", weight),
+            ("models", models),
+            ("base_url", base_url),
+        )
+        if v is not None
+    }
     if rpm is not UNSET:
         changes["rpm"] = rpm
     if label is not None and label != acc.label and rt.pool.find(label) is not None:
@@ -300,13 +393,32 @@ async def account_usage(rt: Runtime, since: float | None = None) -> list[dict[st
     out = []
     for acc in sorted(rt.pool, key=lambda a: (a.provider, a.label)):
         row = rows.pop(acc.id, None) or {}
-        out.append({
-            "id": acc.id, "label": acc.label, "provider": acc.provider, "since": start,
-            **{k: int(row.get(k) or 0) for k in ("requests", "ok", "errors", "input_tokens", "output_tokens",
-                                                 "cache_read_tokens", "cache_write_tokens", "cost_micro")},
-            "last_used": row.get("last_used"), "inflight": acc.inflight, "rpm_used": acc.rpm_used(now),
-            "served_since_start": acc.served, "errors_since_start": acc.errors,
-        })
+        out.append(
+            {
+                "id": acc.id,
+                "label": acc.label,
+                "provider": acc.provider,
+                "since": start,
+                **{
+                    k: int(row.get(k) or 0)
+                    for k in (
+                        "requests",
+                        "ok",
+                        "errors",
+                        "input_tokens",
+                        "output_tokens",
+                        "cache_read_tokens",
+                        "cache_write_tokens",
+                        "cost_micro",
+                    )
+                },
+                "last_used": row.get("last_used"),
+                "inflight": acc.inflight,
+                "rpm_used": acc.rpm_used(now),
+                "served_since_start": acc.served,
+                "errors_since_start": acc.errors,
+            }
+        )
     return out
 
 
@@ -314,7 +426,9 @@ async def refresh_quotas(rt: Runtime, ref: str | None = None) -> list[dict[str, 
     """Probe accounts (one, or every one) for fresh quota facts; see ``pool.probe``."""
     from .pool.probe import probe_all
 
-    accounts = [_account(rt, ref)] if ref is not None else sorted(rt.pool, key=lambda a: (a.provider, a.label))
+    accounts = (
+        [_account(rt, ref)] if ref is not None else sorted(rt.pool, key=lambda a: (a.provider, a.label))
+    )
     if rt.http is None:
         raise GatewayError("unavailable", "the gateway is not running")
     return await probe_all(rt.http, rt.pool, rt.catalog, accounts, rt.oauth)
@@ -365,7 +479,9 @@ async def set_alias(rt: Runtime, alias: str, target: str | None) -> dict[str, st
     return rt.catalog.aliases
 
 
-async def set_preset(rt: Runtime, route: str, system: str, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+async def set_preset(
+    rt: Runtime, route: str, system: str, defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
     from .config import ROUTES
 
     if route not in ROUTES:

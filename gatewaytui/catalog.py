@@ -48,8 +48,10 @@ class Catalog:
         if name == "auto" and self.default_model in self.models:
             return self.models[self.default_model]
         if name.startswith("models/"):
-            return self.resolve(name[len("models/"):])
-        raise GatewayError("not_found", f"model {name!r} is not available on this gateway", code="model_not_found")
+            return self.resolve(name[len("models/") :])
+        raise GatewayError(
+            "not_found", f"model {name!r} is not available on this gateway", code="model_not_found"
+        )
 
     def provider_module(self, model: ModelConfig) -> str:
         """The provider module that reaches this model ("openai-responses" for Responses-only models)."""

@@ -39,17 +39,25 @@ class CliError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gatewaytui", description="Self-hosted LLM API gateway with a terminal console.")
+    p = argparse.ArgumentParser(
+        prog="gatewaytui", description="Self-hosted LLM API gateway with a terminal console."
+    )
     p.add_argument("--config", help="TOML config file (default ./gatewaytui.toml or $GATEWAYTUI_CONFIG)")
     p.add_argument("--host", help="override [server] host")
     p.add_argument("--port", type=int, help="override [server] port")
-    p.add_argument("--demo", action="store_true", help="run with the built-in fake upstream and a demo tenant")
-    p.add_argument("--no-ui", action="store_true", help="run headless (logs to stderr); stop with SIGINT/SIGTERM")
+    p.add_argument(
+        "--demo", action="store_true", help="run with the built-in fake upstream and a demo tenant"
+    )
+    p.add_argument(
+        "--no-ui", action="store_true", help="run headless (logs to stderr); stop with SIGINT/SIGTERM"
+    )
     p.add_argument("--log-level", default=os.environ.get("GATEWAYTUI_LOG", "info"))
     sub = p.add_subparsers(dest="command")
 
     keys = sub.add_parser("keys", help="tenant API keys").add_subparsers(dest="action", required=True)
-    kc = keys.add_parser("create", help="mint a key (creates the tenant if new); prints the secret on the last line")
+    kc = keys.add_parser(
+        "create", help="mint a key (creates the tenant if new); prints the secret on the last line"
+    )
     kc.add_argument("--tenant", required=True)
     kc.add_argument("--kind", choices=key_store.KINDS, default="payg")
     kc.add_argument("--label")
@@ -68,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     cb = credits.add_parser("balance", help="show a tenant's balance")
     cb.add_argument("--tenant", required=True)
 
-    accounts = sub.add_parser("accounts", help="upstream accounts").add_subparsers(dest="action", required=True)
+    accounts = sub.add_parser("accounts", help="upstream accounts").add_subparsers(
+        dest="action", required=True
+    )
     aa = accounts.add_parser("add", help="add an API-key account")
     aa.add_argument("--provider", required=True, choices=configmod.PROVIDERS)
     aa.add_argument("--api-key", required=True)
@@ -78,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     aa.add_argument("--rpm", type=int)
     accounts.add_parser("list", help="one line per account (never a secret)")
 
-    tenants = sub.add_parser("tenants", help="tenants: tiers and spending caps").add_subparsers(dest="action", required=True)
+    tenants = sub.add_parser("tenants", help="tenants: tiers and spending caps").add_subparsers(
+        dest="action", required=True
+    )
     tenants.add_parser("list", help="one line per tenant: name tier status balance caps")
     tt = tenants.add_parser("tier", help="put a tenant on a subscription tier by hand, or take it off")
     tt.add_argument("--tenant", required=True)
@@ -108,7 +120,10 @@ def load_config(args: argparse.Namespace, *, for_run: bool) -> configmod.Config:
         cfg = configmod.Config()
         if for_run:
             cfg.demo = True
-            cfg.database.path = str(Path(tempfile.gettempdir()) / f"gatewaytui-demo-{os.getuid() if hasattr(os, 'getuid') else 0}.db")
+            cfg.database.path = str(
+                Path(tempfile.gettempdir())
+                / f"gatewaytui-demo-{os.getuid() if hasattr(os, 'getuid') else 0}.db"
+            )
         elif path.exists():
             cfg = configmod.load(path)
     if args.host:
@@ -147,7 +162,9 @@ def run_gateway(args: argparse.Namespace) -> int:
     if args.demo:
         cfg.demo = True
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     if not args.no_ui:
         logging.getLogger().handlers.clear()
@@ -160,7 +177,11 @@ def run_gateway(args: argparse.Namespace) -> int:
         uvloop.install() if hasattr(uvloop, "install") else None
     except ImportError:  # pragma: no cover
         pass
-    announce = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.no_ui else (lambda msg: print(msg, flush=True))
+    announce = (
+        (lambda msg: print(msg, file=sys.stderr, flush=True))
+        if args.no_ui
+        else (lambda msg: print(msg, flush=True))
+    )
     return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce))
 
 
@@ -185,17 +206,29 @@ def _keys_create(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> 
     expires = time.time() + args.expires_days * 86400 if args.expires_days else None
     with dbmod.Transaction(conn):
         tenant, created = tenant_store.get_or_create(conn, args.tenant)
-        row, secret = key_store.mint(conn, tenant["id"], kind=args.kind, label=args.label, expires_at=expires, models=models, rpm=args.rpm)
+        row, secret = key_store.mint(
+            conn,
+            tenant["id"],
+            kind=args.kind,
+            label=args.label,
+            expires_at=expires,
+            models=models,
+            rpm=args.rpm,
+        )
     if created:
         print(f"created tenant {tenant['name']}")
-    print(f"key {row['id']} for tenant {tenant['name']} ({args.kind}{', ' + args.label if args.label else ''}); the secret is shown once:")
+    print(
+        f"key {row['id']} for tenant {tenant['name']} ({args.kind}{', ' + args.label if args.label else ''}); the secret is shown once:"
+    )
     print(secret)
     return 0
 
 
 def _keys_list(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
     for k in key_store.listing(conn):
-        print(f"{k['id']}\t{k['tenant']}\t{k['kind']}\t{k.get('label') or '-'}\t{key_store.state(k)}\t{k['prefix']}...")
+        print(
+            f"{k['id']}\t{k['tenant']}\t{k['kind']}\t{k.get('label') or '-'}\t{key_store.state(k)}\t{k['prefix']}..."
+        )
     return 0
 
 
@@ -215,9 +248,19 @@ def _credits_add(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> 
         raise CliError("--usd must be a positive amount")
     with dbmod.Transaction(conn):
         tenant, created = tenant_store.get_or_create(conn, args.tenant)
-        ledger_store.append(conn, tenant["id"], "topup", amount, f"cli-topup:{time.time_ns()}", note=args.note or "cli", origin="cli")
+        ledger_store.append(
+            conn,
+            tenant["id"],
+            "topup",
+            amount,
+            f"cli-topup:{time.time_ns()}",
+            note=args.note or "cli",
+            origin="cli",
+        )
         balance = ledger_store.balance(conn, tenant["id"])
-    print(f"credited {format_usd(amount)} to {tenant['name']}; balance {format_usd(balance)} ({balance} micro-USD)")
+    print(
+        f"credited {format_usd(amount)} to {tenant['name']}; balance {format_usd(balance)} ({balance} micro-USD)"
+    )
     return 0
 
 
@@ -246,8 +289,17 @@ def _accounts_add(cfg: configmod.Config, conn: Any, args: argparse.Namespace) ->
     with dbmod.Transaction(conn):
         if account_store.by_label(conn, label) is not None:
             raise CliError(f"an account labelled {label!r} already exists")
-        row = account_store.insert(conn, label=label, provider=args.provider, base_url=args.base_url or _default_base(args.provider),
-                                   secret=vault.encrypt(args.api_key), priority=args.priority, rpm=args.rpm, enabled=1, source="db")
+        row = account_store.insert(
+            conn,
+            label=label,
+            provider=args.provider,
+            base_url=args.base_url or _default_base(args.provider),
+            secret=vault.encrypt(args.api_key),
+            priority=args.priority,
+            rpm=args.rpm,
+            enabled=1,
+            source="db",
+        )
     print(f"added account {row['id']} ({label}, {args.provider}, {row['base_url']})")
     return 0
 
@@ -274,7 +326,9 @@ def _tenants_list(cfg: configmod.Config, conn: Any, args: argparse.Namespace) ->
         model_caps = json.loads(t["model_caps"]) if t.get("model_caps") else {}
         caps = ",".join(f"{m}={format_usd(v)}" for m, v in sorted(model_caps.items())) or "-"
         status = t.get("subscription_status") or "-"
-        print(f"{t['name']}\t{t.get('tier') or '-'}\t{status}\t{format_usd(balances.get(t['id'], 0))}\tcap {cap}\tmodel caps {caps}")
+        print(
+            f"{t['name']}\t{t.get('tier') or '-'}\t{status}\t{format_usd(balances.get(t['id'], 0))}\tcap {cap}\tmodel caps {caps}"
+        )
     return 0
 
 

@@ -235,8 +235,18 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
         return ConfigError(f"{src.where(table, key, index)}: {msg}")
 
     known_top = {
-        "server", "database", "security", "routing", "accounts", "models", "tiers", "presets",
-        "stripe", "oauth", "console", "claude_home",
+        "server",
+        "database",
+        "security",
+        "routing",
+        "accounts",
+        "models",
+        "tiers",
+        "presets",
+        "stripe",
+        "oauth",
+        "console",
+        "claude_home",
     }
     for key in data:
         if key not in known_top:
@@ -269,7 +279,9 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
             raw["api_key"] = value
         acc = _table(AccountConfig, raw, "accounts", fail, i)
         if acc.provider not in PROVIDERS:
-            raise fail("accounts", "provider", f"unknown provider {acc.provider!r}; one of {', '.join(PROVIDERS)}", i)
+            raise fail(
+                "accounts", "provider", f"unknown provider {acc.provider!r}; one of {', '.join(PROVIDERS)}", i
+            )
         if acc.provider == "openai-compatible" and not acc.base_url:
             raise fail("accounts", "base_url", "required for openai-compatible accounts", i)
         cfg.accounts.append(acc)
@@ -281,17 +293,30 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
     seen: set[str] = set()
     for i, raw in enumerate(_array(data.get("models", []), "models", fail)):
         raw = dict(raw)
-        for key in ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok", "cache_write_1h_per_mtok"):
+        for key in (
+            "input_per_mtok",
+            "output_per_mtok",
+            "cache_read_per_mtok",
+            "cache_write_per_mtok",
+            "cache_write_1h_per_mtok",
+        ):
             if key in raw:
                 raw[key] = _micro(raw[key], lambda msg, k=key, n=i: fail("models", k, msg, n))
         if "cache_write_1h_per_mtok" not in raw and "input_per_mtok" in raw:
             raw["cache_write_1h_per_mtok"] = raw["input_per_mtok"] * 2  # Anthropic's 1-hour write price
         model = _table(ModelConfig, raw, "models", fail, i)
         if model.provider not in PROVIDERS:
-            raise fail("models", "provider", f"unknown provider {model.provider!r}; one of {', '.join(PROVIDERS)}", i)
+            raise fail(
+                "models", "provider", f"unknown provider {model.provider!r}; one of {', '.join(PROVIDERS)}", i
+            )
         for name in [model.name, *model.aliases]:
             if name in seen:
-                raise fail("models", "aliases" if name != model.name else "name", f"model name or alias {name!r} is defined twice", i)
+                raise fail(
+                    "models",
+                    "aliases" if name != model.name else "name",
+                    f"model name or alias {name!r} is defined twice",
+                    i,
+                )
             seen.add(name)
         cfg.models.append(model)
 
@@ -374,7 +399,8 @@ def _table(cls: Any, raw: Any, table: str, fail: Any, index: int | None = None) 
                 value = _check(base, value, table, key, fail, index)
         kwargs[key] = value
     missing = [
-        n for n, f in cls.__dataclass_fields__.items()
+        n
+        for n, f in cls.__dataclass_fields__.items()
         if f.default is f.default_factory is __import__("dataclasses").MISSING and n not in kwargs
     ]
     if missing:

@@ -49,7 +49,9 @@ class Gateway:
         except OSError as exc:
             sock.close()
             await self.rt.stop()
-            raise OSError(f"cannot listen on {self.cfg.server.host}:{self.cfg.server.port}: {exc.strerror}") from None
+            raise OSError(
+                f"cannot listen on {self.cfg.server.host}:{self.cfg.server.port}: {exc.strerror}"
+            ) from None
         sock.listen(1024)
         sock.setblocking(False)
         self._sock = sock
@@ -63,7 +65,9 @@ class Gateway:
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.h11_max_incomplete_size = 64 * 1024
         app = create_app(self.rt)
-        self._task = asyncio.create_task(serve(app, hc, shutdown_trigger=self.shutdown.wait), name="gatewaytui-http")  # type: ignore[arg-type]
+        self._task = asyncio.create_task(
+            serve(app, hc, shutdown_trigger=self.shutdown.wait), name="gatewaytui-http"
+        )  # type: ignore[arg-type]
 
     async def stop(self) -> None:
         self.rt.draining = True
@@ -145,8 +149,10 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
             notice = f"Demo gateway at {gateway.base_url}\nDemo tenant key (shown once; also printed on exit):\n{key}"
             announce(f"gatewaytui demo: base URL {gateway.base_url}")
             announce(f"demo tenant key (shown once): {key}")
-            announce(f"try: curl {gateway.base_url}/v1/messages -H 'x-api-key: {key}' -H 'content-type: application/json' "
-                     "-d '{\"model\":\"auto\",\"max_tokens\":100,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}'")
+            announce(
+                f"try: curl {gateway.base_url}/v1/messages -H 'x-api-key: {key}' -H 'content-type: application/json' "
+                '-d \'{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}\''
+            )
             traffic_task = asyncio.create_task(traffic(gateway.base_url, key))
         else:
             notice = f"gatewaytui listening on {gateway.base_url}"
@@ -155,7 +161,12 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
             from .tui.app import ConsoleApp
             from .tui.source import LocalSource
 
-            app = ConsoleApp(LocalSource(gateway.rt), notice=notice, refresh_ms=cfg.console.refresh_ms, theme=cfg.console.theme)
+            app = ConsoleApp(
+                LocalSource(gateway.rt),
+                notice=notice,
+                refresh_ms=cfg.console.refresh_ms,
+                theme=cfg.console.theme,
+            )
             console = asyncio.create_task(app.run_async())
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({console, stopper}, return_when=asyncio.FIRST_COMPLETED)

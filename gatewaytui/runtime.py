@@ -51,8 +51,12 @@ class Runtime:
         self.wallet = Wallet()
         self.writer = Writer(self.db_path, flush_interval=cfg.database.flush_interval_ms / 1000)
         self.readers = dbmod.Readers(self.db_path)
-        self.pool = Pool(self.bus, strategy=cfg.routing.strategy, persist=self._persist_account,
-                         live=self.traffic.inflight.__contains__)
+        self.pool = Pool(
+            self.bus,
+            strategy=cfg.routing.strategy,
+            persist=self._persist_account,
+            live=self.traffic.inflight.__contains__,
+        )
         self.keyring = Keyring(self._lookup_key)
         self.plans = Plans(self.readers)  # tenants' tiers, subscription status and per-call caps
         self.quota = Quota(cfg.tiers, self.plans, self.readers)  # relay.admit/settle: subscription tokens
@@ -68,7 +72,9 @@ class Runtime:
         self.draining = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._settlements: set[asyncio.Task[Any]] = set()
-        self.request_tasks: dict[str, asyncio.Task[Any]] = {}  # by request id, until settled (shutdown cuts these)
+        self.request_tasks: dict[
+            str, asyncio.Task[Any]
+        ] = {}  # by request id, until settled (shutdown cuts these)
         self._watch_conn: sqlite3.Connection | None = None
         self._data_version = -1
         self.base_url = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -143,8 +149,14 @@ class Runtime:
             for a in self.cfg.accounts:
                 secret = self.vault.encrypt(a.api_key) if a.api_key else None
                 fields = dict(
-                    provider=a.provider, base_url=a.base_url or _default_base(a.provider), secret=secret,
-                    priority=a.priority, weight=a.weight, models=a.models, rpm=a.rpm, source="config",
+                    provider=a.provider,
+                    base_url=a.base_url or _default_base(a.provider),
+                    secret=secret,
+                    priority=a.priority,
+                    weight=a.weight,
+                    models=a.models,
+                    rpm=a.rpm,
+                    source="config",
                 )
                 existing = account_store.by_label(conn, a.label)
                 if existing is None:
@@ -159,8 +171,16 @@ class Runtime:
             return
         with dbmod.Transaction(conn):
             for h in orphans:
-                ledger_store.append(conn, h["tenant_id"], "release", -h["amount_micro"], f"release:{h['request_id']}",
-                                    request_id=h["request_id"], note="recovered after restart", origin=self.wallet.origin)
+                ledger_store.append(
+                    conn,
+                    h["tenant_id"],
+                    "release",
+                    -h["amount_micro"],
+                    f"release:{h['request_id']}",
+                    request_id=h["request_id"],
+                    note="recovered after restart",
+                    origin=self.wallet.origin,
+                )
         log.warning("released %d holds left unsettled by an earlier run", len(orphans))
 
     def _load(self, conn: sqlite3.Connection) -> None:
@@ -201,14 +221,28 @@ class Runtime:
         except VaultError as exc:
             log.error("account %s: %s", row["label"], exc)
         acc = Account(
-            id=row["id"], label=row["label"], provider=row["provider"], base_url=row["base_url"] or _default_base(row["provider"]),
-            api_key=api_key, oauth=oauth, enabled=row["enabled"], disabled_reason=row.get("disabled_reason"),
-            priority=row["priority"], weight=row["weight"], models=row["models"], rpm=row.get("rpm"),
-            preferred=row["preferred"], source=row["source"],
+            id=row["id"],
+            label=row["label"],
+            provider=row["provider"],
+            base_url=row["base_url"] or _default_base(row["provider"]),
+            api_key=api_key,
+            oauth=oauth,
+            enabled=row["enabled"],
+            disabled_reason=row.get("disabled_reason"),
+            priority=row["priority"],
+            weight=row["weight"],
+            models=row["models"],
+            rpm=row.get("rpm"),
+            preferred=row["preferred"],
+            source=row["source"],
         )
         if state:
             acc.cooldown_until = state.get("cooldown_until") or 0.0
-            acc.cause, acc.since, acc.last_error = state.get("cause"), state.get("since"), state.get("last_error")
+            acc.cause, acc.since, acc.last_error = (
+                state.get("cause"),
+                state.get("since"),
+                state.get("last_error"),
+            )
             acc.failures = state.get("failures") or 0
             acc.model_cooldowns = state.get("model_cooldowns") or {}
             acc.quota = state.get("quota")
@@ -232,7 +266,10 @@ class Runtime:
             try:
                 self.pool.tick()
                 if self.writer.pending > WRITER_BACKLOG_WARN:
-                    log.warning("%d usage/ledger writes are queued: the database is not keeping up", self.writer.pending)
+                    log.warning(
+                        "%d usage/ledger writes are queued: the database is not keeping up",
+                        self.writer.pending,
+                    )
                 changes = await asyncio.to_thread(self._check_changes)
                 if changes is not None:
                     self._apply_changes(*changes)
@@ -256,12 +293,20 @@ class Runtime:
         settings = settings_store.all_settings(conn)
         return keys, external, rows, states, settings
 
-    def _apply_changes(self, keys: list[dict[str, Any]], external: list[dict[str, Any]], rows: list[dict[str, Any]],
-                       states: dict[str, Any], settings: dict[str, Any]) -> None:
+    def _apply_changes(
+        self,
+        keys: list[dict[str, Any]],
+        external: list[dict[str, Any]],
+        rows: list[dict[str, Any]],
+        states: dict[str, Any],
+        settings: dict[str, Any],
+    ) -> None:
         self.keyring.load(keys)
         changed = self.wallet.apply_external(external)
         for tenant_id in changed:
-            self.bus.publish("tenant.balance", tenant_id=tenant_id, balance_micro=self.wallet.balance[tenant_id])
+            self.bus.publish(
+                "tenant.balance", tenant_id=tenant_id, balance_micro=self.wallet.balance[tenant_id]
+            )
         known = set(self.pool.accounts)
         for row in rows:
             if row["id"] not in known:
@@ -337,16 +382,23 @@ class UpstreamClient(httpx.AsyncClient):
         self._limits = limits
         self._session: Any = None
         self._aio_timeout: Any = None
-        super().__init__(transport=AiohttpTransport(limits=limits, trust_env=False, client=self._get_session), timeout=timeout)
+        super().__init__(
+            transport=AiohttpTransport(limits=limits, trust_env=False, client=self._get_session),
+            timeout=timeout,
+        )
 
     def _get_session(self) -> Any:
         if self._session is None or self._session.closed:
             import aiohttp
 
-            connector = aiohttp.TCPConnector(limit=self._limits.max_connections or 0, keepalive_timeout=self._limits.keepalive_expiry)
+            connector = aiohttp.TCPConnector(
+                limit=self._limits.max_connections or 0, keepalive_timeout=self._limits.keepalive_expiry
+            )
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
             t = self.timeout
-            self._aio_timeout = aiohttp.ClientTimeout(total=None, sock_connect=t.connect, sock_read=t.read, connect=t.pool)
+            self._aio_timeout = aiohttp.ClientTimeout(
+                total=None, sock_connect=t.connect, sock_read=t.read, connect=t.pool
+            )
         return self._session
 
     async def open_upstream(self, url: str, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
@@ -355,7 +407,9 @@ class UpstreamClient(httpx.AsyncClient):
 
         session = self._get_session()
         try:
-            resp = await session.post(url, data=body, headers=headers, allow_redirects=False, timeout=self._aio_timeout)
+            resp = await session.post(
+                url, data=body, headers=headers, allow_redirects=False, timeout=self._aio_timeout
+            )
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise httpx.TimeoutException(str(exc) or "timed out connecting upstream") from exc
         except aiohttp.ClientError as exc:

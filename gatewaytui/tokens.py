@@ -69,8 +69,12 @@ def encoding(name: str) -> tiktoken.Encoding:
 
     with _lock, _patched(public, "load_tiktoken_bpe", load):
         spec = constructor()
-    return tiktoken.Encoding(name=spec["name"], pat_str=spec["pat_str"], mergeable_ranks=spec["mergeable_ranks"],
-                             special_tokens=spec["special_tokens"])
+    return tiktoken.Encoding(
+        name=spec["name"],
+        pat_str=spec["pat_str"],
+        mergeable_ranks=spec["mergeable_ranks"],
+        special_tokens=spec["special_tokens"],
+    )
 
 
 @contextlib.contextmanager
@@ -85,7 +89,11 @@ def _patched(module: Any, attr: str, value: Any) -> Any:
 
 def encoding_for(provider: str, model: str) -> str:
     if provider in ("openai", "openai-responses", "openrouter", "openai-compatible"):
-        if any(model.startswith(p) for p in ("gpt-3.5", "gpt-4-", "gpt-4")) and "gpt-4o" not in model and "gpt-4.1" not in model:
+        if (
+            any(model.startswith(p) for p in ("gpt-3.5", "gpt-4-", "gpt-4"))
+            and "gpt-4o" not in model
+            and "gpt-4.1" not in model
+        ):
             return "cl100k_base"
     return "o200k_base"
 

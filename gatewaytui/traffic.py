@@ -69,12 +69,16 @@ class Flight:
         }
 
 
-SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization"})
+SECRET_HEADERS = frozenset(
+    {"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization"}
+)
 
 
 def safe_headers(headers: dict[str, str]) -> dict[str, str]:
     """Request headers fit to show: credentials redacted, at most 40, values cut at 200 characters."""
-    return {k: ("[redacted]" if k.lower() in SECRET_HEADERS else v[:200]) for k, v in list(headers.items())[:40]}
+    return {
+        k: ("[redacted]" if k.lower() in SECRET_HEADERS else v[:200]) for k, v in list(headers.items())[:40]
+    }
 
 
 class Traffic:

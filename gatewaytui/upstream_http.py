@@ -110,10 +110,14 @@ class _Connection(asyncio.Protocol):
 class UpstreamHTTP:
     """Keep-alive connections per (scheme, host, port); ``post`` sends one request on one of them."""
 
-    def __init__(self, limits: httpx.Limits, timeout: httpx.Timeout, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, limits: httpx.Limits, timeout: httpx.Timeout, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._idle: dict[Key, list[_Connection]] = {}
         self._n_idle = 0
-        self._max_idle = limits.max_keepalive_connections if limits.max_keepalive_connections is not None else 1 << 30
+        self._max_idle = (
+            limits.max_keepalive_connections if limits.max_keepalive_connections is not None else 1 << 30
+        )
         self._expiry = limits.keepalive_expiry if limits.keepalive_expiry is not None else float("inf")
         self._next_sweep = 0.0
         self._max_active = limits.max_connections or 1 << 30
@@ -146,7 +150,9 @@ class UpstreamHTTP:
                     conn.transport.abort()
                     conn = None
                     if not reused:
-                        raise httpx.RemoteProtocolError("upstream closed the connection without answering") from None
+                        raise httpx.RemoteProtocolError(
+                            "upstream closed the connection without answering"
+                        ) from None
             raise AssertionError("unreachable")
         except BaseException:
             if conn is not None:
@@ -163,7 +169,8 @@ class UpstreamHTTP:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 transport, conn = await loop.create_connection(
-                    lambda: _Connection(loop, key), host, port, ssl=ctx, server_hostname=host if ctx else None)
+                    lambda: _Connection(loop, key), host, port, ssl=ctx, server_hostname=host if ctx else None
+                )
         except TimeoutError:  # before OSError: it is one
             raise httpx.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
         except OSError as exc:  # refused, unresolvable, unreachable, TLS refused (ssl.SSLError is an OSError)
@@ -281,7 +288,11 @@ async def _answer(client: UpstreamHTTP, conn: _Connection) -> Response:
         del buf[: end + 4]
         version, _, rest = lines[0].partition(" ")
         code = rest[:3]
-        if version not in ("HTTP/1.1", "HTTP/1.0") or not (code.isdigit() and code.isascii()) or rest[3:4] not in ("", " "):
+        if (
+            version not in ("HTTP/1.1", "HTTP/1.0")
+            or not (code.isdigit() and code.isascii())
+            or rest[3:4] not in ("", " ")
+        ):
             raise httpx.RemoteProtocolError(f"malformed upstream status line {lines[0][:80]!r}")
         status = int(code)
         if status >= 200:
@@ -303,9 +314,21 @@ async def _answer(client: UpstreamHTTP, conn: _Connection) -> Response:
 class Response:
     """One upstream answer; its body is read with ``aread`` or ``aiter_raw``, once."""
 
-    __slots__ = ("status_code", "headers", "extensions", "_client", "_conn", "_keep", "_chunked", "_left", "_decoder")
+    __slots__ = (
+        "status_code",
+        "headers",
+        "extensions",
+        "_client",
+        "_conn",
+        "_keep",
+        "_chunked",
+        "_left",
+        "_decoder",
+    )
 
-    def __init__(self, client: UpstreamHTTP, conn: _Connection, status: int, version: str, headers: Headers) -> None:
+    def __init__(
+        self, client: UpstreamHTTP, conn: _Connection, status: int, version: str, headers: Headers
+    ) -> None:
         self.status_code, self.headers = status, headers
         self.extensions: dict[str, Any] = {}
         self._client, self._conn = client, None  # the connection is taken over once the head is known good
@@ -318,7 +341,10 @@ class Response:
         if te is not None:
             if te.strip().lower() != "chunked":
                 raise httpx.RemoteProtocolError(f"unsupported upstream transfer-encoding {te!r}")
-            self._chunked, self._left = True, -1  # chunked: -1 size line, -2 CRLF after data, -3 trailers, >0 data
+            self._chunked, self._left = (
+                True,
+                -1,
+            )  # chunked: -1 size line, -2 CRLF after data, -3 trailers, >0 data
         elif status in (204, 304):
             self._left = 0
         elif cl is not None:
@@ -331,7 +357,9 @@ class Response:
         if encoding in ("gzip", "x-gzip", "deflate"):
             self._decoder = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib or gzip wrapper, detected
         elif encoding != "identity":
-            raise httpx.DecodingError(f"upstream answered in content-encoding {encoding!r}, which is not supported")
+            raise httpx.DecodingError(
+                f"upstream answered in content-encoding {encoding!r}, which is not supported"
+            )
         self._conn = conn
         if self._left == 0:
             self._finish()

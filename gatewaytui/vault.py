@@ -48,9 +48,11 @@ class Vault:
         if not token.startswith(PREFIX):
             raise VaultError("value is not encrypted by this vault")
         try:
-            return self._fernet.decrypt(token[len(PREFIX):].encode()).decode()
+            return self._fernet.decrypt(token[len(PREFIX) :].encode()).decode()
         except InvalidToken:
-            raise VaultError("cannot decrypt credential: wrong secret key (GATEWAYTUI_SECRET_KEY / key file)") from None
+            raise VaultError(
+                "cannot decrypt credential: wrong secret key (GATEWAYTUI_SECRET_KEY / key file)"
+            ) from None
 
 
 def _normalise(raw: str) -> bytes:

@@ -16,19 +16,60 @@ from gatewaytui.host import Gateway
 os.environ.setdefault("GATEWAYTUI_SECRET_KEY", "test-secret-key-for-the-suite")
 
 DEFAULT_MODELS: list[dict[str, Any]] = [
-    {"name": "claude-sonnet-4-5", "provider": "anthropic", "aliases": ["auto"], "input_per_mtok": 3.0,
-     "output_per_mtok": 15.0, "cache_read_per_mtok": 0.30, "cache_write_per_mtok": 3.75, "cache_write_1h_per_mtok": 6.0},
-    {"name": "claude-haiku-4-5", "provider": "anthropic", "input_per_mtok": 1.0, "output_per_mtok": 5.0,
-     "cache_read_per_mtok": 0.10, "cache_write_per_mtok": 1.25},
-    {"name": "gpt-4o", "provider": "openai", "input_per_mtok": 2.5, "output_per_mtok": 10.0, "cache_read_per_mtok": 1.25},
-    {"name": "gpt-5", "provider": "openai", "api": "responses", "input_per_mtok": 1.25, "output_per_mtok": 10.0,
-     "cache_read_per_mtok": 0.125},
-    {"name": "gemini-2.5-flash", "provider": "gemini", "input_per_mtok": 0.30, "output_per_mtok": 2.50,
-     "cache_read_per_mtok": 0.075},
-    {"name": "kimi-k2", "provider": "openrouter", "upstream": "moonshotai/kimi-k2", "input_per_mtok": 0.6,
-     "output_per_mtok": 2.5},
-    {"name": "local-llama", "provider": "openai-compatible", "upstream": "llama-3.1-8b", "input_per_mtok": 0.1,
-     "output_per_mtok": 0.1},
+    {
+        "name": "claude-sonnet-4-5",
+        "provider": "anthropic",
+        "aliases": ["auto"],
+        "input_per_mtok": 3.0,
+        "output_per_mtok": 15.0,
+        "cache_read_per_mtok": 0.30,
+        "cache_write_per_mtok": 3.75,
+        "cache_write_1h_per_mtok": 6.0,
+    },
+    {
+        "name": "claude-haiku-4-5",
+        "provider": "anthropic",
+        "input_per_mtok": 1.0,
+        "output_per_mtok": 5.0,
+        "cache_read_per_mtok": 0.10,
+        "cache_write_per_mtok": 1.25,
+    },
+    {
+        "name": "gpt-4o",
+        "provider": "openai",
+        "input_per_mtok": 2.5,
+        "output_per_mtok": 10.0,
+        "cache_read_per_mtok": 1.25,
+    },
+    {
+        "name": "gpt-5",
+        "provider": "openai",
+        "api": "responses",
+        "input_per_mtok": 1.25,
+        "output_per_mtok": 10.0,
+        "cache_read_per_mtok": 0.125,
+    },
+    {
+        "name": "gemini-2.5-flash",
+        "provider": "gemini",
+        "input_per_mtok": 0.30,
+        "output_per_mtok": 2.50,
+        "cache_read_per_mtok": 0.075,
+    },
+    {
+        "name": "kimi-k2",
+        "provider": "openrouter",
+        "upstream": "moonshotai/kimi-k2",
+        "input_per_mtok": 0.6,
+        "output_per_mtok": 2.5,
+    },
+    {
+        "name": "local-llama",
+        "provider": "openai-compatible",
+        "upstream": "llama-3.1-8b",
+        "input_per_mtok": 0.1,
+        "output_per_mtok": 0.1,
+    },
 ]
 
 
@@ -37,8 +78,18 @@ def default_accounts(base_url: str) -> list[dict[str, Any]]:
         {"label": "anthropic-1", "provider": "anthropic", "base_url": base_url, "api_key": "key-anthropic-1"},
         {"label": "openai-1", "provider": "openai", "base_url": base_url, "api_key": "key-openai-1"},
         {"label": "gemini-1", "provider": "gemini", "base_url": base_url, "api_key": "key-gemini-1"},
-        {"label": "openrouter-1", "provider": "openrouter", "base_url": base_url + "/api", "api_key": "key-openrouter-1"},
-        {"label": "compat-1", "provider": "openai-compatible", "base_url": base_url + "/v1", "api_key": "key-compat-1"},
+        {
+            "label": "openrouter-1",
+            "provider": "openrouter",
+            "base_url": base_url + "/api",
+            "api_key": "key-openrouter-1",
+        },
+        {
+            "label": "compat-1",
+            "provider": "openai-compatible",
+            "base_url": base_url + "/v1",
+            "api_key": "key-compat-1",
+        },
     ]
 
 
@@ -54,7 +105,9 @@ class GatewayHandle:
     def base_url(self) -> str:
         return self.gateway.base_url
 
-    async def mint(self, tenant: str = "acme", *, usd: float | None = 10.0, kind: str = "payg", **kw: Any) -> str:
+    async def mint(
+        self, tenant: str = "acme", *, usd: float | None = 10.0, kind: str = "payg", **kw: Any
+    ) -> str:
         """A fresh tenant key (the secret); credits the tenant with ``usd`` first when given."""
         if usd:
             await admin.credit(self.rt, tenant, int(round(usd * 1_000_000)))
@@ -77,14 +130,26 @@ async def upstream() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def make_gateway(tmp_path: Any, upstream: Any) -> AsyncIterator[Callable[..., Awaitable[GatewayHandle]]]:
+async def make_gateway(
+    tmp_path: Any, upstream: Any
+) -> AsyncIterator[Callable[..., Awaitable[GatewayHandle]]]:
     started: list[Gateway] = []
 
-    async def factory(*, accounts: list[dict[str, Any]] | None = None, models: list[dict[str, Any]] | None = None,
-                      db: str | None = None, **sections: Any) -> GatewayHandle:
+    async def factory(
+        *,
+        accounts: list[dict[str, Any]] | None = None,
+        models: list[dict[str, Any]] | None = None,
+        db: str | None = None,
+        **sections: Any,
+    ) -> GatewayHandle:
         data: dict[str, Any] = {
-            "server": {"host": "127.0.0.1", "port": 0, "keepalive_interval": 2.0, "graceful_timeout": 5.0,
-                       **sections.pop("server", {})},
+            "server": {
+                "host": "127.0.0.1",
+                "port": 0,
+                "keepalive_interval": 2.0,
+                "graceful_timeout": 5.0,
+                **sections.pop("server", {}),
+            },
             "database": {"path": db or str(tmp_path / "gateway.db"), "flush_interval_ms": 5},
             "accounts": accounts if accounts is not None else default_accounts(upstream.base_url),
             "models": models if models is not None else DEFAULT_MODELS,

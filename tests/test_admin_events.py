@@ -186,10 +186,14 @@ async def test_console_actions_call_the_admin_functions(gw: Any, client: httpx.A
     assert r.status_code == 200 and gw.rt.catalog.default_model == "gpt-4o"
 
     r = await client.post(
-        "/admin/console/set_cap", headers=AUTH, json={"tenant": "globex", "cap_micro": 5_000, "model": "gpt-4o"}
+        "/admin/console/set_cap",
+        headers=AUTH,
+        json={"tenant": "globex", "cap_micro": 5_000, "model": "gpt-4o"},
     )
     assert r.status_code == 200 and r.json()["result"]["model_caps"] == '{"gpt-4o": 5000}'
-    r = await client.post("/admin/console/set_cap", headers=AUTH, json={"tenant": "globex", "cap_micro": 7_000})
+    r = await client.post(
+        "/admin/console/set_cap", headers=AUTH, json={"tenant": "globex", "cap_micro": 7_000}
+    )
     assert r.json()["result"]["per_call_cap_micro"] == 7_000
     tid = r.json()["result"]["id"]
     assert gw.rt.plans.get(tid).per_call_cap_micro == 7_000

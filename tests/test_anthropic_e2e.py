@@ -35,11 +35,17 @@ async def client():
 async def test_non_streamed_message_is_billed_exactly(gateway, client) -> None:
     key = await gateway.mint("acme", usd=1)
     raw = await client(gateway, key).messages.with_raw_response.create(
-        model="claude-sonnet-4-5", max_tokens=256, messages=[{"role": "user", "content": f"Hello there {USAGE}"}],
+        model="claude-sonnet-4-5",
+        max_tokens=256,
+        messages=[{"role": "user", "content": f"Hello there {USAGE}"}],
     )
     msg = await raw.parse()
     assert msg.content[0].text.startswith("Hello from the fake upstream! You said: Hello there")
-    assert (msg.usage.input_tokens, msg.usage.output_tokens, msg.usage.cache_read_input_tokens) == (100, 20, 50)
+    assert (msg.usage.input_tokens, msg.usage.output_tokens, msg.usage.cache_read_input_tokens) == (
+        100,
+        20,
+        50,
+    )
     request_id = raw.headers["request-id"]
     assert raw.headers["x-request-id"] == request_id and request_id.startswith("req_")
     await gateway.flush()
@@ -57,7 +63,9 @@ async def test_non_streamed_message_is_billed_exactly(gateway, client) -> None:
 async def test_streamed_message_same_cost_as_unary(gateway, client) -> None:
     key = await gateway.mint("acme", usd=1)
     async with client(gateway, key).messages.stream(
-        model="claude-sonnet-4-5", max_tokens=256, messages=[{"role": "user", "content": f"Stream please {USAGE}"}],
+        model="claude-sonnet-4-5",
+        max_tokens=256,
+        messages=[{"role": "user", "content": f"Stream please {USAGE}"}],
     ) as stream:
         texts = [t async for t in stream.text_stream]
         final = await stream.get_final_message()
@@ -72,7 +80,9 @@ async def test_streamed_message_same_cost_as_unary(gateway, client) -> None:
 async def test_passthrough_keeps_unknown_fields_and_beta_headers(gateway, upstream, client) -> None:
     key = await gateway.mint("acme", usd=1)
     await client(gateway, key).messages.create(
-        model="auto", max_tokens=64, messages=[{"role": "user", "content": "hi"}],
+        model="auto",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "hi"}],
         extra_body={"context_management": {"edits": []}, "some_future_field": {"x": 1}},
         extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14,context-management-2025-06-27"},
     )
@@ -86,7 +96,10 @@ async def test_passthrough_keeps_unknown_fields_and_beta_headers(gateway, upstre
 async def test_beta_query_string_route(gateway, client) -> None:
     key = await gateway.mint("acme", usd=1)
     msg = await client(gateway, key).beta.messages.create(
-        model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "beta hi"}], betas=["fake-beta-1"],
+        model="claude-sonnet-4-5",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "beta hi"}],
+        betas=["fake-beta-1"],
     )
     assert msg.content[0].text.startswith("Hello from the fake upstream")
 
@@ -94,25 +107,43 @@ async def test_beta_query_string_route(gateway, client) -> None:
 async def test_errors_come_back_in_anthropic_shape(gateway, client) -> None:
     key = await gateway.mint("acme", usd=1)
     with pytest.raises(anthropic.AuthenticationError) as bad_key:
-        await client(gateway, "gw-not-a-real-key").messages.create(model="auto", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        await client(gateway, "gw-not-a-real-key").messages.create(
+            model="auto", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+        )
     assert bad_key.value.body["error"]["type"] == "authentication_error"
     with pytest.raises(anthropic.NotFoundError) as unknown:
-        await client(gateway, key).messages.create(model="no-such-model", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        await client(gateway, key).messages.create(
+            model="no-such-model", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+        )
     assert unknown.value.body["error"]["type"] == "not_found_error"
     with pytest.raises(anthropic.BadRequestError):
-        await client(gateway, key).messages.create(model="auto", max_tokens=8, messages=[{"role": "robot", "content": "x"}])
+        await client(gateway, key).messages.create(
+            model="auto", max_tokens=8, messages=[{"role": "robot", "content": "x"}]
+        )
     async with httpx.AsyncClient(base_url=gateway.base_url) as http:
-        r = await http.post("/v1/messages", content=b"{not json", headers={"x-api-key": key, "content-type": "application/json"})
-        assert r.status_code == 400 and r.json()["type"] == "error" and r.json()["error"]["type"] == "invalid_request_error"
+        r = await http.post(
+            "/v1/messages",
+            content=b"{not json",
+            headers={"x-api-key": key, "content-type": "application/json"},
+        )
+        assert (
+            r.status_code == 400
+            and r.json()["type"] == "error"
+            and r.json()["error"]["type"] == "invalid_request_error"
+        )
         assert r.headers["request-id"].startswith("req_")
-        r = await http.post("/v1/messages", json={"model": "auto", "messages": []}, headers={"authorization": f"Bearer {key}"})
+        r = await http.post(
+            "/v1/messages", json={"model": "auto", "messages": []}, headers={"authorization": f"Bearer {key}"}
+        )
         assert r.status_code == 400 and "max_tokens" in r.json()["error"]["message"]
 
 
 async def test_no_credit_is_402_and_revoked_key_is_401(gateway, client) -> None:
     broke = await gateway.mint("broke", usd=None)
     with pytest.raises(anthropic.APIStatusError) as info:
-        await client(gateway, broke).messages.create(model="auto", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        await client(gateway, broke).messages.create(
+            model="auto", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+        )
     assert info.value.status_code == 402 and info.value.body["error"]["type"] == "billing_error"
     from gatewaytui import admin
 
@@ -120,7 +151,9 @@ async def test_no_credit_is_402_and_revoked_key_is_401(gateway, client) -> None:
     key_id = next(k["id"] for k in gateway.rt.keyring._by_hash.values() if k["tenant"] == "acme")
     await admin.revoke_key(gateway.rt, key_id)
     with pytest.raises(anthropic.AuthenticationError):
-        await client(gateway, key).messages.create(model="auto", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+        await client(gateway, key).messages.create(
+            model="auto", max_tokens=8, messages=[{"role": "user", "content": "x"}]
+        )
 
 
 async def test_health_reports_accounts(gateway, client) -> None:
@@ -134,17 +167,27 @@ async def test_health_reports_accounts(gateway, client) -> None:
     assert "key-anthropic-1" not in r.text
 
 
-async def test_foreign_thinking_rides_a_carrier_and_never_reaches_anthropic(gateway, upstream, client) -> None:
+async def test_foreign_thinking_rides_a_carrier_and_never_reaches_anthropic(
+    gateway, upstream, client
+) -> None:
     """Gemini reasoning shown to an Anthropic client comes back labelled, and is dropped before Anthropic."""
     key = await gateway.mint("acme", usd=1)
     c = client(gateway, key)
-    first = await c.messages.create(model="gemini-2.5-flash", max_tokens=2048, thinking={"type": "enabled", "budget_tokens": 1024},
-                                    messages=[{"role": "user", "content": "think first"}])
+    first = await c.messages.create(
+        model="gemini-2.5-flash",
+        max_tokens=2048,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[{"role": "user", "content": "think first"}],
+    )
     thinking = [b for b in first.content if b.type == "thinking"]
     assert thinking and thinking[0].signature.startswith("gwtui1:gemini:")
-    history = [{"role": "user", "content": "think first"},
-               {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
-               {"role": "user", "content": "and now?"}]
+    history = [
+        {"role": "user", "content": "think first"},
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": "and now?"},
+    ]
     await c.messages.create(model="claude-sonnet-4-5", max_tokens=256, messages=history)
     sent = upstream.requests[-1].json
-    assert sent["messages"][1]["content"] and all(b.get("type") != "thinking" for b in sent["messages"][1]["content"])
+    assert sent["messages"][1]["content"] and all(
+        b.get("type") != "thinking" for b in sent["messages"][1]["content"]
+    )

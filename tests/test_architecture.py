@@ -12,9 +12,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE = [
-    "gatewaytui.runtime", "gatewaytui.host", "gatewaytui.admin", "gatewaytui.server.app", "gatewaytui.server.relay",
-    "gatewaytui.providers.registry", "gatewaytui.billing.wallet", "gatewaytui.pool.pool", "gatewaytui.store.writer",
-    "gatewaytui.cli", "gatewaytui.demo.setup",
+    "gatewaytui.runtime",
+    "gatewaytui.host",
+    "gatewaytui.admin",
+    "gatewaytui.server.app",
+    "gatewaytui.server.relay",
+    "gatewaytui.providers.registry",
+    "gatewaytui.billing.wallet",
+    "gatewaytui.pool.pool",
+    "gatewaytui.store.writer",
+    "gatewaytui.cli",
+    "gatewaytui.demo.setup",
 ]
 
 
@@ -32,9 +40,28 @@ def test_import_linter_contracts_hold() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-PROTOCOL_API = ("NAME", "STREAM_CONTENT_TYPE", "decode_request", "encode_request", "encode_response", "decode_response",
-                "StreamEncoder", "encode_error", "decode_usage", "encode_usage")
-PROVIDER_API = ("NAME", "WIRE", "DEFAULT_BASE_URL", "build_request", "parse_response", "StreamParser", "classify_error", "read_quota")
+PROTOCOL_API = (
+    "NAME",
+    "STREAM_CONTENT_TYPE",
+    "decode_request",
+    "encode_request",
+    "encode_response",
+    "decode_response",
+    "StreamEncoder",
+    "encode_error",
+    "decode_usage",
+    "encode_usage",
+)
+PROVIDER_API = (
+    "NAME",
+    "WIRE",
+    "DEFAULT_BASE_URL",
+    "build_request",
+    "parse_response",
+    "StreamParser",
+    "classify_error",
+    "read_quota",
+)
 
 
 @pytest.mark.parametrize("name", ["anthropic", "openai_chat", "openai_responses", "gemini"])
@@ -47,7 +74,14 @@ def test_every_protocol_module_offers_the_same_functions(name: str) -> None:
 def test_every_provider_module_offers_the_same_interface() -> None:
     from gatewaytui.providers import registry
 
-    assert set(registry.PROVIDERS) == {"anthropic", "openai", "openai-responses", "gemini", "openrouter", "openai-compatible"}
+    assert set(registry.PROVIDERS) == {
+        "anthropic",
+        "openai",
+        "openai-responses",
+        "gemini",
+        "openrouter",
+        "openai-compatible",
+    }
     for name, module in registry.PROVIDERS.items():
         missing = [attr for attr in PROVIDER_API if not hasattr(module, attr)]
         assert not missing, f"provider {name} lacks {missing}"

@@ -11,9 +11,13 @@ from pathlib import Path
 
 import pytest
 
-CLAUDE = shutil.which("claude") or shutil.which("claude", path=str(Path(__file__).resolve().parent.parent / ".ci/node/node_modules/.bin"))
+CLAUDE = shutil.which("claude") or shutil.which(
+    "claude", path=str(Path(__file__).resolve().parent.parent / ".ci/node/node_modules/.bin")
+)
 
-pytestmark = pytest.mark.skipif(CLAUDE is None, reason="Claude Code (npm @anthropic-ai/claude-code) is not installed")
+pytestmark = pytest.mark.skipif(
+    CLAUDE is None, reason="Claude Code (npm @anthropic-ai/claude-code) is not installed"
+)
 
 
 async def run_claude(base_url: str, key: str, home: Path, prompt: str) -> dict:
@@ -21,12 +25,28 @@ async def run_claude(base_url: str, key: str, home: Path, prompt: str) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     (work / "note.txt").write_text("hello from the test\n")
     env = {
-        **os.environ, "HOME": str(home), "ANTHROPIC_BASE_URL": base_url, "ANTHROPIC_API_KEY": key,
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1", "DISABLE_TELEMETRY": "1",
+        **os.environ,
+        "HOME": str(home),
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": key,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DISABLE_TELEMETRY": "1",
     }
     proc = await asyncio.create_subprocess_exec(
-        CLAUDE, "-p", prompt, "--model", "claude-sonnet-4-5", "--allowedTools", "Read", "--output-format", "json",
-        cwd=work, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        CLAUDE,
+        "-p",
+        prompt,
+        "--model",
+        "claude-sonnet-4-5",
+        "--allowedTools",
+        "Read",
+        "--output-format",
+        "json",
+        cwd=work,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
     assert proc.returncode == 0, (out + err).decode()[-3000:]
@@ -40,8 +60,10 @@ def tool_round_trip_seen(upstream, path: str) -> bool:
             continue
         for m in rec.json.get("messages") or []:
             content = m.get("content")
-            if m.get("role") == "tool" or (isinstance(content, list) and any(
-                    isinstance(b, dict) and b.get("type") == "tool_result" for b in content)):
+            if m.get("role") == "tool" or (
+                isinstance(content, list)
+                and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+            ):
                 return True
     return False
 
@@ -57,8 +79,16 @@ async def test_claude_code_against_anthropic_upstream(gateway, upstream, tmp_pat
 
 
 async def test_claude_code_against_translated_openai_upstream(make_gateway, upstream, tmp_path: Path) -> None:
-    models = [{"name": "claude-sonnet-4-5", "provider": "openai", "upstream": "gpt-4o", "aliases": ["claude-haiku-4-5"],
-               "input_per_mtok": 2.5, "output_per_mtok": 10.0}]
+    models = [
+        {
+            "name": "claude-sonnet-4-5",
+            "provider": "openai",
+            "upstream": "gpt-4o",
+            "aliases": ["claude-haiku-4-5"],
+            "input_per_mtok": 2.5,
+            "output_per_mtok": 10.0,
+        }
+    ]
     gw = await make_gateway(models=models)
     key = await gw.mint("cc", usd=50)
     result = await run_claude(gw.base_url, key, tmp_path, "Please use the Read tool to read note.txt")

@@ -23,8 +23,13 @@ ENV = {**os.environ, "GATEWAYTUI_SECRET_KEY": "cli-test-secret"}
 
 
 def cli(*args: str, cfg: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), *args],
-                          capture_output=True, text=True, env=ENV, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
 
 
 def write_config(tmp_path: Path, upstream_url: str = "http://127.0.0.1:9") -> Path:
@@ -61,13 +66,17 @@ def test_keys_credits_accounts_round_trip(tmp_path: Path) -> None:
     assert listed.returncode == 0
     line = listed.stdout.strip().splitlines()[0]
     key_id, tenant, kind, label, state = line.split("\t")[:5]
-    assert (tenant, kind, label, state) == ("acme", "subscription", "laptop", "active") and key_id.startswith("key_")
+    assert (tenant, kind, label, state) == ("acme", "subscription", "laptop", "active") and key_id.startswith(
+        "key_"
+    )
     assert secret not in listed.stdout
     assert cli("keys", "revoke", key_id, cfg=cfg).returncode == 0
     assert "\trevoked\t" in cli("keys", "list", cfg=cfg).stdout
     credited = cli("credits", "add", "--tenant", "acme", "--usd", "0.000480", cfg=cfg)
     assert credited.returncode == 0 and "(480 micro-USD)" in credited.stdout
-    added = cli("accounts", "add", "--provider", "openai", "--api-key", "sk-secret-value", "--label", "oa", cfg=cfg)
+    added = cli(
+        "accounts", "add", "--provider", "openai", "--api-key", "sk-secret-value", "--label", "oa", cfg=cfg
+    )
     assert added.returncode == 0, added.stderr
     accounts = cli("accounts", "list", cfg=cfg).stdout
     assert "\toa\topenai\t" in accounts and "sk-secret-value" not in accounts
@@ -99,8 +108,17 @@ def test_bad_input_exits_nonzero_with_a_message(tmp_path: Path, args: tuple[str,
 
 async def acli(cfg_path: Path, *args: str) -> str:
     """The CLI as a subprocess, without blocking the gateway's loop; its stdout."""
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg_path), *args,
-                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gatewaytui.cli",
+        "--config",
+        str(cfg_path),
+        *args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err
     return out.decode()
@@ -111,15 +129,19 @@ async def test_cli_changes_reach_a_running_gateway(tmp_path: Path, upstream) -> 
     gw = Gateway(configmod.load(cfg_path))
     await gw.start()
     try:
+
         def run(*args: str) -> Awaitable[str]:
             return acli(cfg_path, *args)
 
         secret = (await run("keys", "create", "--tenant", "live")).strip().splitlines()[-1]
         await run("credits", "add", "--tenant", "live", "--usd", "1")
         async with anthropic.AsyncAnthropic(api_key=secret, base_url=gw.base_url, max_retries=0) as client:
+
             async def call() -> int:
                 try:
-                    await client.messages.create(model="auto", max_tokens=32, messages=[{"role": "user", "content": "hi"}])
+                    await client.messages.create(
+                        model="auto", max_tokens=32, messages=[{"role": "user", "content": "hi"}]
+                    )
                     return 200
                 except anthropic.APIStatusError as exc:
                     return exc.status_code
@@ -134,29 +156,38 @@ async def test_cli_changes_reach_a_running_gateway(tmp_path: Path, upstream) -> 
 
 async def test_cli_caps_and_tiers_reach_a_running_gateway(tmp_path: Path, upstream) -> None:
     cfg_path = write_config(tmp_path, upstream.base_url)
-    cfg_path.write_text(cfg_path.read_text() + """
+    cfg_path.write_text(
+        cfg_path.read_text()
+        + """
 [[tiers]]
 name = "pro"
 monthly_usd = 20
-""")
+"""
+    )
     gw = Gateway(configmod.load(cfg_path))
     await gw.start()
     try:
+
         def run(*args: str) -> Awaitable[str]:
             return acli(cfg_path, *args)
 
         secret = (await run("keys", "create", "--tenant", "capped")).strip().splitlines()[-1]
         await run("credits", "add", "--tenant", "capped", "--usd", "5")
         async with anthropic.AsyncAnthropic(api_key=secret, base_url=gw.base_url, max_retries=0) as client:
+
             async def call() -> int:
                 try:
-                    await client.messages.create(model="auto", max_tokens=64, messages=[{"role": "user", "content": "hi"}])
+                    await client.messages.create(
+                        model="auto", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+                    )
                     return 200
                 except anthropic.APIStatusError as exc:
                     return exc.status_code
 
             assert await poll_until(call, 200) == 200
-            assert "cap on claude-sonnet-4-5 $0.000100" in await run("tenants", "cap", "--tenant", "capped", "--usd", "0.0001", "--model", "auto")
+            assert "cap on claude-sonnet-4-5 $0.000100" in await run(
+                "tenants", "cap", "--tenant", "capped", "--usd", "0.0001", "--model", "auto"
+            )
             assert await poll_until(call, 400) == 400  # the worst case of 64 output tokens is past the cap
             await run("tenants", "cap", "--tenant", "capped", "--clear", "--model", "claude-sonnet-4-5")
             assert await poll_until(call, 200) == 200
@@ -186,8 +217,13 @@ async def poll_until(fn, wanted, attempts: int = 50):
 
 def test_headless_gateway_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), "--no-ui"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), "--no-ui"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
     try:
         url = wait_for_line(proc, r"listening on (http://\S+)")
         r = httpx.get(url + "/health", timeout=10)
@@ -200,13 +236,21 @@ def test_headless_gateway_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 def test_demo_mode_prints_url_and_key_and_answers(tmp_path: Path) -> None:
     env = {**ENV, "TMPDIR": str(tmp_path)}
-    proc = subprocess.Popen([sys.executable, "-m", "gatewaytui.cli", "--demo", "--no-ui", "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gatewaytui.cli", "--demo", "--no-ui", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     try:
         url = wait_for_line(proc, r"base URL (http://\S+)")
         key = wait_for_line(proc, r"\(shown once\): (gw-\S+)")
         with anthropic.Anthropic(api_key=key, base_url=url, max_retries=0) as client:
-            msg = client.messages.create(model="auto", max_tokens=64, messages=[{"role": "user", "content": "hello demo"}])
+            msg = client.messages.create(
+                model="auto", max_tokens=64, messages=[{"role": "user", "content": "hello demo"}]
+            )
         assert msg.content[0].text.startswith("Hello from the fake upstream")
     finally:
         proc.send_signal(signal.SIGINT)

@@ -20,7 +20,12 @@ def test_example_config_parses_and_documents_every_key(monkeypatch: pytest.Monke
     assert cfg.server.admin_token_env == "GATEWAYTUI_ADMIN_TOKEN"
     assert cfg.database.path.endswith("gatewaytui.db")
     anthropic = cfg.accounts[0]
-    assert (anthropic.label, anthropic.provider, anthropic.api_key, anthropic.rpm) == ("anthropic-1", "anthropic", "sk-ant-test", 50)
+    assert (anthropic.label, anthropic.provider, anthropic.api_key, anthropic.rpm) == (
+        "anthropic-1",
+        "anthropic",
+        "sk-ant-test",
+        50,
+    )
     model = cfg.models[0]
     assert model.upstream == "claude-sonnet-4-5" and model.aliases == ["auto"]
     assert (model.input_per_mtok, model.output_per_mtok) == (3_000_000, 15_000_000)
@@ -29,11 +34,22 @@ def test_example_config_parses_and_documents_every_key(monkeypatch: pytest.Monke
     assert cfg.presets["claudecode"].defaults == {"max_tokens": 16000}
     # every dataclass field of every section appears in the example file
     text = (ROOT / "config.example.toml").read_text()
-    for section in (config.ServerConfig, config.DatabaseConfig, config.SecurityConfig, config.RoutingConfig,
-                    config.AccountConfig, config.ModelConfig, config.TierConfig, config.StripeConfig,
-                    config.OAuthProviderConfig, config.ConsoleConfig):
+    for section in (
+        config.ServerConfig,
+        config.DatabaseConfig,
+        config.SecurityConfig,
+        config.RoutingConfig,
+        config.AccountConfig,
+        config.ModelConfig,
+        config.TierConfig,
+        config.StripeConfig,
+        config.OAuthProviderConfig,
+        config.ConsoleConfig,
+    ):
         for name in section.__dataclass_fields__:
-            assert re.search(rf"^(#\s*or:\s*)?{name}\s*=|#\s*or:\s*{name}\s*=", text, re.M), f"{section.__name__}.{name} is not documented"
+            assert re.search(rf"^(#\s*or:\s*)?{name}\s*=|#\s*or:\s*{name}\s*=", text, re.M), (
+                f"{section.__name__}.{name} is not documented"
+            )
 
 
 def test_model_defaults_upstream_to_name() -> None:
@@ -42,7 +58,9 @@ def test_model_defaults_upstream_to_name() -> None:
 
 
 def test_prices_are_exact_micro_usd() -> None:
-    cfg = config.parse({"models": [{"name": "m", "provider": "openai", "input_per_mtok": 0.000001, "output_per_mtok": 0.1}]})
+    cfg = config.parse(
+        {"models": [{"name": "m", "provider": "openai", "input_per_mtok": 0.000001, "output_per_mtok": 0.1}]}
+    )
     assert cfg.models[0].input_per_mtok == 1 and cfg.models[0].output_per_mtok == 100_000
 
 
@@ -50,12 +68,20 @@ def test_prices_are_exact_micro_usd() -> None:
     ("text", "expected"),
     [
         ('[server]\nport = "x"\n', "x.toml:2: [server] port: expected int"),
-        ('[[accounts]]\nlabel = "a"\nprovider = "nope"\n', "x.toml:3: [[accounts]] #1 provider: unknown provider"),
-        ('[[models]]\nname = "m"\nprovider = "openai"\ninput_per_mtok = -1\n', "x.toml:4: [[models]] #1 input_per_mtok"),
-        ('[server]\nbogus = 1\n', "x.toml:2: [server] bogus: unknown key"),
-        ('[server\n', "x.toml: invalid TOML"),
-        ('[[accounts]]\nlabel = "a"\nprovider = "openai"\napi_key_env = "GATEWAYTUI_TEST_UNSET_VAR"\n',
-         "x.toml:4: [[accounts]] #1 api_key_env: environment variable GATEWAYTUI_TEST_UNSET_VAR is not set"),
+        (
+            '[[accounts]]\nlabel = "a"\nprovider = "nope"\n',
+            "x.toml:3: [[accounts]] #1 provider: unknown provider",
+        ),
+        (
+            '[[models]]\nname = "m"\nprovider = "openai"\ninput_per_mtok = -1\n',
+            "x.toml:4: [[models]] #1 input_per_mtok",
+        ),
+        ("[server]\nbogus = 1\n", "x.toml:2: [server] bogus: unknown key"),
+        ("[server\n", "x.toml: invalid TOML"),
+        (
+            '[[accounts]]\nlabel = "a"\nprovider = "openai"\napi_key_env = "GATEWAYTUI_TEST_UNSET_VAR"\n',
+            "x.toml:4: [[accounts]] #1 api_key_env: environment variable GATEWAYTUI_TEST_UNSET_VAR is not set",
+        ),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:

@@ -41,7 +41,9 @@ async def test_gemini_models_list(gateway) -> None:
     client = genai.Client(api_key=key, http_options=gtypes.HttpOptions(base_url=gateway.base_url))
     try:
         names = [m.name async for m in await client.aio.models.list()]
-        count = await client.aio.models.count_tokens(model="gemini-2.5-flash", contents="hello world, how are you?")
+        count = await client.aio.models.count_tokens(
+            model="gemini-2.5-flash", contents="hello world, how are you?"
+        )
     finally:
         await client.aio.aclose()
     assert "models/gemini-2.5-flash" in names
@@ -51,17 +53,38 @@ async def test_gemini_models_list(gateway) -> None:
 async def test_count_tokens_counts_system_messages_tools_and_images(gateway) -> None:
     key = await gateway.mint("d", usd=1)
     async with anthropic.AsyncAnthropic(api_key=key, base_url=gateway.base_url, max_retries=0) as client:
-        base = await client.messages.count_tokens(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hello world"}])
-        richer = await client.messages.count_tokens(
-            model="claude-sonnet-4-5", system="You are terse.",
-            messages=[{"role": "user", "content": [
-                {"type": "text", "text": "hello world"},
-                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}],
-            tools=[{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        base = await client.messages.count_tokens(
+            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hello world"}]
         )
-        beta = await client.beta.messages.count_tokens(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hello world"}])
+        richer = await client.messages.count_tokens(
+            model="claude-sonnet-4-5",
+            system="You are terse.",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "hello world"},
+                        {
+                            "type": "image",
+                            "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="},
+                        },
+                    ],
+                }
+            ],
+            tools=[
+                {
+                    "name": "get_weather",
+                    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+                }
+            ],
+        )
+        beta = await client.beta.messages.count_tokens(
+            model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hello world"}]
+        )
         with pytest.raises(anthropic.NotFoundError) as unknown:
-            await client.messages.count_tokens(model="no-such-model", messages=[{"role": "user", "content": "x"}])
+            await client.messages.count_tokens(
+                model="no-such-model", messages=[{"role": "user", "content": "x"}]
+            )
     enc = tokens.encoding("o200k_base")
     assert base.input_tokens == len(enc.encode("hello world")) + 3
     assert richer.input_tokens >= base.input_tokens + tokens.IMAGE_TOKENS + len(enc.encode("You are terse."))
@@ -73,7 +96,9 @@ async def test_count_tokens_under_tool_route_prefix(gateway) -> None:
     key = await gateway.mint("d", usd=1, kind="subscription")
     async with httpx.AsyncClient(base_url=gateway.base_url) as http:
         body = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "hello world"}]}
-        r = await http.post("/claudecode/v1/messages/count_tokens?beta=true", json=body, headers={"x-api-key": key})
+        r = await http.post(
+            "/claudecode/v1/messages/count_tokens?beta=true", json=body, headers={"x-api-key": key}
+        )
         assert r.status_code == 200 and r.json()["input_tokens"] > 0
         generic = await http.post("/v1/messages/count_tokens", json=body, headers={"x-api-key": key})
         assert generic.status_code == 403 and generic.json()["error"]["type"] == "permission_error"

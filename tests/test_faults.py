@@ -499,7 +499,9 @@ async def test_stream_whose_body_never_starts_still_settles(make_gateway, upstre
     assert upstream.completed_streams == 0
 
 
-async def test_headers_wait_for_the_first_token_when_it_follows_the_block_start(make_gateway, upstream) -> None:
+async def test_headers_wait_for_the_first_token_when_it_follows_the_block_start(
+    make_gateway, upstream
+) -> None:
     """The stream commits once content flows, not at a block's start: the client's first body bytes carry the
     first text delta (one write instead of two; a block start alone is not worth a round trip)."""
     gw = await make_gateway(server={"keepalive_interval": 5.0})

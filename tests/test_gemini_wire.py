@@ -1026,7 +1026,11 @@ def test_integer_fields_must_be_int32(value: str) -> None:
     from gatewaytui.model import GatewayError
     from gatewaytui.protocols import gemini
 
-    raw = '{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":' + value + "}}"
+    raw = (
+        '{"contents":[{"role":"user","parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":'
+        + value
+        + "}}"
+    )
     with pytest.raises(GatewayError) as exc:
         gemini.decode_request(loads_request(raw.encode()), model="m", stream=False)
     assert exc.value.status == 400 and "maxOutputTokens" in exc.value.message

@@ -24,8 +24,14 @@ BODY = b'{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user"
         ("/v1/chat/completions", lane.Route("openai_chat")),
         ("/chat/completions", lane.Route("openai_chat")),
         ("/v1/responses", lane.Route("openai_responses")),
-        ("/v1beta/models/gemini-2.5-pro:generateContent", lane.Route("gemini", "v1", "gemini-2.5-pro", False)),
-        ("/v1/models/gemini-2.5-pro:streamGenerateContent", lane.Route("gemini", "v1", "gemini-2.5-pro", True)),
+        (
+            "/v1beta/models/gemini-2.5-pro:generateContent",
+            lane.Route("gemini", "v1", "gemini-2.5-pro", False),
+        ),
+        (
+            "/v1/models/gemini-2.5-pro:streamGenerateContent",
+            lane.Route("gemini", "v1", "gemini-2.5-pro", True),
+        ),
         ("/v1beta/models/gemini-2.5-pro:countTokens", None),  # Quart's
         ("/v1beta/models/:generateContent", None),
         ("/v1/models", None),
@@ -67,7 +73,11 @@ async def test_chunked_body_past_the_limit_is_413_in_the_callers_shape(make_gate
             yield b" " * 1024
 
     async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as http:
-        r = await http.post(ROUTES[protocol], content=chunks(), headers={"authorization": f"Bearer {key}", "x-goog-api-key": key})
+        r = await http.post(
+            ROUTES[protocol],
+            content=chunks(),
+            headers={"authorization": f"Bearer {key}", "x-goog-api-key": key},
+        )
     assert_shape(protocol, r, 413)
     assert not gw.rt.traffic.inflight and not gw.rt.wallet.held
 
@@ -80,11 +90,14 @@ async def test_slow_body_is_408_in_the_callers_shape(make_gateway, monkeypatch) 
     reader, writer = await asyncio.open_connection(host, int(port))
     writer.write(
         f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n"
-        f"content-length: {len(BODY)}\r\n\r\n".encode() + BODY[:10]
+        f"content-length: {len(BODY)}\r\n\r\n".encode()
+        + BODY[:10]
     )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
     assert head.startswith(b"HTTP/1.1 408"), head
-    length = int(next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1])
+    length = int(
+        next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")).split(b":")[1]
+    )
     r = httpx.Response(408, content=await reader.readexactly(length))
     assert_shape("openai_chat", r, 408)
     writer.close()
@@ -124,6 +137,8 @@ async def test_a_served_chat_request_still_works_after_a_disconnect(gateway) -> 
     """The lane's disconnect watcher ends only its own request."""
     key = await gateway.mint()
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
-        r = await http.post("/v1/messages", content=BODY, headers={"x-api-key": key, "content-type": "application/json"})
+        r = await http.post(
+            "/v1/messages", content=BODY, headers={"x-api-key": key, "content-type": "application/json"}
+        )
         assert r.status_code == 200 and r.headers["content-length"] == str(len(r.content))
         assert r.json()["type"] == "message"

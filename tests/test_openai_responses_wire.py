@@ -759,13 +759,24 @@ def test_foreign_hosted_tools_reach_anthropic_as_its_own_or_not_at_all() -> None
         {"name": "f", "input_schema": {"type": "object"}},
     ]
     greq = gemini.decode_request(
-        {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "tools": [{"googleSearch": {}}, {"codeExecution": {}}]},
+        {
+            "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
+            "tools": [{"googleSearch": {}}, {"codeExecution": {}}],
+        },
         model="m",
         stream=False,
     )
-    assert anthropic_wire.encode_request(greq)["tools"] == [{"type": "web_search_20250305", "name": "web_search"}]
+    assert anthropic_wire.encode_request(greq)["tools"] == [
+        {"type": "web_search_20250305", "name": "web_search"}
+    ]
     own = anthropic_wire.decode_request(
-        {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
-         "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]}
+        {
+            "model": "m",
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+        }
     )
-    assert anthropic_wire.encode_request(own)["tools"] == [{"type": "web_search_20250305", "name": "web_search", "max_uses": 2}]
+    assert anthropic_wire.encode_request(own)["tools"] == [
+        {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}
+    ]

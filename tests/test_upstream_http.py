@@ -26,7 +26,9 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
 class Server:
     """A raw HTTP/1.1 server on loopback: ``handler`` speaks for each connection; accepts are counted."""
 
-    def __init__(self, handler: Handler, ssl_ctx: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, handler: Handler, ssl_ctx: ssl.SSLContext | None = None, host: str = "127.0.0.1"
+    ) -> None:
         self.handler, self.ssl_ctx, self.host = handler, ssl_ctx, host
         self.accepts = 0
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -65,7 +67,11 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | No
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError:
         return None
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
     return head, await reader.readexactly(length)
 
 
@@ -86,7 +92,9 @@ def answering(*answers: bytes, then_close: bool = False) -> Handler:
 
 def lean(ssl_context: ssl.SSLContext | None = None, **limits: Any) -> UpstreamHTTP:
     kw = {"max_connections": 100, "max_keepalive_connections": 10, "keepalive_expiry": 30, **limits}
-    return UpstreamHTTP(httpx.Limits(**kw), httpx.Timeout(connect=0.5, read=None, write=5, pool=0.3), ssl_context=ssl_context)
+    return UpstreamHTTP(
+        httpx.Limits(**kw), httpx.Timeout(connect=0.5, read=None, write=5, pool=0.3), ssl_context=ssl_context
+    )
 
 
 async def post(client: UpstreamHTTP, url: str, body: bytes = b'{"x":1}') -> tuple[int, bytes]:
@@ -114,27 +122,39 @@ async def test_content_length_body_request_shape_and_headers() -> None:
         got = await read_request(reader)
         assert got is not None
         seen.append(got[0] + got[1])
-        writer.write(b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nRetry-After: 7\r\nX-Many: a\r\nx-many: b\r\n\r\nhello")
+        writer.write(
+            b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nRetry-After: 7\r\nX-Many: a\r\nx-many: b\r\n\r\nhello"
+        )
 
     async with Server(handler) as srv:
         client = lean()
-        resp = await client.post(srv.url(), b'{"x":1}', {"content-type": "application/json", "x-api-key": "k"})
+        resp = await client.post(
+            srv.url(), b'{"x":1}', {"content-type": "application/json", "x-api-key": "k"}
+        )
         assert resp.status_code == 201 and await resp.aread() == b"hello"
         assert resp.headers.get("retry-after") == "7" and resp.headers.get("RETRY-AFTER") == "7"
-        assert "Retry-After" in resp.headers and "nope" not in resp.headers and resp.headers["X-MANY"] == "a, b"
+        assert (
+            "Retry-After" in resp.headers and "nope" not in resp.headers and resp.headers["X-MANY"] == "a, b"
+        )
         assert dict(resp.headers.items())["content-length"] == "5"
         assert resp.extensions == {}
         client.close()
     head, _, body = seen[0].partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0] == b"POST /v1/messages?beta=true HTTP/1.1" and body == b'{"x":1}'
-    assert f"host: 127.0.0.1:{srv.port}".encode() in lines and b"content-length: 7" in lines and b"x-api-key: k" in lines
+    assert (
+        f"host: 127.0.0.1:{srv.port}".encode() in lines
+        and b"content-length: 7" in lines
+        and b"x-api-key: k" in lines
+    )
     assert not any(line.lower().startswith(b"accept-encoding") for line in lines)
 
 
 async def test_chunked_body_with_extensions_and_trailers_then_reuse() -> None:
-    answer = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-              b"5;name=value\r\nhello\r\n1\r\n,\r\n6 ; x=\"y\"\r\n world\r\n0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n")
+    answer = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'5;name=value\r\nhello\r\n1\r\n,\r\n6 ; x="y"\r\n world\r\n0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n'
+    )
     assert await accepts_after(answering(answer), (200, b"hello, world")) == 1
 
 
@@ -147,10 +167,13 @@ async def test_keep_alive_reuses_one_connection() -> None:
     assert await accepts_after(answering(OK), (200, b"hello"), times=3) == 1
 
 
-@pytest.mark.parametrize("answer", [
-    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
-    b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",  # HTTP/1.0 without keep-alive
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\nhello",  # HTTP/1.0 without keep-alive
+    ],
+)
 async def test_connection_close_is_honoured(answer: bytes) -> None:
     assert await accepts_after(answering(answer), (200, b"hello")) == 2  # the server would have kept it open
 
@@ -161,7 +184,9 @@ async def test_interim_1xx_answers_are_skipped() -> None:
 
 
 async def test_no_body_statuses_and_empty_bodies() -> None:
-    async with Server(answering(b"HTTP/1.1 204 No Content\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")) as srv:
+    async with Server(
+        answering(b"HTTP/1.1 204 No Content\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    ) as srv:
         client = lean()
         assert await post(client, srv.url()) == (204, b"")
         assert await post(client, srv.url()) == (200, b"")
@@ -181,14 +206,17 @@ async def test_gzip_is_decoded_and_an_unknown_encoding_fails_clearly() -> None:
         client.close()
 
 
-@pytest.mark.parametrize("answer", [
-    b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",
-    b"SPDY/3 200 OK\r\nContent-Length: 0\r\n\r\n",
-    b"garbage\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nContent-Length: five\r\n\r\n",
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n",
+        b"SPDY/3 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: five\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
 async def test_malformed_answers_are_protocol_errors(answer: bytes) -> None:
     async with Server(answering(answer)) as srv:
         client = lean()
@@ -212,7 +240,9 @@ async def test_chunks_are_yielded_as_they_arrive() -> None:
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n"
+        )
         for i in range(3):
             received.clear()
             sent_at.append(time.perf_counter())
@@ -235,10 +265,13 @@ async def test_chunks_are_yielded_as_they_arrive() -> None:
         client.close()
 
 
-@pytest.mark.parametrize("answer", [
-    b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial...",
-    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\npartial...\r\n64\r\nmore",
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial...",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\na\r\npartial...\r\n64\r\nmore",
+    ],
+)
 async def test_a_body_cut_midway_is_a_read_error(answer: bytes) -> None:
     async with Server(answering(answer, then_close=True)) as srv:
         client = lean()
@@ -383,7 +416,9 @@ async def test_connect_timeout() -> None:
             s.connect_ex(("127.0.0.1", port))
             fillers.append(s)
         try:
-            client = UpstreamHTTP(httpx.Limits(), httpx.Timeout(connect=0.2, read=None, write=None, pool=None))
+            client = UpstreamHTTP(
+                httpx.Limits(), httpx.Timeout(connect=0.2, read=None, write=None, pool=None)
+            )
             try:
                 await post(client, f"http://127.0.0.1:{port}/x")
             except httpx.ConnectTimeout:
@@ -405,8 +440,12 @@ def self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
         .not_valid_after(now + datetime.timedelta(hours=1))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -414,8 +453,11 @@ def self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
     )
     cert_file, key_file = tmp / f"{name}.crt", tmp / f"{name}.key"
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_file, key_file
 
 
@@ -443,7 +485,11 @@ async def test_https_checks_the_certificate_and_host(tmp_path: Path, cert_name: 
 
 async def test_lean_is_the_default_transport_and_aiohttp_stays_selectable(tmp_path: Path) -> None:
     assert configmod.ServerConfig().upstream_transport == "lean"
-    for transport, kind in (("lean", LeanUpstreamClient), ("aiohttp", UpstreamClient), ("httpx", httpx.AsyncClient)):
+    for transport, kind in (
+        ("lean", LeanUpstreamClient),
+        ("aiohttp", UpstreamClient),
+        ("httpx", httpx.AsyncClient),
+    ):
         client = make_http_client(transport)
         assert type(client) is kind
         await client.aclose()

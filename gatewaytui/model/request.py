@@ -75,7 +75,9 @@ class ChatRequest:
     user_id: str | None = None
     protocol: str = "anthropic"
     raw: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)  # protocol headers worth forwarding (anthropic-beta)
+    headers: dict[str, str] = field(
+        default_factory=dict
+    )  # protocol headers worth forwarding (anthropic-beta)
     include_usage: bool = False  # OpenAI chat stream_options.include_usage
     extras: dict[str, Any] = field(default_factory=dict)  # protocol specific knobs (seed, penalties, ...)
 

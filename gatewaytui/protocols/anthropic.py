@@ -148,14 +148,20 @@ def _decode_block(b: Any, path: str) -> Part:
         return Text(expect_type(b.get("text"), str, f"{path}.text"), cc)
     if kind == "image":
         src = _decode_source(b, path)
-        return Image(media_type=src.get("media_type"), data=src.get("data"), url=src.get("url"), cache_control=cc)
+        return Image(
+            media_type=src.get("media_type"), data=src.get("data"), url=src.get("url"), cache_control=cc
+        )
     if kind == "document":
         src = _decode_source(b, path)
         if src.get("type") == "text":
-            return Document(media_type="text/plain", text=src.get("data"), title=b.get("title"), cache_control=cc)
+            return Document(
+                media_type="text/plain", text=src.get("data"), title=b.get("title"), cache_control=cc
+            )
         if src.get("type") == "content":
             texts = [c.get("text", "") for c in src.get("content") or [] if isinstance(c, dict)]
-            return Document(media_type="text/plain", text="\n".join(texts), title=b.get("title"), cache_control=cc)
+            return Document(
+                media_type="text/plain", text="\n".join(texts), title=b.get("title"), cache_control=cc
+            )
         return Document(
             media_type=src.get("media_type") or "application/pdf",
             data=src.get("data"),
@@ -229,7 +235,9 @@ def _decode_tool_choice(tc: dict[str, Any] | None) -> ToolChoice | None:
     return ToolChoice(mode=mode, name=tc.get("name"), parallel=parallel)
 
 
-def _decode_thinking(th: dict[str, Any] | None, output_config: dict[str, Any] | None) -> ThinkingConfig | None:
+def _decode_thinking(
+    th: dict[str, Any] | None, output_config: dict[str, Any] | None
+) -> ThinkingConfig | None:
     effort = (output_config or {}).get("effort")
     if th is None:
         return ThinkingConfig(enabled=True, effort=effort, adaptive=True) if effort else None
@@ -351,7 +359,10 @@ def encode_part(p: Part, *, for_history: bool = True) -> dict[str, Any] | None:
         block = {"type": "image", "source": _source(p.media_type, p.data, p.url)}
     elif isinstance(p, Document):
         if p.text is not None:
-            block = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": p.text}}
+            block = {
+                "type": "document",
+                "source": {"type": "text", "media_type": "text/plain", "data": p.text},
+            }
         else:
             block = {"type": "document", "source": _source(p.media_type, p.data, p.url)}
         if p.title:
@@ -435,7 +446,13 @@ def encode_response(resp: ChatResponse, req: ChatRequest | None = None) -> dict[
     for p in resp.content:
         if isinstance(p, Thinking):
             if p.family not in (None, NAME):  # foreign reasoning: a carried signature Anthropic never sees
-                content.append({"type": "thinking", "thinking": p.text, "signature": carry(p.family, p.signature, p.redacted) or ""})
+                content.append(
+                    {
+                        "type": "thinking",
+                        "thinking": p.text,
+                        "signature": carry(p.family, p.signature, p.redacted) or "",
+                    }
+                )
             elif p.redacted is not None:
                 content.append({"type": "redacted_thinking", "data": p.redacted})
             else:
@@ -496,26 +513,47 @@ class StreamEncoder:
 
     def encode(self, ev: Event) -> bytes:
         if isinstance(ev, TextDelta):
-            return sse({"type": "content_block_delta", "index": ev.index, "delta": {"type": "text_delta", "text": ev.text}}, "content_block_delta")
+            return sse(
+                {
+                    "type": "content_block_delta",
+                    "index": ev.index,
+                    "delta": {"type": "text_delta", "text": ev.text},
+                },
+                "content_block_delta",
+            )
         if isinstance(ev, ToolArgsDelta):
             delta = {"type": "input_json_delta", "partial_json": ev.partial_json}
-            return sse({"type": "content_block_delta", "index": ev.index, "delta": delta}, "content_block_delta")
+            return sse(
+                {"type": "content_block_delta", "index": ev.index, "delta": delta}, "content_block_delta"
+            )
         if isinstance(ev, ThinkingDelta):
             delta = {"type": "thinking_delta", "thinking": ev.text}
-            return sse({"type": "content_block_delta", "index": ev.index, "delta": delta}, "content_block_delta")
+            return sse(
+                {"type": "content_block_delta", "index": ev.index, "delta": delta}, "content_block_delta"
+            )
         if isinstance(ev, SignatureDelta):
             family = self.families.get(ev.index)
             signature = ev.signature if family in (None, NAME) else carry(family, ev.signature)
             delta = {"type": "signature_delta", "signature": signature}
-            return sse({"type": "content_block_delta", "index": ev.index, "delta": delta}, "content_block_delta")
+            return sse(
+                {"type": "content_block_delta", "index": ev.index, "delta": delta}, "content_block_delta"
+            )
         if isinstance(ev, BlockStart):
             self.families[ev.index] = ev.family
             if ev.type == "thinking" and ev.family not in (None, NAME) and ev.redacted is not None:
                 block = {"type": "thinking", "thinking": "", "signature": ""}
-                start = sse({"type": "content_block_start", "index": ev.index, "content_block": block}, "content_block_start")
+                start = sse(
+                    {"type": "content_block_start", "index": ev.index, "content_block": block},
+                    "content_block_start",
+                )
                 sig = {"type": "signature_delta", "signature": carry(ev.family, None, ev.redacted)}
-                return start + sse({"type": "content_block_delta", "index": ev.index, "delta": sig}, "content_block_delta")
-            return sse({"type": "content_block_start", "index": ev.index, "content_block": self._block(ev)}, "content_block_start")
+                return start + sse(
+                    {"type": "content_block_delta", "index": ev.index, "delta": sig}, "content_block_delta"
+                )
+            return sse(
+                {"type": "content_block_start", "index": ev.index, "content_block": self._block(ev)},
+                "content_block_start",
+            )
         if isinstance(ev, BlockStop):
             return sse({"type": "content_block_stop", "index": ev.index}, "content_block_stop")
         if isinstance(ev, MessageStart):

@@ -61,7 +61,9 @@ def expect_type(value: Any, types: type | tuple[type, ...], path: str) -> Any:
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
     if not ok:
         names = " or ".join(_json_name(t) for t in _as_tuple(types))
-        raise GatewayError("invalid_request", f"{path}: expected {names}, got {_json_name(type(value))}", param=path)
+        raise GatewayError(
+            "invalid_request", f"{path}: expected {names}, got {_json_name(type(value))}", param=path
+        )
     return value
 
 
@@ -77,7 +79,9 @@ def number(body: dict[str, Any], key: str, lo: float, hi: float, path: str | Non
     if value is None:
         return None
     if not (lo <= value <= hi):
-        raise GatewayError("invalid_request", f"{path or key}: must be between {lo} and {hi}", param=path or key)
+        raise GatewayError(
+            "invalid_request", f"{path or key}: must be between {lo} and {hi}", param=path or key
+        )
     return float(value)
 
 
@@ -130,7 +134,7 @@ def uncarry(value: str | None) -> tuple[str, str, str] | None:
     """``(family, "s" | "r", value)`` for a carried signature, else None."""
     if not value or not value.startswith(CARRIER):
         return None
-    family, _, rest = value[len(CARRIER):].partition(":")
+    family, _, rest = value[len(CARRIER) :].partition(":")
     mark, _, inner = rest.partition(":")
     if not family or mark not in ("s", "r"):
         return None

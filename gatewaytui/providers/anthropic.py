@@ -44,7 +44,10 @@ def build_request(req: ChatRequest, upstream_model: str, creds: Credentials) -> 
     else:
         body = wire.encode_request(req)
         body["model"] = upstream_model
-    headers = {"content-type": "application/json", "anthropic-version": req.headers.get("anthropic-version", API_VERSION)}
+    headers = {
+        "content-type": "application/json",
+        "anthropic-version": req.headers.get("anthropic-version", API_VERSION),
+    }
     betas = [b.strip() for b in req.headers.get("anthropic-beta", "").split(",") if b.strip()]
     if creds.oauth_token:
         headers["authorization"] = f"Bearer {creds.oauth_token}"
@@ -71,8 +74,15 @@ def _drop_carried_thinking(body: dict[str, Any]) -> None:
     for message in body.get("messages") or []:
         content = message.get("content") if isinstance(message, dict) else None
         if isinstance(content, list):
-            content[:] = [b for b in content if not (isinstance(b, dict) and b.get("type") == "thinking"
-                                                     and str(b.get("signature") or "").startswith(CARRIER))]
+            content[:] = [
+                b
+                for b in content
+                if not (
+                    isinstance(b, dict)
+                    and b.get("type") == "thinking"
+                    and str(b.get("signature") or "").startswith(CARRIER)
+                )
+            ]
 
 
 def _apply_overrides(body: dict[str, Any], req: ChatRequest) -> None:
@@ -150,14 +160,26 @@ class StreamParser:
             out.append(BlockStop(obj.get("index", 0)))
         elif kind == "message_delta":
             delta = obj.get("delta") or {}
-            out.append(MessageDelta(delta.get("stop_reason"), wire.decode_usage(obj.get("usage"), self.usage), delta.get("stop_sequence")))
+            out.append(
+                MessageDelta(
+                    delta.get("stop_reason"),
+                    wire.decode_usage(obj.get("usage"), self.usage),
+                    delta.get("stop_sequence"),
+                )
+            )
         elif kind == "message_stop":
             self.stopped = True
             out.append(MessageStop())
         elif kind == "error":
             err = obj.get("error") or {}
             err_kind = wire.KIND_BY_ERROR_TYPE.get(err.get("type") or "", "api_error")
-            out.append(StreamError(err_kind, err.get("message") or "upstream stream error", 529 if err_kind == "overloaded" else 500))
+            out.append(
+                StreamError(
+                    err_kind,
+                    err.get("message") or "upstream stream error",
+                    529 if err_kind == "overloaded" else 500,
+                )
+            )
 
 
 def _block_start(index: int, block: dict[str, Any]) -> BlockStart:
@@ -182,7 +204,11 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
         err.cause = "bad_request"
     if status == 429:
         quota = read_quota(headers) or {}
-        if quota.get("unified_status") == "rejected" or quota.get("tokens_remaining") == 0 and err.retry_after is None:
+        if (
+            quota.get("unified_status") == "rejected"
+            or quota.get("tokens_remaining") == 0
+            and err.retry_after is None
+        ):
             err.cause = "quota"
         if err.retry_after is None:
             err.retry_after = quota.get("reset_in")

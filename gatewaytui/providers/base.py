@@ -46,7 +46,17 @@ class UpstreamRequest:
 
 
 # Why an upstream attempt failed; drives cooldowns and failover.
-CAUSES = ("rate_limit", "quota", "overloaded", "server", "auth", "model_not_found", "bad_request", "connection", "timeout")
+CAUSES = (
+    "rate_limit",
+    "quota",
+    "overloaded",
+    "server",
+    "auth",
+    "model_not_found",
+    "bad_request",
+    "connection",
+    "timeout",
+)
 
 
 @dataclass(slots=True)
@@ -60,7 +70,16 @@ class UpstreamError(Exception):
     @property
     def retryable(self) -> bool:
         """May another account succeed where this one failed (before any byte reached the client)?"""
-        return self.cause in ("rate_limit", "quota", "overloaded", "server", "auth", "model_not_found", "connection", "timeout")
+        return self.cause in (
+            "rate_limit",
+            "quota",
+            "overloaded",
+            "server",
+            "auth",
+            "model_not_found",
+            "connection",
+            "timeout",
+        )
 
     def to_gateway_error(self) -> GatewayError:
         """The error as the client should see it when no failover is possible."""

@@ -42,7 +42,9 @@ def create_app(rt: Runtime) -> Quart:
     @app.before_request
     async def bounded_headers() -> None:
         if sum(len(k) + len(v) for k, v in request.headers.items()) > MAX_HEADER_BYTES:
-            raise GatewayError("request_too_large", f"request headers exceed {MAX_HEADER_BYTES // 1024} KB", status=431)
+            raise GatewayError(
+                "request_too_large", f"request headers exceed {MAX_HEADER_BYTES // 1024} KB", status=431
+            )
 
     async def read_json() -> tuple[dict[str, Any], int]:
         data = await request.get_data(cache=False)
@@ -55,7 +57,10 @@ def create_app(rt: Runtime) -> Quart:
         model, _, verb = target.partition(":")
         if verb == "countTokens":
             return await discovery.gemini_count_tokens(rt, model)
-        err = GatewayError("not_found", f"unknown method {verb or target!r}; expected :generateContent, :streamGenerateContent or :countTokens")
+        err = GatewayError(
+            "not_found",
+            f"unknown method {verb or target!r}; expected :generateContent, :streamGenerateContent or :countTokens",
+        )
         return error_response("gemini", err, new_request_id())
 
     discovery.register(app, rt, ROUTE_PREFIX, read_json)
@@ -75,8 +80,13 @@ def create_app(rt: Runtime) -> Quart:
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
-        kind = {404: "not_found", 405: "invalid_request", 413: "request_too_large"}.get(status, "invalid_request")
-        message = {404: f"no route for {request.method} {request.path[:200]}", 405: f"method {request.method} not allowed on {request.path[:200]}"}.get(status, exc.description or "bad request")
+        kind = {404: "not_found", 405: "invalid_request", 413: "request_too_large"}.get(
+            status, "invalid_request"
+        )
+        message = {
+            404: f"no route for {request.method} {request.path[:200]}",
+            405: f"method {request.method} not allowed on {request.path[:200]}",
+        }.get(status, exc.description or "bad request")
         err = GatewayError(kind, message, status=status)
         return error_response(protocol_for_path(request.path), err, new_request_id())
 

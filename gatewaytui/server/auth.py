@@ -38,7 +38,9 @@ def require_admin(rt: Runtime) -> None:
     """The admin token, compared in constant time. No token configured: admin API disabled (fail closed)."""
     expected = rt.cfg.server.admin_token
     if not expected:
-        raise GatewayError("permission", f"the admin API is disabled: set {rt.cfg.server.admin_token_env} to enable it")
+        raise GatewayError(
+            "permission", f"the admin API is disabled: set {rt.cfg.server.admin_token_env} to enable it"
+        )
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     given = token.strip() if scheme.lower() == "bearer" else (request.headers.get("x-admin-token") or "")

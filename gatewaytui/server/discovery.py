@@ -34,7 +34,13 @@ def _pricing(m: ModelConfig) -> dict[str, Any]:
 def openai_models(rt: Runtime) -> dict[str, Any]:
     data = []
     for name, m in rt.catalog.names():
-        entry: dict[str, Any] = {"id": name, "object": "model", "created": CREATED, "owned_by": m.provider, "pricing": _pricing(m)}
+        entry: dict[str, Any] = {
+            "id": name,
+            "object": "model",
+            "created": CREATED,
+            "owned_by": m.provider,
+            "pricing": _pricing(m),
+        }
         if name != m.name:
             entry["alias_of"] = m.name
         data.append(entry)
@@ -43,30 +49,45 @@ def openai_models(rt: Runtime) -> dict[str, Any]:
 
 def anthropic_model(name: str, m: ModelConfig) -> dict[str, Any]:
     return {
-        "type": "model", "id": name, "display_name": m.display_name or name,
-        "created_at": "2025-01-01T00:00:00Z", "max_input_tokens": m.context_window, "max_tokens": m.max_tokens,
+        "type": "model",
+        "id": name,
+        "display_name": m.display_name or name,
+        "created_at": "2025-01-01T00:00:00Z",
+        "max_input_tokens": m.context_window,
+        "max_tokens": m.max_tokens,
     }
 
 
 def gemini_model(name: str, m: ModelConfig) -> dict[str, Any]:
     return {
-        "name": f"models/{name}", "version": "001", "displayName": m.display_name or name,
-        "description": f"{m.name} via gatewaytui ({m.provider})", "inputTokenLimit": m.context_window,
+        "name": f"models/{name}",
+        "version": "001",
+        "displayName": m.display_name or name,
+        "description": f"{m.name} via gatewaytui ({m.provider})",
+        "inputTokenLimit": m.context_window,
         "outputTokenLimit": m.max_tokens,
         "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
     }
 
 
-def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[], Awaitable[tuple[dict[str, Any], int]]]) -> None:
+def register(
+    app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[], Awaitable[tuple[dict[str, Any], int]]]
+) -> None:
     def authed(protocol: str) -> GatewayError | None:
         try:
-            rt.keyring.authenticate(presented_key(request.headers, request.args if protocol == "gemini" else None))
+            rt.keyring.authenticate(
+                presented_key(request.headers, request.args if protocol == "gemini" else None)
+            )
         except GatewayError as err:
             return err
         return None
 
     def gemini_client() -> bool:  # google-genai 3.x lists models at /v1/models
-        return "x-goog-api-key" in request.headers or "x-goog-api-client" in request.headers or "key" in request.args
+        return (
+            "x-goog-api-key" in request.headers
+            or "x-goog-api-client" in request.headers
+            or "key" in request.args
+        )
 
     @app.get("/v1/models")
     @app.get("/models")
@@ -79,14 +100,24 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
             return error_response("anthropic" if anthropic_style else "openai_chat", err, new_request_id())
         if anthropic_style:
             data = [anthropic_model(n, m) for n, m in rt.catalog.names()]
-            return _json({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
-                          "last_id": data[-1]["id"] if data else None})
+            return _json(
+                {
+                    "data": data,
+                    "has_more": False,
+                    "first_id": data[0]["id"] if data else None,
+                    "last_id": data[-1]["id"] if data else None,
+                }
+            )
         return _json(openai_models(rt))
 
     @app.get("/v1/models/<path:model_id>")
     async def get_model(model_id: str) -> Response:
         anthropic_style = "anthropic-version" in request.headers
-        protocol = "anthropic" if anthropic_style else ("gemini" if model_id.startswith("models/") or gemini_client() else "openai_chat")
+        protocol = (
+            "anthropic"
+            if anthropic_style
+            else ("gemini" if model_id.startswith("models/") or gemini_client() else "openai_chat")
+        )
         err = authed(protocol)
         try:
             if err:
@@ -99,7 +130,15 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
             return _json(anthropic_model(name, m))
         if protocol == "gemini":
             return _json(gemini_model(name, m))
-        return _json({"id": name, "object": "model", "created": CREATED, "owned_by": m.provider, "pricing": _pricing(m)})
+        return _json(
+            {
+                "id": name,
+                "object": "model",
+                "created": CREATED,
+                "owned_by": m.provider,
+                "pricing": _pricing(m),
+            }
+        )
 
     @app.get("/v1beta/models")
     async def gemini_models() -> Response:
@@ -144,15 +183,32 @@ def register(app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[],
         accounts = rt.pool.snapshot()
         healthy = sum(1 for a in accounts if a["health"] == "healthy")
         status = "ok" if healthy else ("degraded" if accounts else "no_accounts")
-        slim = [{k: a[k] for k in ("id", "label", "provider", "health", "enabled", "inflight", "cooldown", "disabled_reason")} for a in accounts]
-        return _json({
-            "status": "draining" if rt.draining else status,
-            "uptime_s": round(time.time() - rt.started_at, 1),
-            "inflight": len(rt.traffic.inflight),
-            "writes_pending": rt.writer.pending,  # queued usage/ledger writes: should stay near zero
-            "accounts": slim,
-            "models": [m.name for m in rt.catalog.models.values()],
-        })
+        slim = [
+            {
+                k: a[k]
+                for k in (
+                    "id",
+                    "label",
+                    "provider",
+                    "health",
+                    "enabled",
+                    "inflight",
+                    "cooldown",
+                    "disabled_reason",
+                )
+            }
+            for a in accounts
+        ]
+        return _json(
+            {
+                "status": "draining" if rt.draining else status,
+                "uptime_s": round(time.time() - rt.started_at, 1),
+                "inflight": len(rt.traffic.inflight),
+                "writes_pending": rt.writer.pending,  # queued usage/ledger writes: should stay near zero
+                "accounts": slim,
+                "models": [m.name for m in rt.catalog.models.values()],
+            }
+        )
 
 
 def count_for(rt: Runtime, req: Any) -> int:
@@ -170,7 +226,11 @@ async def gemini_count_tokens(rt: Runtime, model: str) -> Response:
         from ..codec import loads_request
 
         body = loads_request(data)
-        inner = body.get("generateContentRequest") if isinstance(body.get("generateContentRequest"), dict) else body
+        inner = (
+            body.get("generateContentRequest")
+            if isinstance(body.get("generateContentRequest"), dict)
+            else body
+        )
         mod = PROTOCOLS["gemini"]
         req = mod.decode_request(inner, model=model, stream=False)
         return _json({"totalTokens": count_for(rt, req)})

@@ -270,7 +270,9 @@ ACTIONS: dict[str, Action] = {
         {"alias": _str(True), "target": _str(True, nullable=True)},
         lambda aliases: {"aliases": aliases},
     ),
-    "set_tier": Action(admin.set_tier, {"tenant": _str(True), "tier": _str(True, nullable=True)}, _tenant_result),
+    "set_tier": Action(
+        admin.set_tier, {"tenant": _str(True), "tier": _str(True, nullable=True)}, _tenant_result
+    ),
     "set_cap": Action(
         admin.set_cap,
         {"tenant": _str(True), "cap_micro": Arg((int,), True, nullable=True), "model": _str(nullable=True)},

@@ -29,7 +29,9 @@ from .protocols import Reply, error_reply, new_request_id
 log = logging.getLogger("gatewaytui.server")
 
 TOOL_ROUTES = ("claudecode", "cline", "cursor", "roocode")
-MAX_HEADER_BYTES = 32 * 1024  # h11 bounds only an incomplete header block: up to ~128 KB complete ones get through
+MAX_HEADER_BYTES = (
+    32 * 1024
+)  # h11 bounds only an incomplete header block: up to ~128 KB complete ones get through
 BODY_TIMEOUT = 120.0
 GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
 GEMINI_VERBS = ("generateContent", "streamGenerateContent")
@@ -40,6 +42,7 @@ FIXED = {
     "/v1/responses": "openai_responses",
     "/responses": "openai_responses",
 }
+
 
 class ClientGone(Exception):
     """The client disconnected before its request was read."""
@@ -121,7 +124,9 @@ class ChatLane:
         except ClientGone:
             return
         except asyncio.CancelledError:
-            if gone and task.uncancel() == 0:  # our own doing: the client left; the relay's cleanup settled it
+            if (
+                gone and task.uncancel() == 0
+            ):  # our own doing: the client left; the relay's cleanup settled it
                 return
             raise
         except Exception:  # noqa: BLE001 - never a traceback to the client
@@ -148,7 +153,9 @@ class ChatLane:
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         try:
             if size > MAX_HEADER_BYTES:
-                raise GatewayError("request_too_large", f"request headers exceed {MAX_HEADER_BYTES // 1024} KB", status=431)
+                raise GatewayError(
+                    "request_too_large", f"request headers exceed {MAX_HEADER_BYTES // 1024} KB", status=431
+                )
             key = rt.keyring.authenticate(presented_key(headers, query))
             if route.route == "v1" and key["kind"] == "subscription":
                 raise GatewayError(
@@ -162,12 +169,25 @@ class ChatLane:
         except GatewayError as err:
             return error_reply(route.protocol, err, request_id), None
         extras = {"gemini_sse": (query or {}).get("alt") == "sse"} if route.protocol == "gemini" else None
-        return None, relay.handle(rt, route.protocol, route.route, key, body, len(data), headers, request_id,
-                                  model=route.model, stream=route.stream, extras=extras)
+        return None, relay.handle(
+            rt,
+            route.protocol,
+            route.route,
+            key,
+            body,
+            len(data),
+            headers,
+            request_id,
+            model=route.model,
+            stream=route.stream,
+            extras=extras,
+        )
 
     async def read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.max_body
-        too_large = GatewayError("request_too_large", f"request body exceeds the {self.rt.cfg.server.max_body_mb:g} MB limit")
+        too_large = GatewayError(
+            "request_too_large", f"request body exceeds the {self.rt.cfg.server.max_body_mb:g} MB limit"
+        )
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise too_large
@@ -188,7 +208,9 @@ class ChatLane:
                     if not message.get("more_body", False):
                         break
         except TimeoutError:
-            raise GatewayError("invalid_request", f"the request body did not arrive within {BODY_TIMEOUT:g} s", status=408) from None
+            raise GatewayError(
+                "invalid_request", f"the request body did not arrive within {BODY_TIMEOUT:g} s", status=408
+            ) from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def not_allowed(self, route: Route, scope: dict[str, Any], send: Send) -> None:
@@ -196,7 +218,9 @@ class ChatLane:
         if method in ("OPTIONS", "HEAD"):  # no body may follow a HEAD answer
             status = 200 if method == "OPTIONS" else 405
             return await respond(Reply(status, b"", "text/plain", {"allow": "OPTIONS, POST"}), send)
-        err = GatewayError("invalid_request", f"method {method[:20]} not allowed on {scope['path'][:200]}", status=405)
+        err = GatewayError(
+            "invalid_request", f"method {method[:20]} not allowed on {scope['path'][:200]}", status=405
+        )
         reply = error_reply(route.protocol, err, new_request_id(), {"allow": "OPTIONS, POST"})
         await respond(reply, send)
 

@@ -45,13 +45,17 @@ class Reply:
     ready: bool = False  # a stream whose first chunk is ready: headers and first chunk go out together
 
     def quart(self) -> Response:
-        response = Response(self.body, status=self.status, headers=self.headers, content_type=self.content_type)
+        response = Response(
+            self.body, status=self.status, headers=self.headers, content_type=self.content_type
+        )
         if not isinstance(self.body, bytes):
             response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut long streams
         return response
 
 
-def error_reply(protocol: str, err: GatewayError, request_id: str, extra_headers: dict[str, str] | None = None) -> Reply:
+def error_reply(
+    protocol: str, err: GatewayError, request_id: str, extra_headers: dict[str, str] | None = None
+) -> Reply:
     mod = PROTOCOLS.get(protocol, anthropic)
     body: Any = mod.encode_error(err, request_id)
     headers = {"request-id": request_id, "x-request-id": request_id, **err.headers(), **(extra_headers or {})}
@@ -63,5 +67,7 @@ def error_reply(protocol: str, err: GatewayError, request_id: str, extra_headers
     return Reply(status, dumps(body), headers=headers)
 
 
-def error_response(protocol: str, err: GatewayError, request_id: str, extra_headers: dict[str, str] | None = None) -> Response:
+def error_response(
+    protocol: str, err: GatewayError, request_id: str, extra_headers: dict[str, str] | None = None
+) -> Response:
     return error_reply(protocol, err, request_id, extra_headers).quart()

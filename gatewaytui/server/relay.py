@@ -56,7 +56,17 @@ from .protocols import PROTOCOLS, Reply, error_reply
 
 log = logging.getLogger("gatewaytui.relay")
 
-HOSTILE_KEYS = frozenset({"api_base", "base_url", "api_key", "api_version", "azure_endpoint", "organization", "custom_llm_provider"})
+HOSTILE_KEYS = frozenset(
+    {
+        "api_base",
+        "base_url",
+        "api_key",
+        "api_version",
+        "azure_endpoint",
+        "organization",
+        "custom_llm_provider",
+    }
+)
 SCHEMA_KEYS = frozenset({"properties", "input", "args", "arguments", "input_schema", "parameters", "schema"})
 CONTENT_EVENTS = (BlockStart, MessageDelta, MessageStop)
 OPENING_EVENTS = (MessageStart, BlockStart)  # what precedes the first token
@@ -123,7 +133,9 @@ def input_bound(raw_len: int, req: ChatRequest) -> int:
     return max(1, raw_len)
 
 
-def admit(rt: Runtime, call_key: dict[str, Any], req: ChatRequest, route: str, raw_len: int, request_id: str) -> tuple[ModelConfig, Hold, pricing.Price, bool]:
+def admit(
+    rt: Runtime, call_key: dict[str, Any], req: ChatRequest, route: str, raw_len: int, request_id: str
+) -> tuple[ModelConfig, Hold, pricing.Price, bool]:
     model = rt.catalog.resolve(req.model)
     allowed = call_key.get("models") or []
     if allowed and model.name not in allowed and req.model not in allowed:
@@ -139,7 +151,9 @@ def admit(rt: Runtime, call_key: dict[str, Any], req: ChatRequest, route: str, r
     if req.max_tokens is None:
         req.max_tokens = max_tokens  # the hold's ceiling is sent upstream, so output cannot outgrow it
     if req.thinking is not None and req.thinking.budget_tokens:
-        max_tokens = max(max_tokens, req.thinking.budget_tokens + 1024)  # encoders may raise max_tokens past the budget
+        max_tokens = max(
+            max_tokens, req.thinking.budget_tokens + 1024
+        )  # encoders may raise max_tokens past the budget
     preset_bytes = len(str(req.extras.get("preset_system") or "").encode("utf-8", "surrogatepass"))
     bound = input_bound(raw_len, req) + preset_bytes + pricing.url_media_tokens(req)
     worst = pricing.worst_case(price, bound, max_tokens)
@@ -175,13 +189,45 @@ async def handle(
     except GatewayError as err:
         return error_reply(protocol_name, err, request_id)
     provider = registry.get(rt.catalog.provider_module(model_cfg))
-    flight = rt.traffic.open(Flight(
-        id=request_id, route=route, protocol=protocol_name, tenant=key.get("tenant") or "", tenant_id=key["tenant_id"],
-        key_id=key["id"], key_label=key.get("label"), model=model_cfg.name, upstream_model=model_cfg.upstream,
-        stream=req.stream, hold_micro=hold.amount, headers=headers,
-    ))
-    rt.bus.publish("request.started", id=request_id, tenant=flight.tenant, model=model_cfg.name, route=route, stream=req.stream)
-    call = Call(rt, proto, route, request_id, key, req, model_cfg, provider, hold, flight, price, subscription, raw_len=raw_len)
+    flight = rt.traffic.open(
+        Flight(
+            id=request_id,
+            route=route,
+            protocol=protocol_name,
+            tenant=key.get("tenant") or "",
+            tenant_id=key["tenant_id"],
+            key_id=key["id"],
+            key_label=key.get("label"),
+            model=model_cfg.name,
+            upstream_model=model_cfg.upstream,
+            stream=req.stream,
+            hold_micro=hold.amount,
+            headers=headers,
+        )
+    )
+    rt.bus.publish(
+        "request.started",
+        id=request_id,
+        tenant=flight.tenant,
+        model=model_cfg.name,
+        route=route,
+        stream=req.stream,
+    )
+    call = Call(
+        rt,
+        proto,
+        route,
+        request_id,
+        key,
+        req,
+        model_cfg,
+        provider,
+        hold,
+        flight,
+        price,
+        subscription,
+        raw_len=raw_len,
+    )
     task = asyncio.current_task()
     if task is not None:  # the handler's task also sends the stream: cancelling it cuts the request cleanly
         rt.request_tasks[request_id] = task
@@ -192,7 +238,9 @@ async def handle(
         return await unary_response(call)
     except BaseException:
         if not call.settled:  # cancelled or crashed before an answer: nothing was delivered
-            settle(call, None, status="cancelled", http_status=499, error="client went away before the answer")
+            settle(
+                call, None, status="cancelled", http_status=499, error="client went away before the answer"
+            )
         raise
 
 
@@ -237,7 +285,10 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
     sticky, session = (aff.key, aff.session) if aff else (None, None)
     for _ in range(max(1, rt.cfg.routing.max_attempts)):
         candidates = [
-            a for a in rt.pool.candidates(provider_name, call.model.upstream, call.model.name, sticky, session=session)
+            a
+            for a in rt.pool.candidates(
+                provider_name, call.model.upstream, call.model.name, sticky, session=session
+            )
             if a.id not in tried
         ]
         if not candidates:
@@ -252,7 +303,9 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
         call.flight.attempts = call.attempts
         call.flight.account, call.flight.account_id, call.flight.state = acc.label, acc.id, "waiting"
         try:
-            async with asyncio.timeout(min(remaining, rt.cfg.server.first_byte_timeout)):  # no extra task, unlike wait_for
+            async with asyncio.timeout(
+                min(remaining, rt.cfg.server.first_byte_timeout)
+            ):  # no extra task, unlike wait_for
                 return await attempt(call, acc, stream=stream)
         except UpstreamError as err:
             last = err
@@ -266,12 +319,20 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
     if last is not None and not last.retryable:
         raise last.to_gateway_error()
     if last is not None and causes and all(c == "model_not_found" for c in causes):
-        others = [a for a in rt.pool.serving(provider_name, call.model.upstream, call.model.name) if a.id not in tried and a.enabled]
+        others = [
+            a
+            for a in rt.pool.serving(provider_name, call.model.upstream, call.model.name)
+            if a.id not in tried and a.enabled
+        ]
         if not others:  # every account lacks the model: the client's 404, not an outage
             raise last.to_gateway_error()
     retry = rt.pool.earliest_recovery(provider_name, call.model.upstream, call.model.name)
     detail = f" (last error: {last.status} {last.cause}: {last.message})" if last else ""
-    raise GatewayError("unavailable", f"no healthy upstream account for model {call.model.name}{detail}", retry_after=retry or 30.0)
+    raise GatewayError(
+        "unavailable",
+        f"no healthy upstream account for model {call.model.name}{detail}",
+        retry_after=retry or 30.0,
+    )
 
 
 async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
@@ -282,25 +343,46 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
         await rt.oauth.ensure_fresh(acc)  # refreshes an expiring token (one refresh per account at a time)
     try:
         up = call.provider.build_request(call.req, call.model.upstream, acc.credentials())
-    except orjson.JSONEncodeError as exc:  # a value the upstream's JSON cannot carry (an integer past 64 bits)
-        raise GatewayError("invalid_request", f"the request has a value the upstream cannot accept: {exc}") from None
+    except (
+        orjson.JSONEncodeError
+    ) as exc:  # a value the upstream's JSON cannot carry (an integer past 64 bits)
+        raise GatewayError(
+            "invalid_request", f"the request has a value the upstream cannot accept: {exc}"
+        ) from None
     rt.pool.begin(acc)
     response: httpx.Response | None = None
     ok = False
     try:
         try:
-            opener = getattr(rt.http, "open_upstream", None)  # runtime.UpstreamClient: past httpx, onto the transport
+            opener = getattr(
+                rt.http, "open_upstream", None
+            )  # runtime.UpstreamClient: past httpx, onto the transport
             if opener is not None:
                 response = await opener(up.url, up.body, up.headers)
             else:
                 request = rt.http.build_request("POST", up.url, content=up.body, headers=up.headers)
                 response = await rt.http.send(request, stream=True)
-        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # httpx-aiohttp reports refusals as ConnectTimeout
-            raise _fail(rt, acc, call, UpstreamError(502, "connection", f"cannot reach upstream {acc.label}: {type(exc).__name__}")) from None
+        except (
+            httpx.ConnectError,
+            httpx.ConnectTimeout,
+        ) as exc:  # httpx-aiohttp reports refusals as ConnectTimeout
+            raise _fail(
+                rt,
+                acc,
+                call,
+                UpstreamError(502, "connection", f"cannot reach upstream {acc.label}: {type(exc).__name__}"),
+            ) from None
         except httpx.TimeoutException as exc:
-            raise _fail(rt, acc, call, UpstreamError(504, "timeout", f"upstream timed out: {type(exc).__name__}")) from None
+            raise _fail(
+                rt, acc, call, UpstreamError(504, "timeout", f"upstream timed out: {type(exc).__name__}")
+            ) from None
         except httpx.HTTPError as exc:
-            raise _fail(rt, acc, call, UpstreamError(502, "connection", f"cannot reach upstream {acc.label}: {type(exc).__name__}")) from None
+            raise _fail(
+                rt,
+                acc,
+                call,
+                UpstreamError(502, "connection", f"cannot reach upstream {acc.label}: {type(exc).__name__}"),
+            ) from None
         up.body = b""  # sent; a long stream need not keep it (an orjson result holds a ~4 KB buffer)
         if response.status_code != 200:
             body = await _read_all(response)
@@ -319,7 +401,9 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
             except UpstreamError as err:  # e.g. an error envelope delivered with HTTP 200
                 raise _fail(rt, acc, call, err) from None
             except Exception:
-                raise _fail(rt, acc, call, UpstreamError(502, "server", "upstream returned an unreadable response")) from None
+                raise _fail(
+                    rt, acc, call, UpstreamError(502, "server", "upstream returned an unreadable response")
+                ) from None
             result.raw_body = body
         ok = True
         return result
@@ -330,10 +414,14 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
                 await response.aclose()
 
 
-def _fail(rt: Runtime, acc: Account, call: Call, err: UpstreamError, quota: dict[str, Any] | None = None) -> UpstreamError:
+def _fail(
+    rt: Runtime, acc: Account, call: Call, err: UpstreamError, quota: dict[str, Any] | None = None
+) -> UpstreamError:
     err.message = scrub(err.message, acc)  # before it reaches the client, the log, the database or the bus
     rt.pool.failure(acc, err, call.model.upstream, quota)
-    rt.bus.publish("request.attempt_failed", id=call.request_id, account=acc.label, status=err.status, cause=err.cause)
+    rt.bus.publish(
+        "request.attempt_failed", id=call.request_id, account=acc.label, status=err.status, cause=err.cause
+    )
     return err
 
 
@@ -375,7 +463,12 @@ async def _preread(call: Call, at: Attempt) -> None:
             at.ended = True
             break
         except httpx.HTTPError:
-            raise _fail(call.rt, at.account, call, UpstreamError(502, "connection", "upstream stream broke before the first event")) from None
+            raise _fail(
+                call.rt,
+                at.account,
+                call,
+                UpstreamError(502, "connection", "upstream stream broke before the first event"),
+            ) from None
         at.buffered.append(chunk)
         at.events.extend(at.parser.feed(chunk))
         if _committable(at.events):
@@ -384,7 +477,14 @@ async def _preread(call: Call, at: Attempt) -> None:
     has_content = any(isinstance(e, CONTENT_EVENTS) for e in at.events)
     if first_error is not None and not _has_content_before(at.events):
         cause = "overloaded" if first_error.kind == "overloaded" else "server"
-        raise _fail(call.rt, at.account, call, UpstreamError(first_error.status if first_error.status >= 500 else 502, cause, first_error.message))
+        raise _fail(
+            call.rt,
+            at.account,
+            call,
+            UpstreamError(
+                first_error.status if first_error.status >= 500 else 502, cause, first_error.message
+            ),
+        )
     if not has_content:
         raise _fail(call.rt, at.account, call, UpstreamError(502, "server", "upstream sent an empty stream"))
 
@@ -520,14 +620,18 @@ async def _stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator
                         chunk = await it.__anext__()
                 except StopAsyncIteration:
                     events = meter.feed(at.parser.finish())
-                    if passthrough:  # no upstream bytes carry what the parser concludes at the end (a cut stream)
+                    if (
+                        passthrough
+                    ):  # no upstream bytes carry what the parser concludes at the end (a cut stream)
                         events = [e for e in events if isinstance(e, StreamError)]
                         injected = injected or bool(events)
                     if events:
                         yield b"".join(encoder.encode(e) for e in events)
                     break
                 except (TimeoutError, httpx.HTTPError) as exc:
-                    reason = "upstream stalled" if isinstance(exc, TimeoutError) else "upstream connection broke"
+                    reason = (
+                        "upstream stalled" if isinstance(exc, TimeoutError) else "upstream connection broke"
+                    )
                     meter.failed = f"{reason} mid-stream"
                     break
                 events = at.parser.feed(chunk)
@@ -563,7 +667,13 @@ async def _stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator
         usage = meter.usage() if at is not None else None
         if outcome == "cancelled":
             error = "client disconnected"
-        settle(call, usage, status=outcome, http_status=200 if outcome == "ok" else (499 if outcome == "cancelled" else 502), error=error)
+        settle(
+            call,
+            usage,
+            status=outcome,
+            http_status=200 if outcome == "ok" else (499 if outcome == "cancelled" else 502),
+            error=error,
+        )
         if at is not None:
             rt.pool.end(at.account)
             rt.track(at.response.aclose())
@@ -601,7 +711,11 @@ class Meter:
             elif isinstance(e, StreamError):
                 self.failed = e.message
                 self.error_sent = True
-        flight.output_tokens = self.usage_seen.output_tokens if self.finished else max(self.usage_seen.output_tokens, (self.chars + 3) // 4)
+        flight.output_tokens = (
+            self.usage_seen.output_tokens
+            if self.finished
+            else max(self.usage_seen.output_tokens, (self.chars + 3) // 4)
+        )
         flight.chunks += 1
         return events
 
@@ -628,14 +742,18 @@ def estimate_input(call: Call) -> int:
 # ---------------------------------------------------------------- settlement
 
 
-def settle(call: Call, usage: Usage | None, *, status: str, http_status: int, error: str | None = None) -> None:
+def settle(
+    call: Call, usage: Usage | None, *, status: str, http_status: int, error: str | None = None
+) -> None:
     """Exactly once per request: close the hold, journal hold+settlement with the usage row, publish."""
     if call.settled:
         return
     call.settled = True
     rt = call.rt
     flight = call.flight
-    billable = usage is not None and (usage.output_tokens or usage.input_tokens or usage.cache_read_tokens or usage.cache_write_tokens)
+    billable = usage is not None and (
+        usage.output_tokens or usage.input_tokens or usage.cache_read_tokens or usage.cache_write_tokens
+    )
     cost = pricing.cost(usage, call.price) if billable and usage is not None else None
     entries = rt.wallet.close(call.hold, cost.total_micro if cost is not None else None)
     now = time.time()
@@ -650,30 +768,62 @@ def settle(call: Call, usage: Usage | None, *, status: str, http_status: int, er
         flight.line_items = cost.items
     u = usage or Usage()
     row = {
-        "id": call.request_id, "tenant_id": call.key["tenant_id"], "key_id": call.key["id"], "route": call.route,
-        "protocol": call.protocol.NAME, "model": call.model.name, "upstream_model": call.model.upstream,
-        "account_id": flight.account_id or None, "stream": int(call.req.stream), "status": status,
-        "http_status": http_status, "input_tokens": u.input_tokens if cost else 0, "output_tokens": u.output_tokens if cost else 0,
-        "cache_read_tokens": u.cache_read_tokens if cost else 0, "cache_write_5m_tokens": u.cache_write_5m_tokens if cost else 0,
-        "cache_write_1h_tokens": u.cache_write_1h_tokens if cost else 0, "reasoning_tokens": u.reasoning_tokens if cost else 0,
-        "cost_micro": cost.total_micro if cost else 0, "hold_micro": call.hold.amount, "line_items": cost.items if cost else None,
-        "price": call.price.json, "error": error, "attempts": call.attempts, "started_at": flight.started,
+        "id": call.request_id,
+        "tenant_id": call.key["tenant_id"],
+        "key_id": call.key["id"],
+        "route": call.route,
+        "protocol": call.protocol.NAME,
+        "model": call.model.name,
+        "upstream_model": call.model.upstream,
+        "account_id": flight.account_id or None,
+        "stream": int(call.req.stream),
+        "status": status,
+        "http_status": http_status,
+        "input_tokens": u.input_tokens if cost else 0,
+        "output_tokens": u.output_tokens if cost else 0,
+        "cache_read_tokens": u.cache_read_tokens if cost else 0,
+        "cache_write_5m_tokens": u.cache_write_5m_tokens if cost else 0,
+        "cache_write_1h_tokens": u.cache_write_1h_tokens if cost else 0,
+        "reasoning_tokens": u.reasoning_tokens if cost else 0,
+        "cost_micro": cost.total_micro if cost else 0,
+        "hold_micro": call.hold.amount,
+        "line_items": cost.items if cost else None,
+        "price": call.price.json,
+        "error": error,
+        "attempts": call.attempts,
+        "started_at": flight.started,
         "ttft_ms": (flight.first_token - flight.started) * 1000 if flight.first_token else None,
-        "duration_ms": (now - flight.started) * 1000, "day": time.strftime("%Y-%m-%d", time.gmtime(flight.started)),
+        "duration_ms": (now - flight.started) * 1000,
+        "day": time.strftime("%Y-%m-%d", time.gmtime(flight.started)),
     }
     tenant_id, request_id, origin = call.key["tenant_id"], call.request_id, rt.wallet.origin
     journal = [(request_store.INSERT, request_store.values(row))]
     journal += [
-        (ledger_store.INSERT, ledger_store.entry(tenant_id, kind, amount, idem, request_id=request_id, origin=origin))
+        (
+            ledger_store.INSERT,
+            ledger_store.entry(tenant_id, kind, amount, idem, request_id=request_id, origin=origin),
+        )
         for kind, amount, idem in entries
     ]
     rt.writer.insert(journal)  # the usage row and its ledger entries, in one go
-    if getattr(rt, "quota", None) is not None and call.subscription and cost is not None and usage is not None:
+    if (
+        getattr(rt, "quota", None) is not None
+        and call.subscription
+        and cost is not None
+        and usage is not None
+    ):
         rt.quota.record(call.key["tenant_id"], usage)
     rt.traffic.close(flight)
     rt.request_tasks.pop(call.request_id, None)
     rt.bus.publish(
-        "request.finished", id=call.request_id, tenant=flight.tenant, tenant_id=tenant_id, model=call.model.name,
-        status=status, http_status=http_status, cost_micro=row["cost_micro"], account=flight.account,
+        "request.finished",
+        id=call.request_id,
+        tenant=flight.tenant,
+        tenant_id=tenant_id,
+        model=call.model.name,
+        status=status,
+        http_status=http_status,
+        cost_micro=row["cost_micro"],
+        account=flight.account,
         balance_micro=rt.wallet.balance[tenant_id],
     )

@@ -8,8 +8,23 @@ import sqlite3
 import time
 from typing import Any
 
-FIELDS = ("label", "provider", "base_url", "auth", "secret", "oauth", "enabled", "disabled_reason", "priority",
-          "weight", "models", "rpm", "preferred", "source", "removed_at")
+FIELDS = (
+    "label",
+    "provider",
+    "base_url",
+    "auth",
+    "secret",
+    "oauth",
+    "enabled",
+    "disabled_reason",
+    "priority",
+    "weight",
+    "models",
+    "rpm",
+    "preferred",
+    "source",
+    "removed_at",
+)
 
 
 def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
@@ -54,7 +69,11 @@ def by_label(conn: sqlite3.Connection, label: str) -> dict[str, Any] | None:
 
 
 def listing(conn: sqlite3.Connection, *, include_removed: bool = False) -> list[dict[str, Any]]:
-    sql = "SELECT * FROM accounts" + ("" if include_removed else " WHERE removed_at IS NULL") + " ORDER BY created_at, id"
+    sql = (
+        "SELECT * FROM accounts"
+        + ("" if include_removed else " WHERE removed_at IS NULL")
+        + " ORDER BY created_at, id"
+    )
     return [r for r in (_row(x) for x in conn.execute(sql)) if r]
 
 
@@ -75,7 +94,15 @@ def save_state(conn: sqlite3.Connection, account_id: str, st: dict[str, Any]) ->
         " cooldown_until = excluded.cooldown_until, cause = excluded.cause, since = excluded.since,"
         " last_error = excluded.last_error, failures = excluded.failures, model_cooldowns = excluded.model_cooldowns,"
         " quota = excluded.quota, updated_at = excluded.updated_at",
-        (account_id, st.get("cooldown_until"), st.get("cause"), st.get("since"), st.get("last_error"),
-         st.get("failures", 0), json.dumps(st.get("model_cooldowns") or {}),
-         json.dumps(st["quota"]) if st.get("quota") else None, time.time()),
+        (
+            account_id,
+            st.get("cooldown_until"),
+            st.get("cause"),
+            st.get("since"),
+            st.get("last_error"),
+            st.get("failures", 0),
+            json.dumps(st.get("model_cooldowns") or {}),
+            json.dumps(st["quota"]) if st.get("quota") else None,
+            time.time(),
+        ),
     )

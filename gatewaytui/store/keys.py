@@ -42,8 +42,18 @@ def mint(
     conn.execute(
         "INSERT INTO api_keys (id, tenant_id, kind, prefix, hash, label, created_at, expires_at, models, rpm)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (key_id, tenant_id, kind, secret[:10], hash_key(secret), label, time.time(), expires_at,
-         json.dumps(models) if models else None, rpm),
+        (
+            key_id,
+            tenant_id,
+            kind,
+            secret[:10],
+            hash_key(secret),
+            label,
+            time.time(),
+            expires_at,
+            json.dumps(models) if models else None,
+            rpm,
+        ),
     )
     return get(conn, key_id) or {}, secret
 
@@ -57,17 +67,21 @@ def _row(row: sqlite3.Row | None) -> dict[str, Any] | None:
 
 
 def get(conn: sqlite3.Connection, key_id: str) -> dict[str, Any] | None:
-    return _row(conn.execute(
-        "SELECT k.*, t.name AS tenant FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ?",
-        (key_id,),
-    ).fetchone())
+    return _row(
+        conn.execute(
+            "SELECT k.*, t.name AS tenant FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.id = ?",
+            (key_id,),
+        ).fetchone()
+    )
 
 
 def by_hash(conn: sqlite3.Connection, digest: str) -> dict[str, Any] | None:
-    return _row(conn.execute(
-        "SELECT k.*, t.name AS tenant FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ?",
-        (digest,),
-    ).fetchone())
+    return _row(
+        conn.execute(
+            "SELECT k.*, t.name AS tenant FROM api_keys k JOIN tenants t ON t.id = k.tenant_id WHERE k.hash = ?",
+            (digest,),
+        ).fetchone()
+    )
 
 
 def listing(conn: sqlite3.Connection, tenant_id: int | None = None) -> list[dict[str, Any]]:

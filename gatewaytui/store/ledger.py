@@ -42,23 +42,37 @@ def entry(
     return (tenant_id, kind, amount_micro, request_id, idempotency_key, note, origin, time.time())
 
 
-def append(conn: sqlite3.Connection, tenant_id: int, kind: str, amount_micro: int, idempotency_key: str, **fields: Any) -> bool:
+def append(
+    conn: sqlite3.Connection,
+    tenant_id: int,
+    kind: str,
+    amount_micro: int,
+    idempotency_key: str,
+    **fields: Any,
+) -> bool:
     """Append one entry (``fields``: request_id, note, origin); False, and nothing written, if the idempotency
     key was already used."""
     return conn.execute(INSERT, entry(tenant_id, kind, amount_micro, idempotency_key, **fields)).rowcount > 0
 
 
 def balance(conn: sqlite3.Connection, tenant_id: int) -> int:
-    row = conn.execute("SELECT COALESCE(SUM(amount_micro), 0) FROM ledger WHERE tenant_id = ?", (tenant_id,)).fetchone()
+    row = conn.execute(
+        "SELECT COALESCE(SUM(amount_micro), 0) FROM ledger WHERE tenant_id = ?", (tenant_id,)
+    ).fetchone()
     return int(row[0])
 
 
 def balances(conn: sqlite3.Connection) -> dict[int, int]:
-    return {int(r[0]): int(r[1]) for r in conn.execute("SELECT tenant_id, SUM(amount_micro) FROM ledger GROUP BY tenant_id")}
+    return {
+        int(r[0]): int(r[1])
+        for r in conn.execute("SELECT tenant_id, SUM(amount_micro) FROM ledger GROUP BY tenant_id")
+    }
 
 
 def entries(conn: sqlite3.Connection, tenant_id: int, limit: int = 100) -> list[dict[str, Any]]:
-    rows = conn.execute("SELECT * FROM ledger WHERE tenant_id = ? ORDER BY id DESC LIMIT ?", (tenant_id, limit))
+    rows = conn.execute(
+        "SELECT * FROM ledger WHERE tenant_id = ? ORDER BY id DESC LIMIT ?", (tenant_id, limit)
+    )
     return [dict(r) for r in rows]
 
 

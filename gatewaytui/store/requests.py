@@ -9,10 +9,33 @@ from typing import Any
 import orjson
 
 COLUMNS = (
-    "id", "tenant_id", "key_id", "route", "protocol", "model", "upstream_model", "account_id", "stream",
-    "status", "http_status", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens",
-    "cache_write_1h_tokens", "reasoning_tokens", "cost_micro", "hold_micro", "line_items", "price", "error",
-    "attempts", "started_at", "ttft_ms", "duration_ms", "day",
+    "id",
+    "tenant_id",
+    "key_id",
+    "route",
+    "protocol",
+    "model",
+    "upstream_model",
+    "account_id",
+    "stream",
+    "status",
+    "http_status",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "cost_micro",
+    "hold_micro",
+    "line_items",
+    "price",
+    "error",
+    "attempts",
+    "started_at",
+    "ttft_ms",
+    "duration_ms",
+    "day",
 )
 INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
@@ -46,7 +69,9 @@ def recent(conn: sqlite3.Connection, limit: int = 50, tenant_id: int | None = No
     if tenant_id is None:
         rows = conn.execute("SELECT * FROM requests ORDER BY started_at DESC LIMIT ?", (limit,))
     else:
-        rows = conn.execute("SELECT * FROM requests WHERE tenant_id = ? ORDER BY started_at DESC LIMIT ?", (tenant_id, limit))
+        rows = conn.execute(
+            "SELECT * FROM requests WHERE tenant_id = ? ORDER BY started_at DESC LIMIT ?", (tenant_id, limit)
+        )
     return [dict(r) for r in rows]
 
 
@@ -71,5 +96,7 @@ def tokens_since(conn: sqlite3.Connection, tenant_id: int, since: float) -> int:
 
 
 def spend_since(conn: sqlite3.Connection, since: float) -> dict[int, int]:
-    rows = conn.execute("SELECT tenant_id, SUM(cost_micro) FROM requests WHERE started_at >= ? GROUP BY tenant_id", (since,))
+    rows = conn.execute(
+        "SELECT tenant_id, SUM(cost_micro) FROM requests WHERE started_at >= ? GROUP BY tenant_id", (since,)
+    )
     return {int(r[0]): int(r[1] or 0) for r in rows if r[0] is not None}

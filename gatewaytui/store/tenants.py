@@ -34,7 +34,15 @@ def all_tenants(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def update(conn: sqlite3.Connection, tenant_id: int, **fields: Any) -> None:
-    allowed = {"tier", "subscription_status", "subscription_id", "period_end", "stripe_customer_id", "per_call_cap_micro", "model_caps"}
+    allowed = {
+        "tier",
+        "subscription_status",
+        "subscription_id",
+        "period_end",
+        "stripe_customer_id",
+        "per_call_cap_micro",
+        "model_caps",
+    }
     bad = set(fields) - allowed
     if bad:
         raise ValueError(f"cannot update tenant fields {sorted(bad)}")
@@ -51,9 +59,13 @@ def set_tier(conn: sqlite3.Connection, name: str, tier: str | None) -> dict[str,
     return by_id(conn, t["id"]) or t
 
 
-def set_cap(conn: sqlite3.Connection, name: str, cap_micro: int | None, model: str | None = None) -> dict[str, Any]:
+def set_cap(
+    conn: sqlite3.Connection, name: str, cap_micro: int | None, model: str | None = None
+) -> dict[str, Any]:
     """Set (or clear with ``None``) a tenant's per-call cap in micro-USD: for one model, or for every model."""
-    if cap_micro is not None and (isinstance(cap_micro, bool) or not isinstance(cap_micro, int) or cap_micro <= 0):
+    if cap_micro is not None and (
+        isinstance(cap_micro, bool) or not isinstance(cap_micro, int) or cap_micro <= 0
+    ):
         raise ValueError("a per-call cap must be a positive number of micro-USD")
     t, _ = get_or_create(conn, name)
     if model is None:

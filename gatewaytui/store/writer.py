@@ -120,7 +120,9 @@ class Writer:
         finally:
             conn.close()
 
-    def _run_batch(self, conn: sqlite3.Connection, work: list[tuple[Callable[..., Any], Future[Any]]]) -> None:
+    def _run_batch(
+        self, conn: sqlite3.Connection, work: list[tuple[Callable[..., Any], Future[Any]]]
+    ) -> None:
         results: list[tuple[Future[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -151,8 +153,14 @@ class Writer:
         for cb in self.on_commit:
             cb()
 
-    def _run_one(self, conn: sqlite3.Connection, n: int, fn: Callable[..., Any], fut: Future[Any],
-                 results: list[tuple[Future[Any], bool, Any]]) -> None:
+    def _run_one(
+        self,
+        conn: sqlite3.Connection,
+        n: int,
+        fn: Callable[..., Any],
+        fut: Future[Any],
+        results: list[tuple[Future[Any], bool, Any]],
+    ) -> None:
         conn.execute(f"SAVEPOINT w{n}")
         try:
             value = fn(conn)
@@ -164,8 +172,12 @@ class Writer:
             conn.execute(f"RELEASE w{n}")
             results.append((fut, True, value))
 
-    def _run_rows(self, conn: sqlite3.Connection, run: list[tuple[Rows, Future[Any]]],
-                  results: list[tuple[Future[Any], bool, Any]]) -> None:
+    def _run_rows(
+        self,
+        conn: sqlite3.Connection,
+        run: list[tuple[Rows, Future[Any]]],
+        results: list[tuple[Future[Any], bool, Any]],
+    ) -> None:
         """Consecutive inserts: one executemany per statement; on any failure, one at a time instead."""
         grouped: dict[str, list[tuple[Any, ...]]] = {}
         for rows, _ in run:

@@ -34,7 +34,11 @@ def int_field(obj: dict[str, Any], name: str, path: str, lo: int = 0) -> int | N
     value = opt_field(obj, name, (int, float), path)
     if value is None:
         return None
-    require(value == int(value) and lo <= value <= INT32_MAX, f"{path}.{name}: must be an integer from {lo} to {INT32_MAX}", name)
+    require(
+        value == int(value) and lo <= value <= INT32_MAX,
+        f"{path}.{name}: must be an integer from {lo} to {INT32_MAX}",
+        name,
+    )
     return int(value)
 
 
