@@ -302,6 +302,16 @@ async def test_malformed_events_are_400(billing_gw: Any) -> None:
     assert ok.status_code == 200 and ok.json()["action"] == "ignored"
 
 
+async def test_paid_session_without_an_id_is_400(billing_gw: Any, fake_stripe: FakeStripe) -> None:
+    gw = await billing_gw()
+    key = await gw.mint("acme", usd=None)
+    session = await topup_session(gw, fake_stripe, key, 25)
+    del session["id"]  # the id keys the credit: without one nothing is credited
+    r = await deliver(gw, event("checkout.session.completed", session))
+    assert r.status_code == 400 and "needs an id" in r.json()["error"]["message"], r.text
+    assert await balance(gw, key) == 0
+
+
 # ---------------------------------------------------------------------- webhooks: subscriptions
 
 

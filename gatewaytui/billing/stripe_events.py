@@ -85,6 +85,8 @@ def _topup(conn: sqlite3.Connection, session: dict[str, Any], ctx: Context, crea
         return Outcome(
             "ignored", detail=f"session {session_id} is not paid ({session.get('payment_status')!r})"
         )
+    if not session_id:  # it keys the credit (one per session) and the payment record
+        raise EventError("a paid top-up session needs an id")
     tenant = _tenant(conn, meta, session)
     if tenant is None:
         return Outcome("ignored", detail=f"session {session_id} names no known tenant")
@@ -229,7 +231,7 @@ def _charge_refunded(
 ) -> Outcome:
     payment_intent = _ref(charge.get("payment_intent"))
     paid = payment_store.payment(conn, payment_intent) if payment_intent else None
-    if paid is None:
+    if not payment_intent or paid is None:
         return Outcome("ignored", detail="the refunded charge is not a gateway top-up")
     refunded_cents = charge.get("amount_refunded")
     if not isinstance(refunded_cents, int) or isinstance(refunded_cents, bool) or refunded_cents < 0:

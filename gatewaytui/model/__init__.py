@@ -15,7 +15,7 @@ from .events import (
     ThinkingDelta,
     ToolArgsDelta,
 )
-from .request import ChatRequest, Message, ResponseFormat, ThinkingConfig, Tool, ToolChoice
+from .request import ChatRequest, Message, ResponseFormat, ThinkingConfig, Tool, ToolChoice, ToolChoiceMode
 from .response import ChatResponse, StopReason, Usage
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "ToolArgsDelta",
     "ToolCall",
     "ToolChoice",
+    "ToolChoiceMode",
     "ToolResult",
     "Usage",
     "kind_for_status",

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from .content import Part, Text
 
 Role = Literal["user", "assistant"]
+ToolChoiceMode = Literal["auto", "any", "none", "tool"]
 
 
 @dataclass(slots=True)
@@ -29,7 +30,7 @@ class Tool:
 
 @dataclass(slots=True)
 class ToolChoice:
-    mode: Literal["auto", "any", "none", "tool"] = "auto"
+    mode: ToolChoiceMode = "auto"
     name: str | None = None
     parallel: bool | None = None  # False = disable parallel tool use
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ..codec import dumps, sse
 from ..model import (
@@ -32,6 +32,7 @@ from ..model import (
     ToolArgsDelta,
     ToolCall,
     ToolChoice,
+    ToolChoiceMode,
     ToolResult,
     Usage,
 )
@@ -232,7 +233,8 @@ def _decode_tool_choice(tc: dict[str, Any] | None) -> ToolChoice | None:
     if mode == "tool":
         expect_type(tc.get("name"), str, "tool_choice.name")
     parallel = None if "disable_parallel_tool_use" not in tc else not tc["disable_parallel_tool_use"]
-    return ToolChoice(mode=mode, name=tc.get("name"), parallel=parallel)
+    # the require above admits only ToolChoiceMode's values
+    return ToolChoice(mode=cast(ToolChoiceMode, mode), name=tc.get("name"), parallel=parallel)
 
 
 def _decode_thinking(
@@ -522,7 +524,7 @@ class StreamEncoder:
                 "content_block_delta",
             )
         if isinstance(ev, ToolArgsDelta):
-            delta = {"type": "input_json_delta", "partial_json": ev.partial_json}
+            delta: dict[str, Any] = {"type": "input_json_delta", "partial_json": ev.partial_json}
             return sse(
                 {"type": "content_block_delta", "index": ev.index, "delta": delta}, "content_block_delta"
             )
@@ -533,7 +535,7 @@ class StreamEncoder:
             )
         if isinstance(ev, SignatureDelta):
             family = self.families.get(ev.index)
-            signature = ev.signature if family in (None, NAME) else carry(family, ev.signature)
+            signature = ev.signature if family in (None, NAME) else carry(family, ev.signature) or ""
             delta = {"type": "signature_delta", "signature": signature}
             return sse(
                 {"type": "content_block_delta", "index": ev.index, "delta": delta}, "content_block_delta"
@@ -557,7 +559,7 @@ class StreamEncoder:
         if isinstance(ev, BlockStop):
             return sse({"type": "content_block_stop", "index": ev.index}, "content_block_stop")
         if isinstance(ev, MessageStart):
-            message = {
+            message: dict[str, Any] = {
                 "id": ev.id,
                 "type": "message",
                 "role": "assistant",

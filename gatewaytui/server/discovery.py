@@ -222,7 +222,7 @@ def count_for(rt: Runtime, req: Any) -> int:
 async def gemini_count_tokens(rt: Runtime, model: str) -> Response:
     try:
         rt.keyring.authenticate(presented_key(request.headers, request.args))
-        data = await request.get_data(cache=False)
+        data = await request.get_data(cache=False, as_text=False, parse_form_data=False)  # the bytes overload
         from ..codec import loads_request
 
         body = loads_request(data)

@@ -115,11 +115,13 @@ class ChatLane:
 
         request_id = new_request_id()
         try:
-            reply, answer = await self.admit(route, scope, receive, request_id)
-            if answer is not None:
+            admitted = await self.admit(route, scope, receive, request_id)
+            if isinstance(admitted, Reply):
+                reply = admitted
+            else:
                 # the request is read: from here on a disconnect (Hypercorn's http.disconnect) ends it
                 watcher = asyncio.ensure_future(_watch(receive, task, gone))
-                reply = await answer
+                reply = await admitted
             await respond(reply, sender)
         except ClientGone:
             return
@@ -140,7 +142,7 @@ class ChatLane:
 
     async def admit(
         self, route: Route, scope: dict[str, Any], receive: Receive, request_id: str
-    ) -> tuple[Reply, None] | tuple[None, Awaitable[Reply]]:
+    ) -> Reply | Awaitable[Reply]:
         """Check the caller and read the body: an error reply, or the relay's answer to await."""
         rt = self.rt
         size = 0
@@ -167,9 +169,9 @@ class ChatLane:
             data = await self.read_body(headers, receive)
             body = loads_request(data)
         except GatewayError as err:
-            return error_reply(route.protocol, err, request_id), None
+            return error_reply(route.protocol, err, request_id)
         extras = {"gemini_sse": (query or {}).get("alt") == "sse"} if route.protocol == "gemini" else None
-        return None, relay.handle(
+        return relay.handle(
             rt,
             route.protocol,
             route.route,

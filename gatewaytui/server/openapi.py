@@ -93,9 +93,11 @@ SECURITY_SCHEMES: dict[str, Any] = {
     "tenantQueryKey": {"type": "apiKey", "in": "query", "name": "key"},
     "adminBearer": {"type": "http", "scheme": "bearer", "description": "the admin token (admin_token_env)"},
 }
-TENANT = [{"tenantBearer": []}, {"tenantApiKey": []}, {"tenantGoogKey": []}]
-GEMINI_TENANT = [*TENANT, {"tenantQueryKey": []}]
-ADMIN = [{"adminBearer": []}]
+# OpenAPI security requirements: any one of the listed schemes (scheme name -> scopes) admits the caller
+Security = list[dict[str, list[str]]]
+TENANT: Security = [{"tenantBearer": []}, {"tenantApiKey": []}, {"tenantGoogKey": []}]
+GEMINI_TENANT: Security = [*TENANT, {"tenantQueryKey": []}]
+ADMIN: Security = [{"adminBearer": []}]
 
 # Statuses every protocol route may answer with; upstream 4xx errors that cannot fail over pass through.
 PROTOCOL_ERRORS = {
@@ -142,7 +144,7 @@ def _op(
     summary: str,
     *,
     tags: list[str],
-    security: list[Any] | None,
+    security: Security | None,
     responses: dict[str, Any],
     body: dict[str, Any] | None = None,
     parameters: list[Any] | None = None,

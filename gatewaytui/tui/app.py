@@ -192,7 +192,7 @@ class ConsoleApp(App[None]):
         done: str | None = None,
         *,
         after: Callable[[], None] | None = None,
-        then: Callable[[Any], None] | None = None,
+        then: Callable[[Any], object] | None = None,  # its return value is not used
     ) -> None:
         """Run an operator action as a worker: notify its outcome, then call ``then(result)`` and ``after()``."""
 

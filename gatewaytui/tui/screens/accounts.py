@@ -65,7 +65,7 @@ class AccountsScreen(ConsoleScreen):
     WATCH = ("account.",)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add", id="accounts.add"),
-        Binding("e", "toggle", "Enable/disable", id="accounts.toggle"),
+        Binding("e", "toggle_enabled", "Enable/disable", id="accounts.toggle"),
         Binding("c", "reset", "Clear cooldown", id="accounts.reset"),
         Binding("p", "prefer", "Prefer", id="accounts.prefer"),
         Binding("x", "remove", "Remove", id="accounts.remove"),
@@ -144,7 +144,7 @@ class AccountsScreen(ConsoleScreen):
 
         self.app.push_screen(AddAccountDialog(), added)
 
-    def action_toggle(self) -> None:
+    def action_toggle_enabled(self) -> None:
         a = self._need()
         if a is not None:
             enable = not a["enabled"]

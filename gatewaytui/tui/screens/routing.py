@@ -131,7 +131,7 @@ class RoutingScreen(ConsoleScreen):
         entry = next(
             (a for a in (self.snap or {}).get("routing", {}).get("aliases", []) if a["alias"] == alias), None
         )
-        if entry is None:
+        if alias is None or entry is None:
             self.notify(
                 "select an alias first (Tab moves to the aliases table)", severity="warning", markup=False
             )
