@@ -67,7 +67,7 @@ class Gateway:
         app = create_app(self.rt)
         self._task = asyncio.create_task(
             serve(app, hc, shutdown_trigger=self.shutdown.wait), name="gatewaytui-http"
-        )  # type: ignore[arg-type]
+        )
 
     async def stop(self) -> None:
         self.rt.draining = True

@@ -77,7 +77,7 @@ class StripeBilling:
 
     async def _call(self, what: str, fn: Any, params: dict[str, Any]) -> Any:
         try:
-            return await asyncio.to_thread(fn, params)  # type: ignore[arg-type]
+            return await asyncio.to_thread(fn, params)
         except stripe.StripeError as exc:
             log.warning("Stripe %s failed: %s", what, exc)
             detail = getattr(exc, "user_message", None) or "see the gateway log"

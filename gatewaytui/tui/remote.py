@@ -79,7 +79,7 @@ class RemoteSource(Source):
             raise ActionError(kind, _error_message(response))
         return orjson.loads(response.content)["result"]
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:  # type: ignore[override]
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Follow the event stream, reconnecting with backoff.
 
         Each (re)connection is announced as a ``console.connected`` event once the gateway has subscribed, so

@@ -139,7 +139,7 @@ class LocalSource(Source):
 
         return await request_detail(self.rt, request_id)
 
-    async def events(self) -> AsyncIterator[dict[str, Any]]:  # type: ignore[override]
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
         with self.rt.bus.subscribe() as sub:
             while True:
                 event = await sub.get()
