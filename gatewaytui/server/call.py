@@ -1,0 +1,61 @@
+"""The relay's records of one request in flight: the call itself, and an upstream attempt that answered."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import httpx
+
+from ..billing import pricing
+from ..billing.wallet import Hold
+from ..config import ModelConfig
+from ..model import (
+    ChatRequest,
+    ChatResponse,
+    Event,
+)
+from ..pool.account import Account
+from ..providers.base import UpstreamRequest
+from ..runtime import Runtime
+from ..traffic import Flight
+
+
+@dataclass(slots=True)
+class Call:
+    """One client request in flight through the relay."""
+
+    rt: Runtime
+    protocol: ModuleType
+    route: str
+    request_id: str
+    key: dict[str, Any]
+    req: ChatRequest
+    model: ModelConfig
+    provider: ModuleType
+    hold: Hold
+    flight: Flight
+    price: pricing.Price
+    subscription: bool = False
+    attempts: int = 0
+    errors: list[str] = field(default_factory=list)
+    settled: bool = False
+    upstream: asyncio.Task[Attempt] | None = None  # a stream's upstream try (connect), once started
+    raw_len: int = 0  # the request body's size in bytes
+
+
+@dataclass(slots=True)
+class Attempt:
+    """An upstream that answered 200: its response, and for streams what was read before committing."""
+
+    account: Account
+    response: httpx.Response
+    upstream: UpstreamRequest
+    parser: Any = None
+    buffered: list[bytes] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    ended: bool = False
+    result: ChatResponse | None = None
+    raw_body: bytes | None = None
