@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gatewaytui.server import lane
+from gatewaytui.server import lane, limits
 
 BODY = b'{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}'
 
@@ -83,7 +83,7 @@ async def test_chunked_body_past_the_limit_is_413_in_the_callers_shape(make_gate
 
 
 async def test_slow_body_is_408_in_the_callers_shape(make_gateway, monkeypatch) -> None:
-    monkeypatch.setattr(lane, "BODY_TIMEOUT", 0.3)
+    monkeypatch.setattr(limits, "BODY_TIMEOUT", 0.3)
     gw = await make_gateway()
     key = await gw.mint()
     host, port = gw.base_url.removeprefix("http://").split(":")

@@ -12,8 +12,8 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ..codec import dumps, loads_request
 from ..model import GatewayError
 from ..runtime import Runtime
-from . import discovery
-from .lane import MAX_HEADER_BYTES, TOOL_ROUTES, ChatLane
+from . import discovery, limits
+from .lane import TOOL_ROUTES, ChatLane
 from .protocols import error_response, new_request_id
 
 log = logging.getLogger("gatewaytui.server")
@@ -33,18 +33,15 @@ def protocol_for_path(path: str) -> str:
 
 def create_app(rt: Runtime) -> Quart:
     app = Quart("gatewaytui", static_folder=None)  # no /static route: the gateway serves no files
-    app.config["MAX_CONTENT_LENGTH"] = int(rt.cfg.server.max_body_mb * 1024 * 1024)
+    app.config["MAX_CONTENT_LENGTH"] = limits.max_body_bytes(rt.cfg.server)
     app.config["RESPONSE_TIMEOUT"] = None
-    app.config["BODY_TIMEOUT"] = 120
+    app.config["BODY_TIMEOUT"] = limits.BODY_TIMEOUT
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
     app.extensions["gatewaytui"] = rt
 
     @app.before_request
     async def bounded_headers() -> None:
-        if sum(len(k) + len(v) for k, v in request.headers.items()) > MAX_HEADER_BYTES:
-            raise GatewayError(
-                "request_too_large", f"request headers exceed {MAX_HEADER_BYTES // 1024} KB", status=431
-            )
+        limits.check_header_size(sum(len(k) + len(v) for k, v in request.headers.items()))
 
     async def read_json() -> tuple[dict[str, Any], int]:
         data = await request.get_data(cache=False)
@@ -75,9 +72,9 @@ def create_app(rt: Runtime) -> Quart:
 
     @app.errorhandler(RequestEntityTooLarge)
     async def too_large(_: Exception) -> Response:
-        limit = rt.cfg.server.max_body_mb
-        err = GatewayError("request_too_large", f"request body exceeds the {limit:g} MB limit")
-        return error_response(protocol_for_path(request.path), err, new_request_id())
+        return error_response(
+            protocol_for_path(request.path), limits.body_too_large(rt.cfg.server), new_request_id()
+        )
 
     @app.errorhandler(HTTPException)
     async def http_error(exc: HTTPException) -> Response:
@@ -95,8 +92,7 @@ def create_app(rt: Runtime) -> Quart:
     @app.errorhandler(Exception)
     async def unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        err = GatewayError("api_error", "internal gateway error; the request was not billed")
-        return error_response(protocol_for_path(request.path), err, new_request_id())
+        return error_response(protocol_for_path(request.path), limits.internal_error(), new_request_id())
 
     return app
 

@@ -29,6 +29,16 @@ def presented_key(headers: Any, query: Any = None) -> str | None:
     return None
 
 
+def require_route(key: dict[str, Any], route: str) -> None:
+    """Subscription keys are for the tool routes only (their tiers' quotas are counted there)."""
+    if route == "v1" and key["kind"] == "subscription":
+        raise GatewayError(
+            "permission",
+            "subscription keys may only call the tool routes (/claudecode, /cline, /cursor, /roocode); "
+            "use a pay-per-token key for this route",
+        )
+
+
 def tenant_key(rt: Runtime, *, allow_query: bool = False) -> dict[str, Any]:
     """Authenticate the current request's tenant key (raises GatewayError 401)."""
     return rt.keyring.authenticate(presented_key(request.headers, request.args if allow_query else None))

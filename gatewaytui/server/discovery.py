@@ -15,7 +15,7 @@ from ..config import ModelConfig
 from ..model import GatewayError
 from ..protocols import anthropic
 from ..runtime import Runtime
-from .auth import presented_key
+from .auth import presented_key, require_route
 from .protocols import PROTOCOLS, error_response, new_request_id
 from .relay import apply_preset
 
@@ -160,9 +160,7 @@ def register(
 
     async def count_tokens(route: str) -> Response:
         try:
-            key = rt.keyring.authenticate(presented_key(request.headers))
-            if route == "v1" and key["kind"] == "subscription":
-                raise GatewayError("permission", "subscription keys may only call the tool routes")
+            require_route(rt.keyring.authenticate(presented_key(request.headers)), route)
             body, _ = await read_json()
             req = anthropic.decode_request(body, count_only=True)
             apply_preset(rt, route, req)  # the route's preset system prompt is sent too: it counts

@@ -22,17 +22,13 @@ from urllib.parse import parse_qsl
 from ..codec import loads_request
 from ..model import GatewayError
 from ..runtime import Runtime
-from . import relay
-from .auth import presented_key
+from . import limits, relay
+from .auth import presented_key, require_route
 from .protocols import Reply, error_reply, new_request_id
 
 log = logging.getLogger("gatewaytui.server")
 
 TOOL_ROUTES = ("claudecode", "cline", "cursor", "roocode")
-MAX_HEADER_BYTES = (
-    32 * 1024
-)  # h11 bounds only an incomplete header block: up to ~128 KB complete ones get through
-BODY_TIMEOUT = 120.0
 GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
 GEMINI_VERBS = ("generateContent", "streamGenerateContent")
 FIXED = {
@@ -90,7 +86,7 @@ class ChatLane:
     def __init__(self, inner: ASGIApp, rt: Runtime) -> None:
         self.inner = inner
         self.rt = rt
-        self.max_body = int(rt.cfg.server.max_body_mb * 1024 * 1024)
+        self.max_body = limits.max_body_bytes(rt.cfg.server)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -126,16 +122,14 @@ class ChatLane:
         except ClientGone:
             return
         except asyncio.CancelledError:
-            if (
-                gone and task.uncancel() == 0
-            ):  # our own doing: the client left; the relay's cleanup settled it
+            # our own doing (the client left) and no one else's: the relay's cleanup settled it
+            if gone and task.uncancel() == 0:
                 return
             raise
         except Exception:  # noqa: BLE001 - never a traceback to the client
             log.exception("unhandled error on POST %s", scope["path"][:200])
             if not started:
-                err = GatewayError("api_error", "internal gateway error; the request was not billed")
-                await respond(error_reply(route.protocol, err, request_id), send)
+                await respond(error_reply(route.protocol, limits.internal_error(), request_id), send)
         finally:
             if watcher is not None:
                 watcher.cancel()
@@ -154,17 +148,9 @@ class ChatLane:
         if route.protocol == "gemini":
             query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         try:
-            if size > MAX_HEADER_BYTES:
-                raise GatewayError(
-                    "request_too_large", f"request headers exceed {MAX_HEADER_BYTES // 1024} KB", status=431
-                )
+            limits.check_header_size(size)
             key = rt.keyring.authenticate(presented_key(headers, query))
-            if route.route == "v1" and key["kind"] == "subscription":
-                raise GatewayError(
-                    "permission",
-                    "subscription keys may only call the tool routes (/claudecode, /cline, /cursor, /roocode); "
-                    "use a pay-per-token key for this route",
-                )
+            require_route(key, route.route)
             rt.keyring.check_rpm(key)
             data = await self.read_body(headers, receive)
             body = loads_request(data)
@@ -187,16 +173,14 @@ class ChatLane:
 
     async def read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.max_body
-        too_large = GatewayError(
-            "request_too_large", f"request body exceeds the {self.rt.cfg.server.max_body_mb:g} MB limit"
-        )
+        too_large = limits.body_too_large(self.rt.cfg.server)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise too_large
         chunks: list[bytes] = []
         total = 0
         try:
-            async with asyncio.timeout(BODY_TIMEOUT):
+            async with asyncio.timeout(limits.BODY_TIMEOUT):
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":  # http.disconnect: nobody is left to answer
@@ -211,7 +195,9 @@ class ChatLane:
                         break
         except TimeoutError:
             raise GatewayError(
-                "invalid_request", f"the request body did not arrive within {BODY_TIMEOUT:g} s", status=408
+                "invalid_request",
+                f"the request body did not arrive within {limits.BODY_TIMEOUT:g} s",
+                status=408,
             ) from None
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
