@@ -11,6 +11,7 @@ import sqlite3
 import time
 from typing import Any
 
+from .billing.plans import check_tier
 from .billing.pricing import format_usd
 from .config import PROVIDERS
 from .model import GatewayError
@@ -110,11 +111,7 @@ async def credit(
 
 async def set_tier(rt: Runtime, tenant: str, tier: str | None) -> dict[str, Any]:
     """Put a tenant on a subscription tier by hand (active until removed), or take it off (``None``)."""
-    if tier is not None and tier not in {t.name for t in rt.cfg.tiers}:
-        raise GatewayError(
-            "not_found", f"no tier {tier!r}; configured: {', '.join(t.name for t in rt.cfg.tiers) or 'none'}"
-        )
-
+    check_tier(rt.cfg.tiers, tier)
     try:
         row = await rt.write(lambda conn: tenant_store.set_tier(conn, tenant, tier))
     except ValueError as exc:

@@ -26,11 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from . import config as configmod
+from .billing.plans import check_tier
 from .billing.pricing import format_usd, parse_usd
+from .catalog import Catalog
+from .model import GatewayError
 from .store import accounts as account_store
 from .store import db as dbmod
 from .store import keys as key_store
 from .store import ledger as ledger_store
+from .store import settings as settings_store
 from .store import tenants as tenant_store
 
 
@@ -333,10 +337,11 @@ def _tenants_list(cfg: configmod.Config, conn: Any, args: argparse.Namespace) ->
 
 
 def _tenants_tier(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
-    tiers = [t.name for t in cfg.tiers]
-    if args.tier is not None and args.tier not in tiers:
-        raise CliError(f"no tier {args.tier!r} in the config; configured: {', '.join(tiers) or 'none'}")
     tier = None if args.none else args.tier
+    try:
+        check_tier(cfg.tiers, tier)
+    except GatewayError as err:
+        raise CliError(err.message) from None
     with dbmod.Transaction(conn):
         row = tenant_store.set_tier(conn, args.tenant, tier)
     print(f"{row['name']} is now on tier {tier}" if tier else f"{row['name']} is off its tier")
@@ -345,10 +350,13 @@ def _tenants_tier(cfg: configmod.Config, conn: Any, args: argparse.Namespace) ->
 
 def _tenants_cap(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
     model = None
-    if args.model:
-        model = next((m.name for m in cfg.models if args.model == m.name or args.model in m.aliases), None)
-        if model is None:
-            raise CliError(f"no model {args.model!r} in the config")
+    if args.model:  # resolved as the gateway resolves it: config names and aliases, the operator's aliases
+        catalog = Catalog(cfg.models, cfg.routing)
+        catalog.apply_settings(settings_store.all_settings(conn))
+        try:
+            model = catalog.resolve(args.model).name
+        except GatewayError as err:
+            raise CliError(err.message) from None
     cap = None
     if not args.clear:
         try:

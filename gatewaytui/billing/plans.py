@@ -13,11 +13,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..config import TierConfig
+from ..model import GatewayError
 from ..store import tenants as tenant_store
 
 log = logging.getLogger("gatewaytui.billing")
 
 ACTIVE_STATUSES = frozenset({"active", "trialing"})
+
+
+def check_tier(tiers: list[TierConfig], tier: str | None) -> None:
+    """A tier an operator names must be one the config defines (``None``: off any tier)."""
+    if tier is not None and tier not in {t.name for t in tiers}:
+        configured = ", ".join(t.name for t in tiers) or "none"
+        raise GatewayError("not_found", f"no tier {tier!r}; configured: {configured}")
 
 
 class ReaderSource(Protocol):
