@@ -72,9 +72,8 @@ class Runtime:
         self.draining = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._settlements: set[asyncio.Task[Any]] = set()
-        self.request_tasks: dict[
-            str, asyncio.Task[Any]
-        ] = {}  # by request id, until settled (shutdown cuts these)
+        # by request id, until settled (shutdown cuts these)
+        self.request_tasks: dict[str, asyncio.Task[Any]] = {}
         self._watch_conn: sqlite3.Connection | None = None
         self._data_version = -1
         self.base_url = f"http://{cfg.server.host}:{cfg.server.port}"

@@ -63,9 +63,8 @@ def cost(usage: Usage, price: Price) -> Cost:
         ("cache_read", usage.cache_read_tokens, price.cache_read),
         ("output", usage.output_tokens, price.output),
     )
-    total = (
-        0  # in millionths of a micro-USD (token counts times micro-USD per million tokens): exact integers
-    )
+    # in millionths of a micro-USD (token counts times micro-USD per million tokens): exact integers
+    total = 0
     items: dict[str, dict[str, Any]] = {}
     for name, tokens, per_mtok in lines:
         amount = tokens * per_mtok

@@ -12,11 +12,7 @@ import httpx
 from ..billing import pricing
 from ..billing.wallet import Hold
 from ..config import ModelConfig
-from ..model import (
-    ChatRequest,
-    ChatResponse,
-    Event,
-)
+from ..model import ChatRequest, ChatResponse, Event
 from ..pool.account import Account
 from ..providers.base import UpstreamRequest
 from ..runtime import Runtime

@@ -32,7 +32,7 @@ from ..providers import registry
 from ..runtime import Runtime
 from ..traffic import Flight
 from .attempts import connect
-from .call import Attempt, Call
+from .call import Call
 from .protocols import PROTOCOLS, Reply, error_reply
 from .settlement import settle
 from .stream import abandon, stream_body, stream_content_type
@@ -214,7 +214,7 @@ def apply_preset(rt: Runtime, route: str, req: ChatRequest) -> None:
 # ---------------------------------------------------------------- answers
 
 
-def _response_headers(call: Call, at: Attempt | None = None) -> dict[str, str]:
+def _response_headers(call: Call) -> dict[str, str]:
     return {"request-id": call.request_id, "x-request-id": call.request_id}
 
 
@@ -237,7 +237,7 @@ async def unary_response(call: Call) -> Reply:
                 at.result.model = call.req.model or call.model.name
             payload = dumps(call.protocol.encode_response(at.result, call.req))
         settle(call, at.result.usage, status="ok", http_status=200)
-        return Reply(200, payload, headers=_response_headers(call, at))
+        return Reply(200, payload, headers=_response_headers(call))
     finally:
         rt.pool.end(at.account)
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import time
 
 from ..billing import pricing
-from ..model import (
-    Usage,
-)
+from ..model import Usage
 from ..store import ledger as ledger_store
 from ..store import requests as request_store
 from .call import Call

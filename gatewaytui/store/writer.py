@@ -5,8 +5,8 @@ fire-and-forget with ``writer.submit(fn)``. Everything queued when the thread wa
 ``BEGIN IMMEDIATE`` transaction, each item under its own SAVEPOINT so one failure rolls back only itself.
 
 ``writer.insert(statements)`` queues plain inserts (a settled request's usage row and ledger entries, all
-or nothing): consecutive ones are written together with one ``executemany`` per statement, which keeps
-the thread off the GIL; if that fails, each is retried under its own SAVEPOINT as above.
+or nothing): consecutive ones are written together as multi-row INSERTs, few statements and so few GIL
+hand-offs; if that fails, each is retried under its own SAVEPOINT as above.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ class Writer:
         run: list[tuple[Rows, Future[Any]]],
         results: list[tuple[Future[Any], bool, Any]],
     ) -> None:
-        """Consecutive inserts: one executemany per statement; on any failure, one at a time instead."""
+        """Consecutive inserts: grouped by statement into multi-row INSERTs; on any failure, one at a time."""
         grouped: dict[str, list[tuple[Any, ...]]] = {}
         for rows, _ in run:
             for sql, params in rows.statements:
