@@ -420,7 +420,7 @@ def test_encode_from_anthropic_history() -> None:
     assert req.extras[wire.TOOL_NAMES_KEY] == {short: long_name}
     assert "cache_control" not in json.dumps(out)
     assert out["max_completion_tokens"] == 1000 and "max_tokens" not in out
-    assert out["reasoning_effort"] == "medium"  # budget 2048
+    assert out["reasoning_effort"] == "low"  # budget 2048
     assert out["tool_choice"] == "required" and out["parallel_tool_calls"] is False
     assert out["tools"][0]["function"]["name"] == short
     assert out["messages"] == [

@@ -493,7 +493,7 @@ def test_build_request_translated_body() -> None:
     assert sent["store"] is False and sent["stream"] is True and sent["model"] == "gpt-5"
     assert sent["instructions"] == "sys"
     assert sent["tools"][0]["strict"] is False and sent["tools"][0]["type"] == "function"
-    assert sent["reasoning"] == {"effort": "medium", "summary": "auto"}
+    assert sent["reasoning"] == {"effort": "low", "summary": "auto"}
     assert sent["include"] == ["reasoning.encrypted_content"]
 
 

@@ -35,7 +35,9 @@ def decode_messages(messages_raw: list[Any], req: ChatRequest) -> None:
         role = m.get("role")
         if role in ("system", "developer"):
             text, cache = _text_of(m.get("content"), f"{path}.content")
-            if text:
+            if text and req.messages:  # mid-conversation: a system turn at its position
+                req.messages.append(Message("system", [Text(text, cache)]))
+            elif text:
                 req.system.append(Text(text, cache))
         elif role == "user":
             parts = _decode_user_content(m.get("content"), f"{path}.content")
@@ -249,6 +251,12 @@ def encode_assistant(m: Message, tool_name: Any, reasoning_history: str | None) 
     if calls:
         msg["tool_calls"] = calls
     return msg
+
+
+def encode_system(m: Message) -> dict[str, Any] | None:
+    """A mid-conversation system turn as a ``system`` message at its position."""
+    text = "\n\n".join(p.text for p in m.content if isinstance(p, Text) and p.text)
+    return {"role": "system", "content": text} if text else None
 
 
 def encode_user(m: Message) -> list[dict[str, Any]]:

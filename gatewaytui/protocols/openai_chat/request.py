@@ -7,7 +7,8 @@ from typing import Any
 
 from ...model import ChatRequest, ResponseFormat, ThinkingConfig, ToolChoice
 from ..base import expect_type, number, optional, require
-from .messages import decode_messages, encode_assistant, encode_user
+from ..reasoning import openai_effort
+from .messages import decode_messages, encode_assistant, encode_system, encode_user
 from .spec import NAME
 from .tools import (
     TOOL_NAMES_KEY,
@@ -192,8 +193,8 @@ def encode_request(
     if system:
         messages.append({"role": "system", "content": system})
     for m in req.messages:
-        if m.role == "assistant":
-            msg = encode_assistant(m, tool_name, reasoning_history)
+        if m.role in ("assistant", "system"):
+            msg = encode_assistant(m, tool_name, reasoning_history) if m.role == "assistant" else encode_system(m)
             if msg is not None:
                 messages.append(msg)
         else:
@@ -226,7 +227,7 @@ def encode_request(
         if rf.strict is not None:
             spec["strict"] = rf.strict
         body["response_format"] = {"type": "json_schema", "json_schema": spec}
-    effort = reasoning_effort(req.thinking)
+    effort = openai_effort(req.thinking)
     if effort is not None:
         body["reasoning_effort"] = effort
     for key in EXTRA_FIELDS:
@@ -239,17 +240,3 @@ def encode_request(
     else:
         req.extras.pop(TOOL_NAMES_KEY, None)
     return body
-
-
-def reasoning_effort(thinking: ThinkingConfig | None) -> str | None:
-    """A ``reasoning_effort`` level for the thinking settings (budgets map to levels)."""
-    if thinking is None:
-        return None
-    if not thinking.enabled:
-        return "none"
-    if thinking.effort:
-        return thinking.effort
-    budget = thinking.budget_tokens
-    if budget is None:
-        return None  # adaptive / model default
-    return "low" if budget <= 1024 else "medium" if budget <= 8192 else "high"
