@@ -198,8 +198,8 @@ def body(**kw: Any) -> dict[str, Any]:
             "only text parts",
         ),
         (
-            {"model": "m", "messages": [{"role": "user", "content": [{"type": "video"}]}]},
-            "unsupported content part",
+            {"model": "m", "messages": [{"role": "user", "content": [{"video": "x"}]}]},
+            "messages.0.content.0.type: field required",
         ),
         (
             {
@@ -548,7 +548,7 @@ def test_usage_arithmetic_round_trip() -> None:
     [
         ("invalid_request", "invalid_request_error", None),
         ("authentication", "invalid_request_error", "invalid_api_key"),
-        ("not_found", "invalid_request_error", "model_not_found"),
+        ("not_found", "invalid_request_error", "not_found"),
         ("rate_limit", "requests", "rate_limit_exceeded"),
         ("billing", "insufficient_quota", "insufficient_quota"),
         ("api_error", "server_error", None),

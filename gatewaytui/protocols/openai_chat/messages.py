@@ -160,13 +160,10 @@ def _decode_part(p: Any, path: str) -> Part:
                     media_type="text/plain", text=text, filename=filename, title=filename, cache_control=cc
                 )
         return Document(media_type=media_type, data=data, filename=filename, cache_control=cc)
-    if kind in ("input_audio", "refusal"):
-        if kind == "refusal":
-            return Text(expect_type(p.get("refusal"), str, f"{path}.refusal"))
-        return Opaque(NAME, p)
-    raise GatewayError(
-        "invalid_request", f"{path}.type: unsupported content part type {kind!r}", param=f"{path}.type"
-    )
+    if kind == "refusal":
+        return Text(expect_type(p.get("refusal"), str, f"{path}.refusal"))
+    require(isinstance(kind, str), f"{path}.type: field required", f"{path}.type")
+    return Opaque(NAME, p)  # input_audio and newer part types: an OpenAI upstream gets them as sent
 
 
 def _guess_media_type(filename: str | None) -> str:

@@ -194,7 +194,11 @@ def encode_request(
         messages.append({"role": "system", "content": system})
     for m in req.messages:
         if m.role in ("assistant", "system"):
-            msg = encode_assistant(m, tool_name, reasoning_history) if m.role == "assistant" else encode_system(m)
+            msg = (
+                encode_assistant(m, tool_name, reasoning_history)
+                if m.role == "assistant"
+                else encode_system(m)
+            )
             if msg is not None:
                 messages.append(msg)
         else:
