@@ -12,6 +12,7 @@ from gatewaytui.codec import loads
 from gatewaytui.model import ChatRequest, Message, Opaque, Text, ThinkingConfig
 from gatewaytui.protocols import anthropic, gemini, openai_chat, openai_responses
 from gatewaytui.providers import anthropic as anthropic_provider
+from gatewaytui.providers import openai_compatible
 from gatewaytui.providers.base import Credentials
 
 AGENTS = "Available agent types: general-purpose"
@@ -67,6 +68,17 @@ def test_system_turn_in_each_upstream_wire() -> None:
     body = gemini.encode_request(req, model="gemini-2.5-flash")
     assert [c["role"] for c in body["contents"]] == ["user"]
     assert body["systemInstruction"]["parts"] == [{"text": "You are Claude Code."}, {"text": AGENTS}]
+
+
+def test_openai_compatible_servers_get_one_leading_system_message() -> None:
+    """Local chat templates (Qwen, Mistral...) refuse a system message after the first turn."""
+    req = anthropic.decode_request(claude_code_body())
+    up = openai_compatible.build_request(
+        req, "llama", Credentials(base_url="http://127.0.0.1:8000", api_key="k")
+    )
+    messages = loads(up.body)["messages"]
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[0]["content"] == f"You are Claude Code.\n\n{AGENTS}"
 
 
 def test_openai_mid_conversation_system_to_anthropic_goes_top_level() -> None:
@@ -242,6 +254,7 @@ def test_anthropic_unknown_source_and_block_types_pass_through() -> None:
         "model": "claude-sonnet-4-5",
         "max_tokens": 100,
         "thinking": {"type": "auto-future"},
+        "tool_choice": {"type": "some-future-choice"},
         "messages": [
             {
                 "role": "user",
@@ -256,13 +269,15 @@ def test_anthropic_unknown_source_and_block_types_pass_through() -> None:
     }
     req = anthropic.decode_request(body)
     parts = req.messages[0].content
-    assert [type(p) for p in parts] == [Opaque, Opaque, Opaque, Text] and req.thinking is None
+    assert [type(p) for p in parts] == [Opaque, Opaque, Opaque, Text]
+    assert req.thinking is None and req.tool_choice is None
     sent = loads(
         anthropic_provider.build_request(
             req, "claude-sonnet-4-5", Credentials(base_url="https://api.anthropic.com", api_key="k")
         ).body
     )
     assert sent["messages"] == body["messages"] and sent["thinking"] == body["thinking"]
+    assert sent["tool_choice"] == body["tool_choice"]
     chat = openai_chat.encode_request(req)["messages"]  # no home on Chat: left out, the text kept
     assert chat == [{"role": "user", "content": "summarise"}]
 

@@ -58,6 +58,7 @@ class Flavor:
     reasoning_history: str | None = None  # assistant field that carries reasoning back, if any
     reasoning_object: bool = False  # OpenRouter's {"reasoning": {effort|max_tokens, exclude}}
     model_rules: bool = True  # apply the REASONING_MODELS parameter rules
+    mid_system: bool = True  # system messages may follow other turns (else folded into the first one)
 
 
 FLAVOR = Flavor()
@@ -85,7 +86,10 @@ def build_request(
         _apply_overrides(body, req)
     else:
         body = wire.encode_request(
-            req, max_tokens_field=flavor.max_tokens_field, reasoning_history=flavor.reasoning_history
+            req,
+            max_tokens_field=flavor.max_tokens_field,
+            reasoning_history=flavor.reasoning_history,
+            mid_system=flavor.mid_system,
         )
         body["model"] = upstream_model
         if flavor.reasoning_object:

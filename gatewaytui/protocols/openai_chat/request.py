@@ -172,12 +172,14 @@ def encode_request(
     *,
     max_tokens_field: str = "max_completion_tokens",
     reasoning_history: str | None = None,
+    mid_system: bool = True,
 ) -> dict[str, Any]:
     """The internal request as a Chat Completions body for an OpenAI-style upstream.
 
     ``max_tokens_field`` is ``max_completion_tokens`` for OpenAI, ``max_tokens`` for older
     compatible servers. ``reasoning_history`` names the assistant-message field that carries
-    OpenAI-family reasoning back (``reasoning_content``/``reasoning``); None drops it. Tool
+    OpenAI-family reasoning back (``reasoning_content``/``reasoning``); None drops it. ``mid_system``
+    False folds mid-conversation system turns into the leading system message. Tool
     names are made OpenAI-safe; the map back is left in ``req.extras[TOOL_NAMES_KEY]``.
     """
     names: dict[str, str] = {}
@@ -189,10 +191,10 @@ def encode_request(
         return short
 
     messages: list[dict[str, Any]] = []
-    system = req.system_text()
+    system = "\n\n".join(t.text for t in (req.system if mid_system else req.folded_system()) if t.text)
     if system:
         messages.append({"role": "system", "content": system})
-    for m in req.messages:
+    for m in req.messages if mid_system else req.turns():
         if m.role in ("assistant", "system"):
             msg = (
                 encode_assistant(m, tool_name, reasoning_history)
