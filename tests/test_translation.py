@@ -12,7 +12,7 @@ from gatewaytui.codec import loads
 from gatewaytui.model import ChatRequest, Message, Opaque, Text, ThinkingConfig
 from gatewaytui.protocols import anthropic, gemini, openai_chat, openai_responses
 from gatewaytui.providers import anthropic as anthropic_provider
-from gatewaytui.providers import openai_compatible
+from gatewaytui.providers import openai_compatible, openrouter
 from gatewaytui.providers.base import Credentials
 
 AGENTS = "Available agent types: general-purpose"
@@ -244,6 +244,19 @@ def test_gemini_budget_stays_inside_max_output_tokens() -> None:
     )
     cfg = gemini.encode_request(req, model="gemini-2.5-flash")["generationConfig"]
     assert cfg["maxOutputTokens"] == 4096 and cfg["thinkingConfig"]["thinkingBudget"] == 3072
+
+
+def test_openrouter_reasoning_budget_stays_inside_max_tokens() -> None:
+    creds = Credentials(base_url="https://openrouter.ai/api", api_key="k")
+    for max_tokens, expected in ((4096, {"max_tokens": 3072}), (1, {"enabled": False})):
+        req = ChatRequest(
+            model="m",
+            messages=[Message("user", [Text("hi")])],
+            max_tokens=max_tokens,
+            thinking=ThinkingConfig(budget_tokens=20000),
+        )
+        sent = loads(openrouter.build_request(req, "anthropic/claude-sonnet-4.5", creds).body)
+        assert sent["reasoning"] == expected and sent["max_tokens"] == max_tokens
 
 
 # ---------------------------------------------------------------- newer blocks and parts

@@ -54,7 +54,7 @@ def fit_budget(wanted: int, max_tokens: int, minimum: int) -> int | None:
     """``wanted`` cut so that it stays below ``max_tokens`` with room left for the answer
     (``ANSWER_ROOM``, or half of a smaller ceiling), but never below ``minimum``; None when even
     ``minimum`` leaves no room for an answer."""
-    ceiling = max_tokens - min(ANSWER_ROOM, max_tokens // 2)
+    ceiling = max_tokens - max(1, min(ANSWER_ROOM, max_tokens // 2))
     if ceiling < minimum:
         return None
     return max(minimum, min(wanted, ceiling))

@@ -34,6 +34,7 @@ from ..model import (
 )
 from ..protocols import openai_chat as wire
 from ..protocols.arguments import json_object
+from ..protocols.reasoning import fit_budget
 from .base import Credentials, UpstreamError, UpstreamRequest, classify_status
 from .ratelimit import parse_duration as parse_duration  # part of this module's surface
 from .ratelimit import read_windows
@@ -145,8 +146,13 @@ def _reasoning_object(body: dict[str, Any], req: ChatRequest) -> None:
     spec: dict[str, Any] = {}
     if th.effort:
         spec["effort"] = effort
-    elif th.budget_tokens:
-        spec["max_tokens"] = th.budget_tokens
+    elif th.budget_tokens and th.budget_tokens > 0:
+        # inside the output ceiling, room left for the answer (reasoning.fit_budget)
+        fitted = fit_budget(th.budget_tokens, req.max_tokens, 1) if req.max_tokens else th.budget_tokens
+        if fitted is None:
+            body["reasoning"] = {"enabled": False}
+            return
+        spec["max_tokens"] = fitted
     else:
         spec["enabled"] = True
     if not th.include:
