@@ -718,7 +718,8 @@ def test_openrouter_flavor() -> None:
     sent = loads(up.body)
     assert up.url == "https://openrouter.ai/api/v1/chat/completions"
     assert sent["max_tokens"] == 300 and "max_completion_tokens" not in sent
-    assert sent["reasoning"] == {"max_tokens": 4000} and "reasoning_effort" not in sent
+    # the budget is cut to fit max_tokens, half of it left for the answer
+    assert sent["reasoning"] == {"max_tokens": 150} and "reasoning_effort" not in sent
     req.thinking = ThinkingConfig(effort="medium", include=False)
     assert loads(openrouter.build_request(req, "m", creds(openrouter.DEFAULT_BASE_URL)).body)[
         "reasoning"
