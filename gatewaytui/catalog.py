@@ -12,6 +12,9 @@ from typing import Any
 from .config import ModelConfig, RoutingConfig
 from .model import GatewayError
 
+GEMINI_PREFIX = "models/"
+MAX_PREFIXES = 2  # more "models/" prefixes than this name no model (and must not cost a deep recursion)
+
 
 class Catalog:
     def __init__(self, models: list[ModelConfig], routing: RoutingConfig) -> None:
@@ -38,8 +41,30 @@ class Catalog:
             if self.default_model in self.models:
                 return self.models[self.default_model]
             raise GatewayError("invalid_request", "model: field required (no default model is configured)")
+        bare = name
+        for _ in range(
+            MAX_PREFIXES + 1
+        ):  # Gemini names: "models/x", once more when a path and body both add it
+            found = self._lookup(bare)
+            if found is not None:
+                return found
+            if not bare.startswith(GEMINI_PREFIX):
+                break
+            bare = bare[len(GEMINI_PREFIX) :]
+        shown = name if len(name) <= 200 else f"{name[:200]}..."
+        raise GatewayError(
+            "not_found", f"model {shown!r} is not available on this gateway", code="model_not_found"
+        )
+
+    def _lookup(self, name: str) -> ModelConfig | None:
         if self.haiku_model and "haiku" in name and name not in self.models and self.haiku_model != name:
-            return self.resolve(self.haiku_model)
+            lane = self._direct(self.haiku_model)
+            if lane is not None:
+                return lane
+        return self._direct(name)
+
+    def _direct(self, name: str) -> ModelConfig | None:
+        """A configured model by name, alias or ``auto`` (no haiku lane, no prefix stripping)."""
         if name in self.models:
             return self.models[name]
         alias = self.aliases.get(name)
@@ -47,11 +72,7 @@ class Catalog:
             return self.models[alias]
         if name == "auto" and self.default_model in self.models:
             return self.models[self.default_model]
-        if name.startswith("models/"):
-            return self.resolve(name[len("models/") :])
-        raise GatewayError(
-            "not_found", f"model {name!r} is not available on this gateway", code="model_not_found"
-        )
+        return None
 
     def provider_module(self, model: ModelConfig) -> str:
         """The provider module that reaches this model ("openai-responses" for Responses-only models)."""

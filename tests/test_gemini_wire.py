@@ -426,7 +426,7 @@ def test_image_url_gemini_cannot_fetch_is_a_clear_400() -> None:
             {"thinkingBudget": 24576, "includeThoughts": True},
         ),
         ("gemini-2.5-pro", ThinkingConfig(budget_tokens=50000, include=False), {"thinkingBudget": 32768}),
-        ("gemini-2.5-flash", ThinkingConfig(effort="low"), {"thinkingBudget": 1024, "includeThoughts": True}),
+        ("gemini-2.5-flash", ThinkingConfig(effort="low"), {"thinkingBudget": 2048, "includeThoughts": True}),
         ("gemini-2.5-flash", ThinkingConfig(adaptive=True), {"thinkingBudget": -1, "includeThoughts": True}),
         ("gemini-2.5-flash", ThinkingConfig(enabled=False), {"thinkingBudget": 0}),
         ("gemini-2.5-pro", ThinkingConfig(enabled=False), {"thinkingBudget": 128}),

@@ -444,6 +444,24 @@ def test_cut_stream_is_an_error() -> None:
 # ---------------------------------------------------------------- provider
 
 
+def test_passthrough_is_stateless_whatever_store_says() -> None:
+    """OpenAI stores a response unless told not to: the stateless route sends store false even when the
+    client omits it, and drops reasoning items only a stored response could resolve (no encrypted_content)."""
+    creds = Credentials(base_url="https://api.openai.com/v1", api_key="sk-up")
+    history = [
+        {"role": "user", "content": "hi"},
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "gAAA"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "hello"}]},
+        {"role": "user", "content": "again"},
+    ]
+    for extra in ({}, {"store": True}):
+        body = {"model": "gpt-5", "input": history, **extra}
+        sent = loads(provider.build_request(wire.decode_request(body), "gpt-5", creds).body)
+        assert sent["store"] is False
+        assert [i.get("id") for i in sent["input"] if i.get("type") == "reasoning"] == ["rs_2"]
+
+
 def test_build_request_passthrough_keeps_the_client_body() -> None:
     body = {
         "model": "codex-alias",
@@ -462,7 +480,8 @@ def test_build_request_passthrough_keeps_the_client_body() -> None:
     sent = loads(up.body)
     assert up.passthrough and up.stream
     assert up.url == "https://api.openai.com/v1/responses"
-    assert sent == {**body, "model": "gpt-5-codex"}  # unknown fields, store and tools as the client sent them
+    # unknown fields and tools as the client sent them; store false, as the route keeps nothing
+    assert sent == {**body, "model": "gpt-5-codex", "store": False}
     assert up.headers["authorization"] == "Bearer sk-up"
     assert up.headers["session_id"] == "s-1" and up.headers["originator"] == "codex_cli_rs"
     assert up.headers["accept"] == "text/event-stream"
@@ -493,7 +512,7 @@ def test_build_request_translated_body() -> None:
     assert sent["store"] is False and sent["stream"] is True and sent["model"] == "gpt-5"
     assert sent["instructions"] == "sys"
     assert sent["tools"][0]["strict"] is False and sent["tools"][0]["type"] == "function"
-    assert sent["reasoning"] == {"effort": "medium", "summary": "auto"}
+    assert sent["reasoning"] == {"effort": "low", "summary": "auto"}
     assert sent["include"] == ["reasoning.encrypted_content"]
 
 

@@ -115,8 +115,9 @@ def _read_system(system: Any, conv: Conversation) -> int:
 
 
 def _read_message(message: Any, i: int, conv: Conversation) -> int:
-    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-        raise Invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+    # role "system" mid-conversation: what Claude Code sends with the mid-conversation-system beta
+    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "system"):
+        raise Invalid(f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'")
     content = message.get("content")
     if isinstance(content, str):
         blocks: list[Any] = [{"type": "text", "text": content}]

@@ -7,12 +7,16 @@ from typing import Any, Literal
 
 from .content import Part, Text
 
-Role = Literal["user", "assistant"]
+Role = Literal["user", "assistant", "system"]
 ToolChoiceMode = Literal["auto", "any", "none", "tool"]
 
 
 @dataclass(slots=True)
 class Message:
+    """One turn. A ``system`` turn is an instruction given mid-conversation (Chat/Responses system or
+    developer messages after the first turn, Anthropic's mid-conversation ``role: system``); it holds text.
+    Instructions given before the conversation live in ``ChatRequest.system``."""
+
     role: Role
     content: list[Part] = field(default_factory=list)
 
@@ -84,3 +88,13 @@ class ChatRequest:
 
     def system_text(self) -> str:
         return "\n\n".join(t.text for t in self.system if t.text)
+
+    def folded_system(self) -> list[Text]:
+        """Every instruction for a wire with one system slot: the leading system, then each
+        mid-conversation system turn's text, in order."""
+        mid = [p for m in self.messages if m.role == "system" for p in m.content if isinstance(p, Text)]
+        return [*self.system, *mid]
+
+    def turns(self) -> list[Message]:
+        """The user and assistant turns (mid-conversation system turns left out, see ``folded_system``)."""
+        return [m for m in self.messages if m.role != "system"]

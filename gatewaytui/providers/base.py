@@ -90,7 +90,8 @@ class UpstreamError(Exception):
         kind = kind_for_status(status) if status != 502 else "api_error"
         if self.cause == "auth":  # the account's credentials failed; not the client's fault
             status, kind = 502, "api_error"
-        return GatewayError(kind, self.message, status=status, retry_after=self.retry_after)
+        code = "model_not_found" if self.cause == "model_not_found" else None
+        return GatewayError(kind, self.message, status=status, retry_after=self.retry_after, code=code)
 
 
 def parse_retry_after(headers: Mapping[str, str], cap: float = 3600.0) -> float | None:

@@ -34,6 +34,7 @@ from ..model import (
 )
 from ..protocols import openai_chat as wire
 from ..protocols.arguments import json_object
+from ..protocols.reasoning import fit_budget
 from .base import Credentials, UpstreamError, UpstreamRequest, classify_status
 from .ratelimit import parse_duration as parse_duration  # part of this module's surface
 from .ratelimit import read_windows
@@ -58,6 +59,7 @@ class Flavor:
     reasoning_history: str | None = None  # assistant field that carries reasoning back, if any
     reasoning_object: bool = False  # OpenRouter's {"reasoning": {effort|max_tokens, exclude}}
     model_rules: bool = True  # apply the REASONING_MODELS parameter rules
+    mid_system: bool = True  # system messages may follow other turns (else folded into the first one)
 
 
 FLAVOR = Flavor()
@@ -85,7 +87,10 @@ def build_request(
         _apply_overrides(body, req)
     else:
         body = wire.encode_request(
-            req, max_tokens_field=flavor.max_tokens_field, reasoning_history=flavor.reasoning_history
+            req,
+            max_tokens_field=flavor.max_tokens_field,
+            reasoning_history=flavor.reasoning_history,
+            mid_system=flavor.mid_system,
         )
         body["model"] = upstream_model
         if flavor.reasoning_object:
@@ -141,8 +146,13 @@ def _reasoning_object(body: dict[str, Any], req: ChatRequest) -> None:
     spec: dict[str, Any] = {}
     if th.effort:
         spec["effort"] = effort
-    elif th.budget_tokens:
-        spec["max_tokens"] = th.budget_tokens
+    elif th.budget_tokens and th.budget_tokens > 0:
+        # inside the output ceiling, room left for the answer (reasoning.fit_budget)
+        fitted = fit_budget(th.budget_tokens, req.max_tokens, 1) if req.max_tokens else th.budget_tokens
+        if fitted is None:
+            body["reasoning"] = {"enabled": False}
+            return
+        spec["max_tokens"] = fitted
     else:
         spec["enabled"] = True
     if not th.include:

@@ -38,7 +38,7 @@ DEFAULT_BASE_URL = "https://api.openai.com"
 def build_request(req: ChatRequest, upstream_model: str, creds: Credentials) -> UpstreamRequest:
     passthrough = req.protocol == WIRE and req.raw is not None
     if passthrough:
-        body: dict[str, Any] = dict(req.raw or {})  # unknown fields and the client's own `store` are kept
+        body: dict[str, Any] = dict(req.raw or {})  # unknown fields are kept
         body["model"] = upstream_model
         if req.stream or "stream" in body:
             body["stream"] = req.stream
@@ -69,6 +69,25 @@ def _apply_overrides(body: dict[str, Any], req: ChatRequest) -> None:
         body.setdefault(key, value)
     if req.max_tokens is not None:
         body["max_output_tokens"] = req.max_tokens
+    _stateless(body)
+
+
+def _stateless(body: dict[str, Any]) -> None:
+    """The route keeps nothing upstream: ``store`` is sent false (OpenAI's default is true), and a
+    reasoning item without ``encrypted_content`` (only a stored response could resolve it; OpenAI answers
+    404 "Item with id 'rs_...' not found" without one) is left out of the input."""
+    body["store"] = False
+    items = body.get("input")
+    if isinstance(items, list):
+        body["input"] = [
+            item
+            for item in items
+            if not (
+                isinstance(item, dict)
+                and item.get("type") == "reasoning"
+                and not item.get("encrypted_content")
+            )
+        ]
 
 
 def parse_response(body: bytes, req: ChatRequest) -> ChatResponse:

@@ -12,7 +12,7 @@ their envelopes.
 
 from .blocks import encode_part
 from .errors import ERROR_TYPES, KIND_BY_ERROR_TYPE, encode_error, error_bytes
-from .request import FORWARD_HEADERS, decode_request, effort_budget, encode_request
+from .request import FORWARD_HEADERS, decode_request, encode_request
 from .response import decode_response, encode_response
 from .spec import NAME, STREAM_CONTENT_TYPE
 from .stream import StreamEncoder
@@ -30,7 +30,6 @@ __all__ = [
     "decode_request",
     "decode_response",
     "decode_usage",
-    "effort_budget",
     "encode_error",
     "encode_part",
     "encode_request",

@@ -9,16 +9,20 @@ from ...model import Document, GatewayError, Image, Opaque, Part, Text, Thinking
 from ..base import expect_type, require, uncarry
 from .spec import NAME
 
+SOURCE_TYPES = ("base64", "url", "text", "content")
 
-def _decode_source(block: dict[str, Any], path: str) -> dict[str, Any]:
+
+def _decode_source(block: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The block's source; None for a source type the gateway does not translate (``file`` ids...)."""
     source = expect_type(block.get("source"), dict, f"{path}.source")
     kind = source.get("type")
     if kind == "base64":
         expect_type(source.get("data"), str, f"{path}.source.data")
     elif kind == "url":
         expect_type(source.get("url"), str, f"{path}.source.url")
-    elif kind not in ("text", "content"):
-        raise GatewayError("invalid_request", f"{path}.source.type: unsupported source type {kind!r}")
+    elif kind not in SOURCE_TYPES:
+        require(isinstance(kind, str), f"{path}.source.type: field required", f"{path}.source.type")
+        return None
     return source
 
 
@@ -27,13 +31,16 @@ def decode_block(b: Any, path: str) -> Part:
     cc = b.get("cache_control")
     if kind == "text":
         return Text(expect_type(b.get("text"), str, f"{path}.text"), cc)
+    src = _decode_source(b, path) if kind in ("image", "document") else None
+    if kind in ("image", "document") and src is None:
+        return Opaque(NAME, b)  # e.g. a Files API id: Anthropic resolves it, no other upstream can
     if kind == "image":
-        src = _decode_source(b, path)
+        assert src is not None
         return Image(
             media_type=src.get("media_type"), data=src.get("data"), url=src.get("url"), cache_control=cc
         )
     if kind == "document":
-        src = _decode_source(b, path)
+        assert src is not None
         if src.get("type") == "text":
             return Document(
                 media_type="text/plain", text=src.get("data"), title=b.get("title"), cache_control=cc

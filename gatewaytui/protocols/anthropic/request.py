@@ -7,12 +7,15 @@ from typing import Any
 
 from ...model import ChatRequest, ResponseFormat, Text, ThinkingConfig
 from ..base import expect_type, number, optional, require
+from ..reasoning import budget_for, fit_budget
 from .blocks import text_block
 from .messages import decode_message, encode_messages
 from .spec import NAME
 from .tools import decode_tool, decode_tool_choice, encode_tool
 
 FORWARD_HEADERS = ("anthropic-beta", "anthropic-version")
+DEFAULT_MAX_TOKENS = 4096  # only when nothing set a ceiling (the relay always sets one)
+MIN_THINKING_BUDGET = 1024  # Anthropic rejects smaller budgets
 
 
 def decode_request(
@@ -76,9 +79,8 @@ def _decode_thinking(
     if th is None:
         return ThinkingConfig(enabled=True, effort=effort, adaptive=True) if effort else None
     kind = th.get("type")
-    if kind == "disabled":
-        return None
-    require(kind in ("enabled", "adaptive"), "thinking.type: must be enabled, adaptive or disabled")
+    if kind not in ("enabled", "adaptive"):
+        return None  # disabled, or a newer type: passed through to Anthropic, no thinking elsewhere
     budget = th.get("budget_tokens")
     if kind == "enabled":
         expect_type(budget, int, "thinking.budget_tokens")
@@ -99,14 +101,20 @@ def _decode_format(output_config: dict[str, Any] | None) -> ResponseFormat | Non
 
 
 def encode_request(req: ChatRequest) -> dict[str, Any]:
-    """The internal request as an Anthropic Messages body (used when the upstream speaks Anthropic)."""
-    body: dict[str, Any] = {"model": req.model, "max_tokens": req.max_tokens or 4096}
-    if req.system:
-        body["system"] = [text_block(t) for t in req.system]
+    """The internal request as an Anthropic Messages body (used when the upstream speaks Anthropic).
+
+    Mid-conversation system turns join the top-level ``system`` after the leading instructions: every
+    Anthropic model accepts that form, while ``role: system`` inside ``messages`` needs a beta that a
+    translated request (from an OpenAI or Gemini client) never carries."""
+    body: dict[str, Any] = {"model": req.model, "max_tokens": req.max_tokens or DEFAULT_MAX_TOKENS}
+    system = req.folded_system()
+    if system:
+        body["system"] = [text_block(t) for t in system]
     body["messages"] = encode_messages(req.messages)
     if req.stream:
         body["stream"] = True
-    thinking_on = req.thinking is not None and req.thinking.enabled
+    thinking = encode_thinking(req.thinking, body["max_tokens"])
+    thinking_on = thinking is not None
     if req.temperature is not None and not thinking_on:
         body["temperature"] = min(req.temperature, 1.0)
     elif req.top_p is not None and not thinking_on:
@@ -127,12 +135,8 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
         if req.tool_choice.parallel is False and tc["type"] != "none":
             tc["disable_parallel_tool_use"] = True
         body["tool_choice"] = tc
-    if thinking_on and req.thinking is not None:
-        budget = req.thinking.budget_tokens or effort_budget(req.thinking.effort)
-        budget = max(1024, budget)
-        if budget >= body["max_tokens"]:
-            body["max_tokens"] = budget + 1024
-        body["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    if thinking is not None:
+        body["thinking"] = thinking
     if req.response_format and req.response_format.type == "json_schema" and req.response_format.schema:
         body["output_config"] = {"format": {"type": "json_schema", "schema": req.response_format.schema}}
     if req.user_id:
@@ -140,7 +144,13 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
     return body
 
 
-def effort_budget(effort: str | None) -> int:
-    return {"minimal": 1024, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768, "max": 64000}.get(
-        effort or "medium", 8192
-    )
+def encode_thinking(thinking: ThinkingConfig | None, max_tokens: int) -> dict[str, Any] | None:
+    """Anthropic's ``thinking`` for the settings, or None. The budget (explicit, or the effort's from
+    ``reasoning.EFFORT_BUDGETS``) is cut to fit below ``max_tokens``, which it never raises; when even
+    Anthropic's minimum of 1,024 does not fit, thinking stays off."""
+    if thinking is None or not thinking.enabled:
+        return None
+    budget = fit_budget(budget_for(thinking), max_tokens, MIN_THINKING_BUDGET)
+    if budget is None:
+        return None
+    return {"type": "enabled", "budget_tokens": budget}

@@ -27,11 +27,13 @@ def decode_tool_choice(tc: dict[str, Any] | None) -> ToolChoice | None:
     if tc is None:
         return None
     mode = tc.get("type")
-    require(mode in ("auto", "any", "tool", "none"), "tool_choice.type: must be auto, any, tool or none")
+    require(isinstance(mode, str), "tool_choice.type: field required", "tool_choice.type")
+    if mode not in ("auto", "any", "tool", "none"):
+        return None  # a newer choice: passed through to Anthropic, the upstream's default elsewhere
     if mode == "tool":
         expect_type(tc.get("name"), str, "tool_choice.name")
     parallel = None if "disable_parallel_tool_use" not in tc else not tc["disable_parallel_tool_use"]
-    # the require above admits only ToolChoiceMode's values
+    # only ToolChoiceMode's values get here
     return ToolChoice(mode=cast(ToolChoiceMode, mode), name=tc.get("name"), parallel=parallel)
 
 

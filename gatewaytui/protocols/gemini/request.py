@@ -8,6 +8,7 @@ from typing import Any
 
 from ...model import ChatRequest, ResponseFormat, Text, ThinkingConfig
 from ..base import expect_type, require
+from ..reasoning import budget_for, effort_for, fit_budget
 from .contents import decode_contents, encode_contents
 from .fields import bare_model, get_field, int_field, num_field, opt_field
 from .schema import schema_for_gemini, schema_from_gemini
@@ -142,11 +143,12 @@ def encode_request(req: ChatRequest, *, model: str | None = None) -> dict[str, A
     thinkingLevel for Gemini 3 or thinkingBudget before). Leaves the tool-name map in ``req.extras``."""
     names = ToolNames()
     body: dict[str, Any] = {}
-    body["contents"] = encode_contents(req.messages, names)
+    body["contents"] = encode_contents(req.turns(), names)
     require(
         bool(body["contents"]), "messages: at least one non-empty message is required for Gemini", "messages"
     )
-    system = [{"text": t.text} for t in req.system if t.text]
+    # mid-conversation system turns join systemInstruction (Gemini has no system role in contents)
+    system = [{"text": t.text} for t in req.folded_system() if t.text]
     if system:
         body["systemInstruction"] = {"parts": system}
     decls: list[dict[str, Any]] = []
@@ -190,15 +192,15 @@ def encode_request(req: ChatRequest, *, model: str | None = None) -> dict[str, A
     return body
 
 
-_BUDGETS = {"minimal": 512, "low": 1024, "medium": 8192, "high": 24576, "xhigh": 32768, "max": 32768}
-
-
-def _encode_thinking(th: ThinkingConfig, model: str) -> dict[str, Any]:
+def _encode_thinking(th: ThinkingConfig, model: str, max_tokens: int | None) -> dict[str, Any]:
+    """thinkingLevel for Gemini 3, thinkingBudget before: the effort's budget from
+    ``reasoning.EFFORT_BUDGETS`` (or the explicit one), within the model's range and below
+    ``maxOutputTokens`` (thinking counts against it), which it never raises."""
     model = model.lower()
     pro = "pro" in model
     cfg: dict[str, Any] = {}
     if re.search(r"gemini-([3-9]|\d\d)", model):
-        effort = th.effort or _effort_for_budget(th.budget_tokens)
+        effort = th.effort or (effort_for(th.budget_tokens) if th.budget_tokens else None)
         if not th.enabled:
             effort = "minimal"
         if effort:
@@ -208,20 +210,16 @@ def _encode_thinking(th: ThinkingConfig, model: str) -> dict[str, Any]:
             cfg["thinkingLevel"] = level
     elif not th.enabled:
         cfg["thinkingBudget"] = 128 if pro else 0  # 2.5 Pro cannot switch thinking off
+    elif th.effort or (th.budget_tokens and th.budget_tokens > 0):
+        floor = 512 if "lite" in model else 128
+        budget = min(budget_for(th), 32768 if pro else 24576)
+        fitted = fit_budget(budget, max_tokens, floor) if max_tokens else max(floor, budget)
+        cfg["thinkingBudget"] = fitted if fitted is not None else (floor if pro else 0)
     else:
-        budget = th.budget_tokens or (_BUDGETS.get(th.effort, 8192) if th.effort else -1)
-        if budget > 0:
-            budget = max(512 if "lite" in model else 128, min(budget, 32768 if pro else 24576))
-        cfg["thinkingBudget"] = budget
-    if th.enabled and th.include:
+        cfg["thinkingBudget"] = -1  # dynamic: the model decides
+    if th.enabled and th.include and cfg.get("thinkingBudget") != 0:
         cfg["includeThoughts"] = True
     return cfg
-
-
-def _effort_for_budget(budget: int | None) -> str | None:
-    if not budget:
-        return None
-    return "minimal" if budget <= 512 else "low" if budget <= 1024 else "medium" if budget <= 8192 else "high"
 
 
 def _encode_generation_config(req: ChatRequest, model: str) -> dict[str, Any]:
@@ -249,7 +247,7 @@ def _encode_generation_config(req: ChatRequest, model: str) -> dict[str, Any]:
         if fmt.type == "json_schema" and fmt.schema:
             gen["responseSchema"] = schema_for_gemini(fmt.schema)
     if req.thinking is not None:
-        cfg = _encode_thinking(req.thinking, model)
+        cfg = _encode_thinking(req.thinking, model, req.max_tokens)
         if cfg:
             gen["thinkingConfig"] = cfg
     return gen

@@ -11,7 +11,7 @@ chunk stream into internal events is the provider's job (``providers/openai.py``
 
 from ..arguments import arguments_text, parse_arguments, repair_json
 from .errors import ERROR_TYPES, decode_error, encode_error
-from .request import EXTRA_FIELDS, REASONING_EFFORTS, decode_request, encode_request, reasoning_effort
+from .request import EXTRA_FIELDS, REASONING_EFFORTS, decode_request, encode_request
 from .response import (
     FINISH_REASONS,
     chat_id,
@@ -60,7 +60,6 @@ __all__ = [
     "finish_reason",
     "original_tool_name",
     "parse_arguments",
-    "reasoning_effort",
     "reasoning_text",
     "repair_json",
     "stop_reason",

@@ -7,13 +7,14 @@ from typing import Any
 from ...model import GatewayError, StreamError, kind_for_status
 from ...model.errors import STATUS_BY_KIND
 
-# kind -> (error.type, error.code); err.code overrides the code when set.
+# kind -> (error.type, error.code); err.code overrides the code when set (an unknown model's 404 carries
+# ``model_not_found`` that way; any other missing thing is plain ``not_found``).
 ERROR_TYPES: dict[str, tuple[str, str | None]] = {
     "invalid_request": ("invalid_request_error", None),
     "authentication": ("invalid_request_error", "invalid_api_key"),
     "billing": ("insufficient_quota", "insufficient_quota"),
     "permission": ("invalid_request_error", "permission_denied"),
-    "not_found": ("invalid_request_error", "model_not_found"),
+    "not_found": ("invalid_request_error", "not_found"),
     "request_too_large": ("invalid_request_error", "request_too_large"),
     "rate_limit": ("requests", "rate_limit_exceeded"),
     "api_error": ("server_error", None),
@@ -28,6 +29,7 @@ _KIND_BY_CODE = {
     "requests": "rate_limit",
     "tokens": "rate_limit",
     "model_not_found": "not_found",
+    "not_found": "not_found",
     "permission_denied": "permission",
     "server_error": "api_error",
     "service_unavailable": "unavailable",

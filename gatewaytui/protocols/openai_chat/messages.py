@@ -35,7 +35,9 @@ def decode_messages(messages_raw: list[Any], req: ChatRequest) -> None:
         role = m.get("role")
         if role in ("system", "developer"):
             text, cache = _text_of(m.get("content"), f"{path}.content")
-            if text:
+            if text and req.messages:  # mid-conversation: a system turn at its position
+                req.messages.append(Message("system", [Text(text, cache)]))
+            elif text:
                 req.system.append(Text(text, cache))
         elif role == "user":
             parts = _decode_user_content(m.get("content"), f"{path}.content")
@@ -158,13 +160,10 @@ def _decode_part(p: Any, path: str) -> Part:
                     media_type="text/plain", text=text, filename=filename, title=filename, cache_control=cc
                 )
         return Document(media_type=media_type, data=data, filename=filename, cache_control=cc)
-    if kind in ("input_audio", "refusal"):
-        if kind == "refusal":
-            return Text(expect_type(p.get("refusal"), str, f"{path}.refusal"))
-        return Opaque(NAME, p)
-    raise GatewayError(
-        "invalid_request", f"{path}.type: unsupported content part type {kind!r}", param=f"{path}.type"
-    )
+    if kind == "refusal":
+        return Text(expect_type(p.get("refusal"), str, f"{path}.refusal"))
+    require(isinstance(kind, str), f"{path}.type: field required", f"{path}.type")
+    return Opaque(NAME, p)  # input_audio and newer part types: an OpenAI upstream gets them as sent
 
 
 def _guess_media_type(filename: str | None) -> str:
@@ -249,6 +248,12 @@ def encode_assistant(m: Message, tool_name: Any, reasoning_history: str | None) 
     if calls:
         msg["tool_calls"] = calls
     return msg
+
+
+def encode_system(m: Message) -> dict[str, Any] | None:
+    """A mid-conversation system turn as a ``system`` message at its position."""
+    text = "\n\n".join(p.text for p in m.content if isinstance(p, Text) and p.text)
+    return {"role": "system", "content": text} if text else None
 
 
 def encode_user(m: Message) -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ from typing import Any
 
 from ...model import ChatRequest, ResponseFormat, ThinkingConfig, ToolChoice
 from ..base import expect_type, number, optional, require
-from .messages import decode_messages, encode_assistant, encode_user
+from ..reasoning import openai_effort
+from .messages import decode_messages, encode_assistant, encode_system, encode_user
 from .spec import NAME
 from .tools import (
     TOOL_NAMES_KEY,
@@ -171,12 +172,14 @@ def encode_request(
     *,
     max_tokens_field: str = "max_completion_tokens",
     reasoning_history: str | None = None,
+    mid_system: bool = True,
 ) -> dict[str, Any]:
     """The internal request as a Chat Completions body for an OpenAI-style upstream.
 
     ``max_tokens_field`` is ``max_completion_tokens`` for OpenAI, ``max_tokens`` for older
     compatible servers. ``reasoning_history`` names the assistant-message field that carries
-    OpenAI-family reasoning back (``reasoning_content``/``reasoning``); None drops it. Tool
+    OpenAI-family reasoning back (``reasoning_content``/``reasoning``); None drops it. ``mid_system``
+    False folds mid-conversation system turns into the leading system message. Tool
     names are made OpenAI-safe; the map back is left in ``req.extras[TOOL_NAMES_KEY]``.
     """
     names: dict[str, str] = {}
@@ -188,12 +191,16 @@ def encode_request(
         return short
 
     messages: list[dict[str, Any]] = []
-    system = req.system_text()
+    system = "\n\n".join(t.text for t in (req.system if mid_system else req.folded_system()) if t.text)
     if system:
         messages.append({"role": "system", "content": system})
-    for m in req.messages:
-        if m.role == "assistant":
-            msg = encode_assistant(m, tool_name, reasoning_history)
+    for m in req.messages if mid_system else req.turns():
+        if m.role in ("assistant", "system"):
+            msg = (
+                encode_assistant(m, tool_name, reasoning_history)
+                if m.role == "assistant"
+                else encode_system(m)
+            )
             if msg is not None:
                 messages.append(msg)
         else:
@@ -226,7 +233,7 @@ def encode_request(
         if rf.strict is not None:
             spec["strict"] = rf.strict
         body["response_format"] = {"type": "json_schema", "json_schema": spec}
-    effort = reasoning_effort(req.thinking)
+    effort = openai_effort(req.thinking)
     if effort is not None:
         body["reasoning_effort"] = effort
     for key in EXTRA_FIELDS:
@@ -239,17 +246,3 @@ def encode_request(
     else:
         req.extras.pop(TOOL_NAMES_KEY, None)
     return body
-
-
-def reasoning_effort(thinking: ThinkingConfig | None) -> str | None:
-    """A ``reasoning_effort`` level for the thinking settings (budgets map to levels)."""
-    if thinking is None:
-        return None
-    if not thinking.enabled:
-        return "none"
-    if thinking.effort:
-        return thinking.effort
-    budget = thinking.budget_tokens
-    if budget is None:
-        return None  # adaptive / model default
-    return "low" if budget <= 1024 else "medium" if budget <= 8192 else "high"

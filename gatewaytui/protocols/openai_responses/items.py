@@ -43,6 +43,11 @@ class _History:
     def user(self, parts: list[Part]) -> None:
         self._last("user").content.extend(parts)
 
+    def system(self, texts: list[Text]) -> None:
+        """Instructions given mid-conversation: a system turn at their position."""
+        if texts:
+            self._last("system").content.extend(texts)
+
     def result(self, part: Part) -> None:
         """Tool results go after earlier results and before any other content of the user turn."""
         content = self._last("user").content
@@ -61,7 +66,11 @@ def decode_input(items: list[Any], system: list[Text]) -> list[Message]:
         if kind is None or kind == "message":
             role = item.get("role")
             if role in ("system", "developer"):
-                system.extend(_system_texts(item.get("content"), path))
+                texts = _system_texts(item.get("content"), path)
+                if history.messages:
+                    history.system(texts)
+                else:  # before the conversation: the request's leading instructions
+                    system.extend(texts)
             elif role == "user":
                 history.user(_decode_content(item.get("content"), path, assistant=False))
             elif role == "assistant":
@@ -324,6 +333,7 @@ def encode_input(req: ChatRequest, custom_tools: set[str]) -> list[dict[str, Any
 
 
 def _flush(items: list[dict[str, Any]], role: str, pending: list[dict[str, Any]]) -> None:
-    if pending:
+    if pending:  # a mid-conversation system turn goes as a developer message at its position
+        role = "developer" if role == "system" else role
         items.append({"type": "message", "role": role, "content": list(pending)})
         pending.clear()

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...model import ChatRequest, GatewayError, Message, ResponseFormat, Text, ThinkingConfig
 from ..base import expect_type, number, optional, require
-from ..openai_chat.request import reasoning_effort
+from ..reasoning import openai_effort
 from .items import decode_input, encode_input
 from .spec import NAME, STATELESS
 from .tools import decode_tool, decode_tool_choice, encode_tool, encode_tool_choice
@@ -135,8 +135,8 @@ def _decode_reasoning(reasoning: dict[str, Any] | None) -> ThinkingConfig | None
     summary = optional(reasoning, "summary", str, "reasoning.summary") or optional(
         reasoning, "generate_summary", str, "reasoning.generate_summary"
     )
-    if effort == "none" or (effort is None and summary is None):
-        return None
+    if effort is None or effort == "none":
+        return None  # a summary alone asks for nothing more than the model's default: thinking stays off
     return ThinkingConfig(enabled=True, effort=effort, include=bool(summary))
 
 
@@ -162,7 +162,7 @@ def encode_request(req: ChatRequest) -> dict[str, Any]:
         body["top_p"] = req.top_p
     include: list[str] = [i for i in req.extras.get("include") or [] if isinstance(i, str)]
     if req.thinking is not None and req.thinking.enabled:
-        reasoning: dict[str, Any] = {"effort": reasoning_effort(req.thinking) or "medium"}
+        reasoning: dict[str, Any] = {"effort": openai_effort(req.thinking) or "medium"}
         if req.thinking.include:
             reasoning["summary"] = "auto"
         body["reasoning"] = reasoning

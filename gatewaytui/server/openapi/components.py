@@ -29,7 +29,7 @@ def component_schemas(models: list[str]) -> dict[str, Any]:
     text_block = obj({"type": {"type": "string", "enum": ["text"]}, "text": STR}, ("type", "text"))
     anthropic_message = obj(
         {
-            "role": {"type": "string", "enum": ["user", "assistant"]},
+            "role": {"type": "string", "enum": ["user", "assistant", "system"]},
             "content": {"anyOf": [STR, arr(text_block, minItems=1)]},
         },
         ("role", "content"),
