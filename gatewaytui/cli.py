@@ -288,7 +288,7 @@ def _accounts_add(cfg: configmod.Config, conn: Any, args: argparse.Namespace) ->
     if not args.api_key.strip():
         raise CliError("--api-key must not be empty")
     key_file = cfg.security.secret_key_file or str(Path(cfg.database.path).with_suffix(".key"))
-    vault = Vault.open(cfg.security.secret_key_env, key_file)
+    vault = Vault.open(cfg.security.secret_key_env, key_file, conn)
     label = args.label or f"{args.provider}-{int(time.time())}"
     with dbmod.Transaction(conn):
         if account_store.by_label(conn, label) is not None:

@@ -83,10 +83,13 @@ class Runtime:
     async def start(self) -> None:
         dbmod.migrate(self.db_path)
         key_file = self.cfg.security.secret_key_file or str(Path(self.db_path).with_suffix(".key"))
-        self.vault = Vault.open(self.cfg.security.secret_key_env, key_file)
         self.writer.start()
         conn = dbmod.connect(self.db_path)
         try:
+            self.vault = Vault.open(self.cfg.security.secret_key_env, key_file, conn)
+            upgraded = self.vault.upgrade(conn)
+            if upgraded:
+                log.warning("re-encrypted %d accounts' credentials under the scrypt-derived key", upgraded)
             self._sync_config_accounts(conn)
             self._recover(conn)
             self._load(conn)
