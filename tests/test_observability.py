@@ -334,3 +334,51 @@ def test_headless_json_log_lines(tmp_path: Path) -> None:
     # the demo announces its key once, by design; the request lines never carry it, nor any prompt text
     assert key not in json.dumps([line for line in lines if line.get("event") == "request"])
     assert "CANARY-PROMPT" not in json.dumps(lines)
+
+
+def test_histograms_are_cumulative_with_sum_and_count() -> None:
+    from types import SimpleNamespace
+
+    from gatewaytui.telemetry.metrics import Metrics
+
+    metrics = Metrics(None)
+    call = SimpleNamespace(
+        flight=SimpleNamespace(account="a-1", tenant="t"),
+        model=SimpleNamespace(provider="anthropic"),
+        attempts=1,
+    )
+    base = dict(
+        route="v1",
+        protocol="anthropic",
+        model="m",
+        http_status=200,
+        cost_micro=5,
+        input_tokens=3,
+        output_tokens=4,
+        cache_read_tokens=1,
+        cache_write_5m_tokens=2,
+        cache_write_1h_tokens=1,
+        reasoning_tokens=0,
+    )
+    for duration_ms, ttft_ms in ((5.0, 1.0), (300.0, 100.0), (400_000.0, None)):
+        metrics.settled(call, {**base, "duration_ms": duration_ms, "ttft_ms": ttft_ms})
+    from prometheus_client import generate_latest
+
+    fams = families(generate_latest(metrics.registry).decode())
+    d = {(s.name, s.labels.get("le")): s.value for s in fams["gatewaytui_request_duration_seconds"].samples}
+    assert d[("gatewaytui_request_duration_seconds_bucket", "0.01")] == 1
+    assert d[("gatewaytui_request_duration_seconds_bucket", "0.25")] == 1
+    assert d[("gatewaytui_request_duration_seconds_bucket", "0.5")] == 2
+    assert d[("gatewaytui_request_duration_seconds_bucket", "300.0")] == 2
+    assert d[("gatewaytui_request_duration_seconds_bucket", "+Inf")] == 3
+    assert d[("gatewaytui_request_duration_seconds_count", None)] == 3
+    assert d[("gatewaytui_request_duration_seconds_sum", None)] == pytest.approx(400.305)
+    t = {(s.name, s.labels.get("le")): s.value for s in fams["gatewaytui_ttft_seconds"].samples}
+    assert (
+        t[("gatewaytui_ttft_seconds_bucket", "0.005")] == 1
+        and t[("gatewaytui_ttft_seconds_count", None)] == 2
+    )
+    assert t[("gatewaytui_ttft_seconds_sum", None)] == pytest.approx(0.101)
+    tokens = {s.labels["type"]: s.value for s in fams["gatewaytui_tokens"].samples}
+    assert tokens == {"input": 9, "output": 12, "cache_read": 3, "cache_write": 9, "reasoning": 0}
+    assert fams["gatewaytui_cost_micro_usd"].samples[0].value == 15
