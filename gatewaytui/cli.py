@@ -174,12 +174,15 @@ def run_gateway(args: argparse.Namespace) -> int:
     if args.log_format:
         cfg.log.format = args.log_format
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
-    requestlog.configure(level, cfg.log.format, cfg.log.file if args.no_ui else "")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
-    if not args.no_ui:
+    listener = None
+    if args.no_ui:
+        listener = requestlog.configure(level, cfg.log.format, cfg.log.file)
+    else:
         cfg.log.requests = False  # the console shows requests; its log goes nowhere
         logging.getLogger().handlers.clear()
         logging.getLogger().addHandler(logging.NullHandler())
+        logging.getLogger().setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     from . import host
 
     try:
@@ -192,9 +195,15 @@ def run_gateway(args: argparse.Namespace) -> int:
         announce: Any = lambda msg: print(msg, flush=True)  # noqa: E731
     elif cfg.log.format == "plain" and not cfg.log.file:
         announce = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    else:
-        announce = logging.getLogger("gatewaytui").info  # JSON lines (or the log file) only
-    return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce))
+    else:  # JSON lines (or the log file) only: announced through the log, whatever --log-level says
+        announcer = logging.getLogger("gatewaytui.announce")
+        announcer.setLevel(logging.INFO)
+        announce = announcer.info
+    try:
+        return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce))
+    finally:
+        if listener is not None:
+            listener.stop()  # writes out what is still queued
 
 
 def attach(args: argparse.Namespace) -> int:

@@ -220,6 +220,7 @@ async def test_metrics_need_the_admin_token(make_gateway: Any, monkeypatch: pyte
         monkeypatch.setenv("GATEWAYTUI_ADMIN_TOKEN", ADMIN)
         missing = await http.get("/metrics")
         assert missing.status_code == 401 and "gatewaytui_" not in missing.text
+        assert missing.json()["error"]["type"] == "authentication"
         assert (await http.get("/metrics", headers={"authorization": "Bearer wrong"})).status_code == 401
         ok = await http.get("/metrics", headers={"authorization": f"Bearer {ADMIN}"})
         assert ok.status_code == 200 and "gatewaytui_writer_queue_depth" in ok.text
@@ -289,7 +290,10 @@ def test_tracing_is_off_without_an_endpoint() -> None:
 def test_headless_json_log_lines(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).parent.parent)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gatewaytui.cli", "--demo", "--no-ui", "--port", "0", "--log-format", "json"],
+        [
+            *(sys.executable, "-m", "gatewaytui.cli", "--demo", "--no-ui", "--port", "0"),
+            *("--log-format", "json"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

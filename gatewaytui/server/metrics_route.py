@@ -13,6 +13,7 @@ from typing import Any
 from prometheus_client.exposition import choose_encoder
 from quart import Response, request
 
+from ..codec import dumps
 from ..model import GatewayError
 from ..runtime import Runtime
 from .auth import require_admin
@@ -22,11 +23,15 @@ def register(app: Any, rt: Runtime) -> None:
     @app.get("/metrics")
     async def metrics() -> Response:
         telemetry_metrics = rt.telemetry.metrics
-        if telemetry_metrics is None:
-            raise GatewayError(
-                "not_found", "metrics are disabled on this gateway ([metrics] enabled = false)"
-            )
-        authorise(rt)
+        try:
+            if telemetry_metrics is None:
+                raise GatewayError(
+                    "not_found", "metrics are disabled on this gateway ([metrics] enabled = false)"
+                )
+            authorise(rt)
+        except GatewayError as err:  # the admin API's error shape
+            body = dumps({"error": {"type": err.kind, "message": err.message}})
+            return Response(body, status=err.status, content_type="application/json")
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
         body = encoder(telemetry_metrics.registry)
         return Response(body, status=200, content_type=content_type, headers={"cache-control": "no-store"})

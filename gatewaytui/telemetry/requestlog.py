@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from logging.handlers import QueueHandler, QueueListener
+from queue import SimpleQueue
 from typing import Any
 
 import orjson
@@ -77,7 +79,7 @@ class RequestLog:
             if row["status"] == "cancelled"
             else error_cause(row["http_status"], causes),
         }
-        self.logger.info(_plain(fields), extra={"request": fields})
+        self.logger.info(PlainLine(fields), extra={"request": fields})
 
     def rejected(
         self,
@@ -105,7 +107,7 @@ class RequestLog:
             "http_status": status,
             "error_cause": error_cause(status, kind=kind),
         }
-        self.logger.info(_plain(fields), extra={"request": fields})
+        self.logger.info(PlainLine(fields), extra={"request": fields})
 
 
 def _iso(t: float) -> str:
@@ -114,6 +116,18 @@ def _iso(t: float) -> str:
 
 def _ms(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
+
+
+class PlainLine:
+    """A request line's message, rendered only if a plain formatter asks (JSON reads the fields)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return _plain(self.fields)
 
 
 def _plain(f: dict[str, Any]) -> str:
@@ -153,17 +167,32 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out).decode()
 
 
+class _Enqueue(QueueHandler):
+    """Hands records to the writer thread as they are: formatting happens there, off the event loop.
+    (The stock ``prepare`` formats on the caller's thread; here a message's arguments are rendered a
+    moment later, when written.)"""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def configure(level: int, fmt: str, path: str = "") -> logging.Handler:
-    """The headless gateway's logging: every record to stderr (or ``path``) as plain text or JSON lines."""
+def configure(level: int, fmt: str, path: str = "") -> QueueListener:
+    """The headless gateway's logging: every record to stderr (or ``path``) as plain text or JSON lines.
+
+    Records are queued and written by a listener thread, so a slow stderr pipe or disk never stalls the
+    event loop. Stop the returned listener at exit (it flushes what is queued)."""
     handler: logging.Handler = (
         logging.FileHandler(path, encoding="utf-8") if path else logging.StreamHandler()
     )
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(PLAIN_FORMAT))
+    queue: SimpleQueue[logging.LogRecord] = SimpleQueue()
+    listener = QueueListener(queue, handler)
     root = logging.getLogger()
     root.handlers.clear()
-    root.addHandler(handler)
+    root.addHandler(_Enqueue(queue))
     root.setLevel(level)
-    return handler
+    listener.start()
+    return listener
