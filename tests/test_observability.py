@@ -386,3 +386,26 @@ def test_histograms_are_cumulative_with_sum_and_count() -> None:
     tokens = {s.labels["type"]: s.value for s in fams["gatewaytui_tokens"].samples}
     assert tokens == {"input": 9, "output": 12, "cache_read": 3, "cache_write": 9, "reasoning": 0}
     assert fams["gatewaytui_cost_micro_usd"].samples[0].value == 15
+
+
+async def test_a_failing_observer_never_reaches_the_request(
+    make_gateway: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = await make_gateway()
+
+    class Broken:
+        def settled(self, *args: Any) -> None:
+            raise RuntimeError("exporter down")
+
+        def close(self) -> None:
+            raise RuntimeError("exporter still down")
+
+    gw.rt.telemetry.tracing = Broken()
+    key = await gw.mint("acme", usd=5.0)
+    async with anthropic.AsyncAnthropic(api_key=key, base_url=gw.base_url, max_retries=0) as a:
+        msg = await a.messages.create(
+            model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert msg.content[0].type == "text"
+    assert not gw.rt.traffic.inflight and gw.rt.traffic.total == 1  # settled in full
+    assert "telemetry failed" in caplog.text
