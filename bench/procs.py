@@ -166,6 +166,7 @@ def gateway_config(
     *,
     accounts_per_provider: int = 1,
     transport: str | None = None,
+    metrics: bool = True,
 ) -> Path:
     up = f"http://127.0.0.1:{upstream_port}"
     lines = [
@@ -180,6 +181,7 @@ def gateway_config(
         "[routing]",
         'default_model = "claude-sonnet-4-5"',
         "",
+        *([] if metrics else ["[metrics]", "enabled = false", ""]),
     ]
     bases = {"anthropic": up, "openai": up + "/v1", "gemini": up}
     for provider, base in bases.items():
@@ -212,7 +214,14 @@ def gateway_cli() -> list[str]:
 
 
 # lever switched off -> bench.gwlaunch flag ("" = done through the generated config)
-VARIANTS = {"no-uvloop": "--no-uvloop", "httpx-api": "--httpx-api", "aiohttp": "", "httpx": "", "gc": "--gc"}
+VARIANTS = {
+    "no-uvloop": "--no-uvloop",
+    "httpx-api": "--httpx-api",
+    "aiohttp": "",
+    "httpx": "",
+    "gc": "--gc",
+    "no-metrics": "",
+}
 
 GATEWAY_ENV = {"GATEWAYTUI_SECRET_KEY": "bench-secret", "GATEWAYTUI_ADMIN_TOKEN": "bench-admin"}
 
@@ -235,7 +244,12 @@ def gateway(
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
     transport = variant if variant in ("aiohttp", "httpx") else None  # the upstream_transport variants
     cfg = gateway_config(
-        run_dir, port, upstream_port, accounts_per_provider=accounts_per_provider, transport=transport
+        run_dir,
+        port,
+        upstream_port,
+        accounts_per_provider=accounts_per_provider,
+        transport=transport,
+        metrics=variant != "no-metrics",
     )
     env = {**os.environ, **GATEWAY_ENV}
     base = [*gateway_cli(), "--config", str(cfg)]

@@ -36,6 +36,7 @@ from .store import keys as key_store
 from .store import ledger as ledger_store
 from .store import settings as settings_store
 from .store import tenants as tenant_store
+from .telemetry import requestlog
 
 
 class CliError(Exception):
@@ -56,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-ui", action="store_true", help="run headless (logs to stderr); stop with SIGINT/SIGTERM"
     )
     p.add_argument("--log-level", default=os.environ.get("GATEWAYTUI_LOG", "info"))
+    p.add_argument(
+        "--log-format",
+        choices=configmod.LOG_FORMATS,
+        help="headless log format: plain (default; [log] format) or json (one object per line)",
+    )
     sub = p.add_subparsers(dest="command")
 
     keys = sub.add_parser("keys", help="tenant API keys").add_subparsers(dest="action", required=True)
@@ -165,14 +171,18 @@ def run_gateway(args: argparse.Namespace) -> int:
     cfg = load_config(args, for_run=True)
     if args.demo:
         cfg.demo = True
+    if args.log_format:
+        cfg.log.format = args.log_format
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
-    logging.basicConfig(
-        level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
-    if not args.no_ui:
+    listener = None
+    if args.no_ui:
+        listener = requestlog.configure(level, cfg.log.format, cfg.log.file)
+    else:
+        cfg.log.requests = False  # the console shows requests; its log goes nowhere
         logging.getLogger().handlers.clear()
         logging.getLogger().addHandler(logging.NullHandler())
+        logging.getLogger().setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is noise
     from . import host
 
     try:
@@ -181,12 +191,19 @@ def run_gateway(args: argparse.Namespace) -> int:
         uvloop.install() if hasattr(uvloop, "install") else None
     except ImportError:  # pragma: no cover
         pass
-    announce = (
-        (lambda msg: print(msg, file=sys.stderr, flush=True))
-        if args.no_ui
-        else (lambda msg: print(msg, flush=True))
-    )
-    return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce))
+    if not args.no_ui:
+        announce: Any = lambda msg: print(msg, flush=True)  # noqa: E731
+    elif cfg.log.format == "plain" and not cfg.log.file:
+        announce = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    else:  # JSON lines (or the log file) only: announced through the log, whatever --log-level says
+        announcer = logging.getLogger("gatewaytui.announce")
+        announcer.setLevel(logging.INFO)
+        announce = announcer.info
+    try:
+        return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce))
+    finally:
+        if listener is not None:
+            listener.stop()  # writes out what is still queued
 
 
 def attach(args: argparse.Namespace) -> int:
@@ -288,7 +305,7 @@ def _accounts_add(cfg: configmod.Config, conn: Any, args: argparse.Namespace) ->
     if not args.api_key.strip():
         raise CliError("--api-key must not be empty")
     key_file = cfg.security.secret_key_file or str(Path(cfg.database.path).with_suffix(".key"))
-    vault = Vault.open(cfg.security.secret_key_env, key_file)
+    vault = Vault.open(cfg.security.secret_key_env, key_file, conn)
     label = args.label or f"{args.provider}-{int(time.time())}"
     with dbmod.Transaction(conn):
         if account_store.by_label(conn, label) is not None:

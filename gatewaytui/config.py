@@ -150,6 +150,33 @@ class ConsoleConfig:
 
 
 @dataclass(slots=True)
+class MetricsConfig:
+    """``GET /metrics`` (Prometheus): behind the admin token, or a scrape token of its own."""
+
+    enabled: bool = True
+    token_env: str = ""  # env var holding a scrape-only bearer token; empty: the admin token
+    tenant_labels: bool = False  # label request counters by tenant (one series per tenant)
+
+
+@dataclass(slots=True)
+class LogConfig:
+    format: str = "plain"  # "plain" (human) or "json" (one object per line); --log-format overrides
+    file: str = ""  # headless log destination; empty: stderr
+    requests: bool = True  # headless: one line per finished request
+
+
+@dataclass(slots=True)
+class OtelConfig:
+    """OpenTelemetry traces (the ``otel`` extra): off unless an endpoint is set."""
+
+    endpoint: str = ""  # OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces
+    service_name: str = "gatewaytui"
+
+
+LOG_FORMATS = ("plain", "json")
+
+
+@dataclass(slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -162,6 +189,9 @@ class Config:
     stripe: StripeConfig = field(default_factory=StripeConfig)
     oauth: dict[str, OAuthProviderConfig] = field(default_factory=dict)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    otel: OtelConfig = field(default_factory=OtelConfig)
     claude_home: str = "~/.claude"  # where Claude Code's settings.json lives
     path: str | None = None  # the file this came from
     demo: bool = False
@@ -246,6 +276,9 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
         "stripe",
         "oauth",
         "console",
+        "metrics",
+        "log",
+        "otel",
         "claude_home",
     }
     for key in data:
@@ -258,6 +291,11 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
     cfg.routing = _table(RoutingConfig, data.get("routing", {}), "routing", fail)
     cfg.stripe = _table(StripeConfig, data.get("stripe", {}), "stripe", fail)
     cfg.console = _table(ConsoleConfig, data.get("console", {}), "console", fail)
+    cfg.metrics = _table(MetricsConfig, data.get("metrics", {}), "metrics", fail)
+    cfg.log = _table(LogConfig, data.get("log", {}), "log", fail)
+    cfg.otel = _table(OtelConfig, data.get("otel", {}), "otel", fail)
+    if cfg.log.format not in LOG_FORMATS:
+        raise fail("log", "format", f"must be one of {', '.join(LOG_FORMATS)}")
     if "claude_home" in data:
         cfg.claude_home = _check(str, data["claude_home"], "", "claude_home", fail)
     if cfg.routing.strategy not in STRATEGIES:

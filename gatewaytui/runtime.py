@@ -34,6 +34,7 @@ from .store import keys as key_store
 from .store import ledger as ledger_store
 from .store import settings as settings_store
 from .store.writer import Writer
+from .telemetry import Telemetry
 from .traffic import Traffic
 from .vault import Vault, VaultError
 
@@ -62,6 +63,7 @@ class Runtime:
         self.quota = Quota(cfg.tiers, self.plans, self.readers)  # relay.admit/settle: subscription tokens
         self.caps = Caps(self.plans)  # relay.admit: per-call spending caps
         self.stripe = StripeBilling(cfg.stripe)
+        self.telemetry = Telemetry(self)  # metrics, request log, traces (fed at settlement)
         self.vault: Vault | None = None
         self.oauth: OAuthManager | None = None  # OAuth accounts: PKCE flows and token refresh (set by start)
         self.http: httpx.AsyncClient | None = None
@@ -83,10 +85,13 @@ class Runtime:
     async def start(self) -> None:
         dbmod.migrate(self.db_path)
         key_file = self.cfg.security.secret_key_file or str(Path(self.db_path).with_suffix(".key"))
-        self.vault = Vault.open(self.cfg.security.secret_key_env, key_file)
         self.writer.start()
         conn = dbmod.connect(self.db_path)
         try:
+            self.vault = Vault.open(self.cfg.security.secret_key_env, key_file, conn)
+            upgraded = self.vault.upgrade(conn)
+            if upgraded:
+                log.warning("re-encrypted %d accounts' credentials under the scrypt-derived key", upgraded)
             self._sync_config_accounts(conn)
             self._recover(conn)
             self._load(conn)
@@ -116,6 +121,7 @@ class Runtime:
             await self.http.aclose()
             self.http = None
         await asyncio.to_thread(self.writer.stop)
+        self.telemetry.close()
         self.readers.close()
         if self._watch_conn is not None:
             self._watch_conn.close()

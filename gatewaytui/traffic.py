@@ -27,7 +27,8 @@ class Flight:
     account_id: str = ""
     stream: bool = False
     state: str = "queued"  # queued | waiting | streaming | done | error | cancelled
-    started: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.time)  # admitted (TTFT and duration count from here)
+    received: float = 0.0  # the relay took it up (admission began)
     first_token: float | None = None
     ended: float | None = None
     output_tokens: int = 0

@@ -1,7 +1,14 @@
 """Encryption at rest for upstream credentials (API keys, OAuth tokens).
 
-The key comes from an environment variable (a Fernet key) or a key file created with 0600 permissions
-beside the database. Tenant keys are never encrypted: only their hashes are stored.
+The key comes from an environment variable or a key file created with 0600 permissions beside the
+database. The variable holds either a Fernet key (used as is) or a passphrase, stretched with scrypt
+under a random salt; the salt and the cost parameters are stored in the database (``settings``, key
+``vault_kdf``), so they travel with the data they unlock. Tenant keys are never encrypted: only their
+hashes are stored.
+
+Databases written before scrypt hold credentials under the old derivation (one unsalted SHA-256 of the
+passphrase): ``Vault.upgrade`` re-encrypts them under the scrypt key at start, and until then they still
+decrypt.
 """
 
 from __future__ import annotations
@@ -9,11 +16,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from .store import accounts as account_store
+from .store import db as dbmod
+from .store import settings as settings_store
 
 PREFIX = "enc1:"
+KDF_SETTING = "vault_kdf"
+# OWASP's minimum for scrypt (128 MiB, about a third of a second): paid once per process start
+SCRYPT_COST = {"n": 2**17, "r": 8, "p": 1}
+ENCRYPTED_COLUMNS = ("secret", "oauth")
 
 
 class VaultError(Exception):
@@ -21,14 +39,18 @@ class VaultError(Exception):
 
 
 class Vault:
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, legacy: bytes | None = None) -> None:
         self._fernet = Fernet(key)
+        self._legacy = Fernet(legacy) if legacy is not None else None  # read-only: the pre-scrypt key
 
     @classmethod
-    def open(cls, env_name: str, key_file: str | Path) -> Vault:
+    def open(cls, env_name: str, key_file: str | Path, conn: sqlite3.Connection) -> Vault:
+        """The vault for this database (``conn``: the migrated database, which keeps the KDF's salt)."""
         raw = os.environ.get(env_name)
         if raw:
-            return cls(_normalise(raw))
+            if _is_fernet_key(raw):
+                return cls(raw.encode())
+            return cls(derive(raw, kdf_params(conn)), legacy=legacy_key(raw))
         path = Path(key_file)
         if path.exists():
             return cls(path.read_bytes().strip())
@@ -47,19 +69,73 @@ class Vault:
     def decrypt(self, token: str) -> str:
         if not token.startswith(PREFIX):
             raise VaultError("value is not encrypted by this vault")
+        data = token[len(PREFIX) :].encode()
+        for fernet in (self._fernet, self._legacy):
+            if fernet is None:
+                continue
+            try:
+                return fernet.decrypt(data).decode()
+            except InvalidToken:
+                continue
+        raise VaultError("cannot decrypt credential: wrong secret key (GATEWAYTUI_SECRET_KEY / key file)")
+
+    def upgrade(self, conn: sqlite3.Connection) -> int:
+        """Re-encrypt every stored credential still under the pre-scrypt key; returns how many were."""
+        if self._legacy is None:
+            return 0
+        changed = 0
+        with dbmod.Transaction(conn):
+            for row in account_store.listing(conn, include_removed=True):
+                fields: dict[str, Any] = {}
+                for column in ENCRYPTED_COLUMNS:
+                    token = row.get(column)
+                    if token and self._legacy_only(token):
+                        fields[column] = self.encrypt(self.decrypt(token))
+                if fields:
+                    account_store.update(conn, row["id"], **fields)
+                    changed += 1
+        return changed
+
+    def _legacy_only(self, token: str) -> bool:
+        if not token.startswith(PREFIX):
+            return False
         try:
-            return self._fernet.decrypt(token[len(PREFIX) :].encode()).decode()
+            self._fernet.decrypt(token[len(PREFIX) :].encode())
+            return False
         except InvalidToken:
-            raise VaultError(
-                "cannot decrypt credential: wrong secret key (GATEWAYTUI_SECRET_KEY / key file)"
-            ) from None
+            return True
 
 
-def _normalise(raw: str) -> bytes:
-    """Accept a Fernet key, or derive one from any passphrase."""
+def kdf_params(conn: sqlite3.Connection) -> dict[str, Any]:
+    """The database's scrypt salt and cost, created on first use (the first writer wins)."""
+    fresh = {"kdf": "scrypt", "salt": base64.b64encode(os.urandom(16)).decode(), **SCRYPT_COST}
+    with dbmod.Transaction(conn):
+        settings_store.put_new(conn, KDF_SETTING, fresh)
+        params = settings_store.get(conn, KDF_SETTING)
+    if not isinstance(params, dict) or params.get("kdf") != "scrypt":
+        raise VaultError(f"unknown key derivation stored in settings.{KDF_SETTING}: {params!r}")
+    return params
+
+
+def derive(passphrase: str, params: dict[str, Any]) -> bytes:
+    """A Fernet key from a passphrase: scrypt with the stored salt and cost."""
+    kdf = Scrypt(
+        salt=base64.b64decode(params["salt"]),
+        length=32,
+        n=int(params["n"]),
+        r=int(params["r"]),
+        p=int(params["p"]),
+    )
+    return base64.urlsafe_b64encode(kdf.derive(passphrase.encode()))
+
+
+def legacy_key(passphrase: str) -> bytes:
+    """The derivation before scrypt (one unsalted SHA-256): kept only to read and upgrade old rows."""
+    return base64.urlsafe_b64encode(hashlib.sha256(passphrase.encode()).digest())
+
+
+def _is_fernet_key(raw: str) -> bool:
     try:
-        if len(base64.urlsafe_b64decode(raw.encode())) == 32:
-            return raw.encode()
+        return len(base64.urlsafe_b64decode(raw.encode())) == 32
     except Exception:
-        pass
-    return base64.urlsafe_b64encode(hashlib.sha256(raw.encode()).digest())
+        return False

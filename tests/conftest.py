@@ -13,7 +13,9 @@ from gatewaytui import admin
 from gatewaytui import config as configmod
 from gatewaytui.host import Gateway
 
-os.environ.setdefault("GATEWAYTUI_SECRET_KEY", "test-secret-key-for-the-suite")
+# a Fernet key, not a passphrase: a passphrase costs a scrypt derivation (~0.4 s) per gateway start
+# (tests/test_vault.py and tests/test_cli.py cover the passphrase road)
+os.environ.setdefault("GATEWAYTUI_SECRET_KEY", "Z2F0ZXdheXR1aS10ZXN0LXN1aXRlLXZhdWx0LWtleSE=")
 
 DEFAULT_MODELS: list[dict[str, Any]] = [
     {

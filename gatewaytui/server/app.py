@@ -101,7 +101,7 @@ def _register_blueprints(app: Quart, rt: Runtime) -> None:
     """Admin, tenant, billing and event-stream APIs live in their own modules."""
     import importlib
 
-    for name in ("admin", "tenant", "stripe_webhook", "events", "openapi"):
+    for name in ("admin", "tenant", "stripe_webhook", "events", "openapi", "metrics_route"):
         try:
             module = importlib.import_module(f"gatewaytui.server.{name}")
         except ModuleNotFoundError as exc:

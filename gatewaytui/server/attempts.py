@@ -69,6 +69,7 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
             last = UpstreamError(504, "timeout", f"upstream account {acc.label} did not answer in time")
             rt.pool.failure(acc, last, call.model.upstream)
         call.errors.append(f"{acc.label}: {last.status} {last.cause}")
+        rt.telemetry.attempt_failed(call, acc, last)
         causes.append(last.cause)
         if not last.retryable:
             raise last.to_gateway_error()

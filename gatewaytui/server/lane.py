@@ -155,6 +155,7 @@ class ChatLane:
             data = await self.read_body(headers, receive)
             body = loads_request(data)
         except GatewayError as err:
+            rt.telemetry.rejected(route.protocol, route.route, request_id, err)
             return error_reply(route.protocol, err, request_id)
         extras = {"gemini_sse": (query or {}).get("alt") == "sse"} if route.protocol == "gemini" else None
         return relay.handle(

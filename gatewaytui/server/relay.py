@@ -120,6 +120,7 @@ async def handle(
 ) -> Reply:
     """Serve one chat request; every error comes back in the client's protocol."""
     proto = PROTOCOLS[protocol_name]
+    received = time.time()
     try:
         strip_hostile(body)
         req = proto.decode_request(body, model=model, stream=stream, headers=headers)
@@ -128,11 +129,13 @@ async def handle(
         apply_preset(rt, route, req)
         model_cfg, hold, price, subscription = admit(rt, key, req, route, raw_len, request_id)
     except GatewayError as err:
+        rt.telemetry.rejected(protocol_name, route, request_id, err, key, received)
         return error_reply(protocol_name, err, request_id)
     provider = registry.get(rt.catalog.provider_module(model_cfg))
     flight = rt.traffic.open(
         Flight(
             id=request_id,
+            received=received,
             route=route,
             protocol=protocol_name,
             tenant=key.get("tenant") or "",

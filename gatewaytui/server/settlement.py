@@ -85,6 +85,7 @@ def settle(
         rt.quota.record(call.key["tenant_id"], usage)
     rt.traffic.close(flight)
     rt.request_tasks.pop(call.request_id, None)
+    rt.telemetry.settled(call, row)  # metrics, the request log, the trace
     rt.bus.publish(
         "request.finished",
         id=call.request_id,

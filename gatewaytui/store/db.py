@@ -1,7 +1,12 @@
-"""Opening the database: pragmas, migrations, and thread-local reader connections."""
+"""Opening the database: pragmas, migrations, and thread-local reader connections.
+
+The database holds usage, balances and encrypted credentials: its file (and SQLite's ``-wal``/``-shm``
+files, which SQLite creates with the database's own mode) is readable by its owner only, 0600.
+"""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -27,9 +32,26 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
+FILE_MODE = 0o600
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def secure_files(path: str | Path) -> None:
+    """Create the database file 0600 if missing; tighten an existing one (and its side files) to 0600."""
+    fd = os.open(str(path), os.O_RDWR | os.O_CREAT, FILE_MODE)
+    os.close(fd)
+    for name in (str(path), *(str(path) + suffix for suffix in SIDE_FILES)):
+        try:
+            if os.stat(name).st_mode & 0o777 != FILE_MODE:
+                os.chmod(name, FILE_MODE)
+        except FileNotFoundError:
+            continue
+
+
 def migrate(path: str | Path) -> None:
-    """Bring the schema up to date (idempotent; safe while the gateway runs)."""
+    """Bring the schema up to date (idempotent; safe while the gateway runs); the files are made 0600."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
+    secure_files(path)
     conn = connect(path)
     try:
         migrations.apply(sqlite_utils.Database(conn))

@@ -23,3 +23,11 @@ def put(conn: sqlite3.Connection, key: str, value: Any) -> None:
 
 def all_settings(conn: sqlite3.Connection) -> dict[str, Any]:
     return {r[0]: json.loads(r[1]) for r in conn.execute("SELECT key, value FROM settings")}
+
+
+def put_new(conn: sqlite3.Connection, key: str, value: Any) -> None:
+    """Store ``value`` unless the key already has one (a concurrent first writer wins)."""
+    conn.execute(
+        "INSERT INTO settings (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT(key) DO NOTHING",
+        (key, json.dumps(value), time.time()),
+    )

@@ -319,6 +319,21 @@ def console_paths() -> dict[str, Any]:
                 responses={"200": ok_response(obj({"id": STR}, ("id",))), **errors},
             )
         },
+        "/metrics": {
+            "get": operation(
+                "Prometheus metrics (admin token or the [metrics] token_env scrape token)",
+                tags=["console"],
+                security=ADMIN,
+                op_id="metrics",
+                responses={
+                    "200": {
+                        "description": "the Prometheus text exposition (OpenMetrics when asked for)",
+                        "content": {"text/plain": {"schema": STR}},
+                    },
+                    **error_responses("AdminError", {**ADMIN_ERRORS, "404": "metrics are disabled"}),
+                },
+            )
+        },
         "/admin/console/{name}": {
             "post": operation(
                 "Run an operator action",
