@@ -165,14 +165,12 @@ def gateway_config(
     upstream_port: int,
     *,
     accounts_per_provider: int = 1,
-    transport: str | None = None,
 ) -> Path:
     up = f"http://127.0.0.1:{upstream_port}"
     lines = [
         "[server]",
         'host = "127.0.0.1"',
         f"port = {port}",
-        *([f'upstream_transport = "{transport}"'] if transport else []),
         "",
         "[database]",
         f'path = "{run_dir / "gateway.db"}"',
@@ -211,8 +209,8 @@ def gateway_cli() -> list[str]:
     return [str(exe)] if exe.exists() else [py(), "-m", "gatewaytui.cli"]
 
 
-# lever switched off -> bench.gwlaunch flag ("" = done through the generated config)
-VARIANTS = {"no-uvloop": "--no-uvloop", "httpx-api": "--httpx-api", "aiohttp": "", "httpx": "", "gc": "--gc"}
+# lever switched off -> bench.gwlaunch flag
+VARIANTS = {"no-uvloop": "--no-uvloop", "httpx-api": "--httpx-api", "gc": "--gc"}
 
 GATEWAY_ENV = {"GATEWAYTUI_SECRET_KEY": "bench-secret", "GATEWAYTUI_ADMIN_TOKEN": "bench-admin"}
 
@@ -233,10 +231,7 @@ def gateway(
     port = free_port()
     if variant and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    transport = variant if variant in ("aiohttp", "httpx") else None  # the upstream_transport variants
-    cfg = gateway_config(
-        run_dir, port, upstream_port, accounts_per_provider=accounts_per_provider, transport=transport
-    )
+    cfg = gateway_config(run_dir, port, upstream_port, accounts_per_provider=accounts_per_provider)
     env = {**os.environ, **GATEWAY_ENV}
     base = [*gateway_cli(), "--config", str(cfg)]
     out = subprocess.run(

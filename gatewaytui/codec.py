@@ -120,13 +120,13 @@ class SSEDecoder:
 
     __slots__ = ("_parts", "_held", "_event", "_data", "_size", "max_frame")
 
-    def __init__(self, max_frame: int = MAX_SSE_FRAME) -> None:
+    def __init__(self, max_frame: int | None = None) -> None:
         self._parts: list[bytes] = []  # the unterminated line so far
         self._held = 0
         self._event: str | None = None
         self._data: list[bytes] = []
         self._size = 0  # bytes in _data
-        self.max_frame = max_frame
+        self.max_frame = max_frame or MAX_SSE_FRAME
 
     def feed(self, chunk: bytes) -> Iterator[tuple[str | None, bytes]]:
         if self._parts:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 import aiohttp
 import httpx
@@ -176,7 +175,8 @@ class Upstream:
             )
         except aiohttp.ConnectionTimeoutError as exc:
             raise ConnectTimeout(f"timed out connecting: {exc}") from None
-        except aiohttp.ClientConnectorError as exc:  # DNS, refused, TLS, proxy refused: nothing was sent
+        except (aiohttp.ClientConnectorError, aiohttp.ClientHttpProxyError) as exc:
+            # DNS, refused, TLS, the proxy refused to tunnel: nothing was sent
             raise ConnectFailed(f"cannot connect: {exc}") from None
         except (aiohttp.InvalidURL, ValueError) as exc:
             raise ConnectFailed(f"invalid upstream URL: {exc}") from None
