@@ -32,7 +32,7 @@ from httpx_aiohttp import AiohttpTransport
 from yarl import URL
 
 CONNECT_TIMEOUT = 10.0  # seconds to open a TCP (and TLS) connection
-POOL_TIMEOUT = 30.0  # seconds to wait for a free connection slot
+POOL_TIMEOUT = 30.0  # seconds httpx callers (probes, OAuth) wait for a free connection slot
 MAX_CONNECTIONS = 2000
 KEEPALIVE = 15.0  # idle seconds a pooled connection is kept (below most servers' own idle timeouts)
 DEFAULT_MAX_BODY = 64 << 20
@@ -79,10 +79,17 @@ class Response:
 
     async def aread(self) -> bytes:
         """The whole body, decoded; ``TooLarge`` past the limit (the connection is then closed)."""
-        declared = self._resp.content_length
-        if declared is not None and declared > self._max_body:
-            self._resp.close()
-            raise TooLarge(f"upstream declared a {declared}-byte body; the limit is {self._max_body}")
+        resp = self._resp
+        declared = resp.content_length
+        if declared is not None:
+            if declared > self._max_body:
+                resp.close()
+                raise TooLarge(f"upstream declared a {declared}-byte body; the limit is {self._max_body}")
+            if "content-encoding" not in resp.headers:  # the declared length is the decoded one: one read
+                try:
+                    return await resp.read()
+                except aiohttp.ClientError as exc:
+                    raise Broken(f"upstream body cut short: {type(exc).__name__}: {exc}") from None
         parts: list[bytes] = []
         size = 0
         async for chunk in self.aiter_raw():
@@ -127,9 +134,11 @@ class Upstream:
         self.max_body = max_body
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[tuple[str, str | None], URL | None] = {}
+        # no per-request timer: the relay's own deadlines bound a request; only a connection attempt is timed
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=POOL_TIMEOUT, sock_connect=CONNECT_TIMEOUT, sock_read=None
+            total=None, connect=None, sock_connect=CONNECT_TIMEOUT, sock_read=None
         )
+        self._urls: dict[str, URL] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -164,7 +173,11 @@ class Upstream:
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
         """POST; return once the status and headers are in (the body is read from the result)."""
-        target = URL(url, encoded=True)
+        target = self._urls.get(url)
+        if target is None:  # an account's URLs repeat: parse each once (bounded: accounts x models)
+            if len(self._urls) > 4096:
+                self._urls.clear()
+            target = self._urls[url] = URL(url, encoded=True)
         try:
             resp = await self.session.post(
                 target,
