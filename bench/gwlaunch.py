@@ -4,13 +4,49 @@
 
 ``--no-uvloop``  makes ``uvloop`` unimportable, so the CLI falls back to the stock asyncio loop
 ``--gc``         lever on: ``gc.freeze()`` at start and a gen-0 threshold of 50,000 (fewer collections)
-``--httpx-api``  hides ``open_upstream`` (``LeanUpstreamClient``'s and ``UpstreamClient``'s), so the relay
-                 goes through httpx's client API over the aiohttp pool, as before either fast path existed
+``--httpx-api``  the relay's POSTs through httpx's client API over the same aiohttp pool
+                 (``httpx_aiohttp``) instead of aiohttp's directly: what skipping httpx is worth
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+
+class _HttpxResponse:
+    """``upstream.Response``'s surface over an httpx response."""
+
+    def __init__(self, resp: Any) -> None:
+        self._resp, self.status_code = resp, resp.status_code
+        self.headers: Mapping[str, str] = resp.headers
+        self.chunks: AsyncIterator[bytes] | None = None
+
+    async def aread(self) -> bytes:
+        return bytes(await self._resp.aread())
+
+    def stream(self) -> AsyncIterator[bytes]:
+        if self.chunks is None:
+            self.chunks = self._resp.aiter_raw().__aiter__()
+        return self.chunks
+
+    async def aclose(self) -> None:
+        await self._resp.aclose()
+
+
+def _route_through_httpx() -> None:
+    from gatewaytui.upstream import Upstream
+
+    clients: dict[int, Any] = {}
+
+    async def post(self: Upstream, url: str, body: bytes, headers: dict[str, str]) -> Any:
+        client = clients.get(id(self)) or clients.setdefault(id(self), self.httpx_client())
+        request = client.build_request("POST", url, content=body, headers=headers)
+        return _HttpxResponse(await client.send(request, stream=True))
+
+    Upstream.post = post  # type: ignore[method-assign]
+
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
@@ -19,12 +55,7 @@ if __name__ == "__main__":
         sys.modules["uvloop"] = None  # type: ignore[assignment]  # import uvloop -> ImportError
     if "--httpx-api" in argv:
         argv.remove("--httpx-api")
-        from gatewaytui import runtime
-
-        for name in ("LeanUpstreamClient", "UpstreamClient"):  # the subclass first: its own, then the base's
-            cls = getattr(runtime, name, None)
-            if cls is not None and "open_upstream" in vars(cls):
-                delattr(cls, "open_upstream")
+        _route_through_httpx()
     if "--gc" in argv:
         argv.remove("--gc")
         import gc

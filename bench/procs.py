@@ -165,7 +165,6 @@ def gateway_config(
     upstream_port: int,
     *,
     accounts_per_provider: int = 1,
-    transport: str | None = None,
     metrics: bool = True,
 ) -> Path:
     up = f"http://127.0.0.1:{upstream_port}"
@@ -173,7 +172,6 @@ def gateway_config(
         "[server]",
         'host = "127.0.0.1"',
         f"port = {port}",
-        *([f'upstream_transport = "{transport}"'] if transport else []),
         "",
         "[database]",
         f'path = "{run_dir / "gateway.db"}"',
@@ -214,14 +212,7 @@ def gateway_cli() -> list[str]:
 
 
 # lever switched off -> bench.gwlaunch flag ("" = done through the generated config)
-VARIANTS = {
-    "no-uvloop": "--no-uvloop",
-    "httpx-api": "--httpx-api",
-    "aiohttp": "",
-    "httpx": "",
-    "gc": "--gc",
-    "no-metrics": "",
-}
+VARIANTS = {"no-uvloop": "--no-uvloop", "httpx-api": "--httpx-api", "gc": "--gc", "no-metrics": ""}
 
 GATEWAY_ENV = {"GATEWAYTUI_SECRET_KEY": "bench-secret", "GATEWAYTUI_ADMIN_TOKEN": "bench-admin"}
 
@@ -242,14 +233,8 @@ def gateway(
     port = free_port()
     if variant and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    transport = variant if variant in ("aiohttp", "httpx") else None  # the upstream_transport variants
     cfg = gateway_config(
-        run_dir,
-        port,
-        upstream_port,
-        accounts_per_provider=accounts_per_provider,
-        transport=transport,
-        metrics=variant != "no-metrics",
+        run_dir, port, upstream_port, accounts_per_provider=accounts_per_provider, metrics=variant != "no-metrics"
     )
     env = {**os.environ, **GATEWAY_ENV}
     base = [*gateway_cli(), "--config", str(cfg)]

@@ -102,21 +102,42 @@ def sse(data: Any, event: str | None = None) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
 
 
+MAX_SSE_FRAME = 16 << 20  # bytes: the longest SSE line, and the most data one frame may carry
+
+
+class FrameTooLarge(ValueError):
+    """An upstream SSE line or frame is longer than the decoder's limit."""
+
+
 class SSEDecoder:
     """Incremental SSE parser: feed bytes, get complete ``(event, data)`` frames.
 
-    Handles CRLF, multi-line data, comments (ignored) and frames split across chunks.
+    Handles CRLF, multi-line data, comments (ignored) and frames split across chunks. The bytes of an
+    unterminated line are held as a list and joined once its newline arrives (linear in the input), and
+    at most ``max_frame`` of them: a longer line, or a frame whose data lines add up to more, raises
+    ``FrameTooLarge`` (while iterating ``feed``).
     """
 
-    __slots__ = ("_buf", "_event", "_data")
+    __slots__ = ("_parts", "_held", "_event", "_data", "_size", "max_frame")
 
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, max_frame: int | None = None) -> None:
+        self._parts: list[bytes] = []  # the unterminated line so far
+        self._held = 0
         self._event: str | None = None
         self._data: list[bytes] = []
+        self._size = 0  # bytes in _data
+        self.max_frame = max_frame or MAX_SSE_FRAME
 
     def feed(self, chunk: bytes) -> Iterator[tuple[str | None, bytes]]:
-        buf = self._buf + chunk if self._buf else chunk
+        if self._parts:
+            if b"\n" not in chunk:
+                self._hold(chunk)
+                return
+            self._parts.append(chunk)
+            buf = b"".join(self._parts)
+            self._parts, self._held = [], 0
+        else:
+            buf = chunk
         start = 0
         while True:
             nl = buf.find(b"\n", start)
@@ -124,12 +145,14 @@ class SSEDecoder:
                 break
             line = buf[start:nl]
             start = nl + 1
+            if len(line) > self.max_frame:
+                self._too_large("line")
             if line.endswith(b"\r"):
                 line = line[:-1]
             if not line:
                 if self._data or self._event is not None:
                     frame = (self._event, b"\n".join(self._data))
-                    self._event, self._data = None, []
+                    self._event, self._data, self._size = None, [], 0
                     yield frame
                 continue
             if line[0:1] == b":":
@@ -138,16 +161,30 @@ class SSEDecoder:
             if value[:1] == b" ":
                 value = value[1:]
             if name == b"data":
+                self._size += len(value) + 1
+                if self._size > self.max_frame:
+                    self._too_large("event")
                 self._data.append(value)
             elif name == b"event":
                 self._event = value.decode("utf-8", "replace")
-        self._buf = buf[start:]
+        if start < len(buf):
+            self._hold(buf[start:] if start else buf)
+
+    def _hold(self, part: bytes) -> None:
+        self._held += len(part)
+        if self._held > self.max_frame:
+            self._too_large("line")
+        self._parts.append(part)
+
+    def _too_large(self, what: str) -> None:
+        self._parts, self._held, self._event, self._data, self._size = [], 0, None, [], 0
+        raise FrameTooLarge(f"upstream sent an SSE {what} longer than {self.max_frame} bytes")
 
     def flush(self) -> Iterator[tuple[str | None, bytes]]:
         """Emit a trailing frame that was not followed by a blank line (a cut stream)."""
-        if self._buf:
+        if self._parts:
             yield from self.feed(b"\n")
         if self._data:
             frame = (self._event, b"\n".join(self._data))
-            self._event, self._data = None, []
+            self._event, self._data, self._size = None, [], 0
             yield frame

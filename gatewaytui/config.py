@@ -34,7 +34,7 @@ class ServerConfig:
     failover_deadline: float = 90.0  # total seconds spent trying accounts before giving up
     keepalive_interval: float = 10.0  # SSE keep-alive while waiting for the first token
     graceful_timeout: float = 30.0  # seconds in-flight streams get to finish on shutdown
-    upstream_transport: str = "lean"  # "lean" (upstream_http), "aiohttp" (httpx over aiohttp) or "httpx"
+    upstream_max_body_mb: float = 64.0  # largest non-streamed upstream answer (decoded) the relay reads
     public_url: str = ""  # base URL clients use (Stripe redirects, printed hints)
 
     @property
@@ -302,8 +302,8 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
         raise fail("routing", "strategy", f"must be one of {', '.join(STRATEGIES)}")
     if not (0 <= cfg.server.port < 65536):
         raise fail("server", "port", "must be between 0 (any free port) and 65535")
-    if cfg.server.upstream_transport not in ("lean", "aiohttp", "httpx"):
-        raise fail("server", "upstream_transport", "must be 'lean', 'aiohttp' or 'httpx'")
+    if not cfg.server.upstream_max_body_mb > 0:
+        raise fail("server", "upstream_max_body_mb", "must be a positive number of megabytes")
 
     for i, raw in enumerate(_array(data.get("accounts", []), "accounts", fail)):
         raw = dict(raw)

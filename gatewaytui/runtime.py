@@ -36,6 +36,7 @@ from .store import settings as settings_store
 from .store.writer import Writer
 from .telemetry import Telemetry
 from .traffic import Traffic
+from .upstream import Upstream
 from .vault import Vault, VaultError
 
 log = logging.getLogger("gatewaytui")
@@ -66,7 +67,8 @@ class Runtime:
         self.telemetry = Telemetry(self)  # metrics, request log, traces (fed at settlement)
         self.vault: Vault | None = None
         self.oauth: OAuthManager | None = None  # OAuth accounts: PKCE flows and token refresh (set by start)
-        self.http: httpx.AsyncClient | None = None
+        self.upstream: Upstream | None = None  # the relay's upstream client (one aiohttp pool; set by start)
+        self.http: httpx.AsyncClient | None = None  # httpx's API over the same pool (probes, OAuth)
         self.presets: dict[str, dict[str, Any]] = {
             name: {"system": p.system, "defaults": dict(p.defaults)} for name, p in cfg.presets.items()
         }
@@ -99,7 +101,8 @@ class Runtime:
             conn.close()
         self._watch_conn = dbmod.connect(self.db_path, readonly=True)
         self._data_version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
-        self.http = make_http_client(self.cfg.server.upstream_transport)
+        self.upstream = Upstream(max_body=int(self.cfg.server.upstream_max_body_mb * (1 << 20)))
+        self.http = self.upstream.httpx_client()
         self.oauth = OAuthManager(self)
         self.oauth.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="gatewaytui-watch"))
@@ -120,6 +123,9 @@ class Runtime:
         if self.http is not None:
             await self.http.aclose()
             self.http = None
+        if self.upstream is not None:
+            await self.upstream.close()
+            self.upstream = None
         await asyncio.to_thread(self.writer.stop)
         self.telemetry.close()
         self.readers.close()
@@ -328,134 +334,9 @@ def _default_base(provider: str) -> str:
     from .providers import registry
 
     try:
-        return registry.get(provider).DEFAULT_BASE_URL
+        return registry.get(provider).DEFAULT_BASE_URL or ""
     except KeyError:
         return ""
 
 
 WRITER_BACKLOG_WARN = 50_000
-
-
-class UpstreamResponse:
-    """The slice of ``httpx.Response`` the relay uses, over an aiohttp response (errors mapped to httpx's)."""
-
-    __slots__ = ("_resp", "status_code", "headers", "extensions")
-
-    def __init__(self, resp: Any) -> None:
-        self._resp = resp
-        self.status_code: int = resp.status
-        self.headers = resp.headers  # case-insensitive mapping, like httpx.Headers
-        self.extensions: dict[str, Any] = {}
-
-    async def aread(self) -> bytes:
-        import aiohttp
-
-        try:
-            return bytes(await self._resp.read())
-        except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc)) from exc
-
-    async def aiter_raw(self) -> Any:
-        import aiohttp
-
-        content = self._resp.content
-        try:
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    return
-                yield chunk
-        except aiohttp.ClientError as exc:
-            raise httpx.ReadError(str(exc)) from exc
-
-    async def aclose(self) -> None:
-        self._resp.release()  # back to the pool if the body was read to the end, else the connection is closed
-        await self._resp.wait_for_close()
-
-
-class UpstreamClient(httpx.AsyncClient):
-    """httpx's API for every caller, over aiohttp's pool; ``open_upstream`` is the relay's direct road.
-
-    httpx's request building, cookie jar and response wrapping cost about four times aiohttp's own
-    request (bench/README.md), so the relay's calls skip them; probes and OAuth keep the httpx API.
-    Both share one aiohttp session (one connection pool).
-    """
-
-    def __init__(self, limits: httpx.Limits, timeout: httpx.Timeout) -> None:
-        from httpx_aiohttp import AiohttpTransport
-
-        self._limits = limits
-        self._session: Any = None
-        self._aio_timeout: Any = None
-        super().__init__(
-            transport=AiohttpTransport(limits=limits, trust_env=False, client=self._get_session),
-            timeout=timeout,
-        )
-
-    def _get_session(self) -> Any:
-        if self._session is None or self._session.closed:
-            import aiohttp
-
-            connector = aiohttp.TCPConnector(
-                limit=self._limits.max_connections or 0, keepalive_timeout=self._limits.keepalive_expiry
-            )
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
-            t = self.timeout
-            self._aio_timeout = aiohttp.ClientTimeout(
-                total=None, sock_connect=t.connect, sock_read=t.read, connect=t.pool
-            )
-        return self._session
-
-    async def open_upstream(self, url: str, body: bytes, headers: dict[str, str]) -> UpstreamResponse:
-        """POST and return once the status and headers are in; the body is read from the result."""
-        import aiohttp
-
-        session = self._get_session()
-        try:
-            resp = await session.post(
-                url, data=body, headers=headers, allow_redirects=False, timeout=self._aio_timeout
-            )
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-            raise httpx.TimeoutException(str(exc) or "timed out connecting upstream") from exc
-        except aiohttp.ClientError as exc:
-            raise httpx.ConnectError(str(exc)) from exc
-        return UpstreamResponse(resp)
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-
-
-class LeanUpstreamClient(UpstreamClient):
-    """``UpstreamClient`` whose ``open_upstream`` is ``upstream_http``'s lean HTTP/1.1 client (its own pool).
-
-    aiohttp's request costs ~90 µs more than the wire needs (bench/README.md); the relay's POSTs skip it.
-    The httpx API (probes, OAuth) stays on aiohttp, whose session is made only if something uses it.
-    """
-
-    def __init__(self, limits: httpx.Limits, timeout: httpx.Timeout) -> None:
-        from .upstream_http import UpstreamHTTP
-
-        super().__init__(limits, timeout)
-        self._lean = UpstreamHTTP(limits, timeout)
-
-    async def open_upstream(self, url: str, body: bytes, headers: dict[str, str]) -> Any:
-        """POST and return once the status and headers are in; the body is read from the result."""
-        return await self._lean.post(url, body, headers)
-
-    async def aclose(self) -> None:
-        self._lean.close()
-        await super().aclose()
-
-
-def make_http_client(transport: str = "lean") -> httpx.AsyncClient:
-    """The upstream HTTP client: ``lean`` (the relay on ``upstream_http``, the httpx API over aiohttp),
-    ``aiohttp`` (both over aiohttp's pool) or ``httpx`` (httpx's own pool). See bench/README.md."""
-    limits = httpx.Limits(max_connections=2000, max_keepalive_connections=500, keepalive_expiry=30)
-    timeout = httpx.Timeout(connect=10.0, read=None, write=30.0, pool=30.0)
-    if transport == "lean":
-        return LeanUpstreamClient(limits, timeout)
-    if transport == "aiohttp":
-        return UpstreamClient(limits, timeout)
-    return httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False)

@@ -101,13 +101,26 @@ async def test_fails_over_to_the_next_account(
     assert (row["attempts"], row["account_id"], row["status"]) == (2, (await account(gw, "b")).id, "ok")
 
 
-@pytest.mark.parametrize("status", [401, 403])
+@pytest.mark.parametrize(
+    "status,body",
+    [
+        (401, None),  # the fake's envelope: authentication_error
+        (
+            403,
+            {
+                "type": "error",
+                "error": {"type": "permission_error", "message": "This organization has been disabled."},
+            },
+        ),
+    ],
+    ids=["authentication_error", "organization_disabled"],
+)
 async def test_rejected_credentials_disable_the_account(
-    make_gateway: Any, upstream: Any, sdk: Any, status: int
+    make_gateway: Any, upstream: Any, sdk: Any, status: int, body: Any
 ) -> None:
     gw = await make_gateway(accounts=two_accounts(upstream.base_url))
     key = await gw.mint()
-    upstream.fail_key("key-a", status=status)
+    upstream.fail_key("key-a", status=status, body=body)
     msg = await sdk.anthropic(gw, key).messages.create(
         model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT
     )
@@ -117,6 +130,114 @@ async def test_rejected_credentials_disable_the_account(
     upstream.clear_faults()
     await sdk.anthropic(gw, key).messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT)
     assert keys_seen(upstream) == ["key-a", "key-b", "key-b"]  # stays out until the operator acts
+
+
+GEMINI_FILE_DENIED = {
+    "error": {
+        "code": 403,
+        "message": "You do not have permission to access the File abc123 or it may not exist.",
+        "status": "PERMISSION_DENIED",
+    }
+}
+
+
+def gemini_accounts(base_url: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "label": f"g{i}",
+            "provider": "gemini",
+            "base_url": base_url,
+            "api_key": f"key-g{i}",
+            "priority": 9 - i,
+        }
+        for i in range(3)
+    ]
+
+
+async def gemini_call(gw: Any, key: str) -> httpx.Response:
+    body = {
+        "contents": [
+            {
+                "role": "user",
+                "parts": [{"fileData": {"fileUri": "https://x/files/abc123", "mimeType": "text/plain"}}],
+            }
+        ]
+    }
+    async with httpx.AsyncClient(base_url=gw.base_url, headers={"x-goog-api-key": key}) as http:
+        return await http.post("/v1beta/models/gemini-2.5-flash:generateContent", json=body)
+
+
+def gemini_keys_seen(upstream: Any) -> list[str | None]:
+    return [r.headers.get("x-goog-api-key") for r in upstream.requests if "generateContent" in r.path]
+
+
+async def test_a_file_the_key_cannot_read_touches_no_account(make_gateway: Any, upstream: Any) -> None:
+    """Gemini's 403 for a referenced file is the request's: the client gets it, every account stays up."""
+    gw = await make_gateway(accounts=gemini_accounts(upstream.base_url))
+    key = await gw.mint()
+    upstream.fail_key("*", status=403, body=GEMINI_FILE_DENIED)
+    for _ in range(3):  # one tenant, again and again
+        r = await gemini_call(gw, key)
+        assert r.status_code == 403
+        assert r.json()["error"]["status"] == "PERMISSION_DENIED"
+        assert "permission to access the File" in r.json()["error"]["message"]
+    assert gemini_keys_seen(upstream) == ["key-g0"] * 3  # never failed over across the accounts
+    for i in range(3):
+        g = await account(gw, f"g{i}")
+        assert g.enabled and g.health() == "healthy" and g.cause is None
+    upstream.clear_faults()
+    assert (await gemini_call(gw, key)).status_code == 200
+
+
+async def test_refusals_from_different_tenants_in_a_row_disable_the_account(
+    make_gateway: Any, upstream: Any
+) -> None:
+    """A 403 without an invalid-key reason is the account's once several tenants meet it in a row."""
+    gw = await make_gateway(accounts=gemini_accounts(upstream.base_url))
+    upstream.fail_key("key-g0", status=403, body=GEMINI_FILE_DENIED)
+    keys = [await gw.mint(f"tenant{i}") for i in range(3)]
+    for key in keys[:2]:
+        assert (await gemini_call(gw, key)).status_code == 403
+        assert (await gemini_call(gw, key)).status_code == 403  # a repeat by one tenant counts once
+    assert (await account(gw, "g0")).enabled
+    assert (await gemini_call(gw, keys[2])).status_code == 403
+    g0 = await account(gw, "g0")
+    assert not g0.enabled and g0.cause == "auth" and "several tenants" in (g0.disabled_reason or "")
+    assert (await gemini_call(gw, keys[0])).status_code == 200  # the others serve
+    assert gemini_keys_seen(upstream)[-1] == "key-g1"
+
+
+async def test_a_success_between_refusals_resets_the_count(make_gateway: Any, upstream: Any) -> None:
+    gw = await make_gateway(accounts=gemini_accounts(upstream.base_url))
+    keys = [await gw.mint(f"tenant{i}") for i in range(3)]
+    for key in keys:
+        upstream.fail_key("key-g0", status=403, body=GEMINI_FILE_DENIED, times=1)
+        assert (await gemini_call(gw, key)).status_code == 403
+        assert (await gemini_call(gw, key)).status_code == 200
+    assert (await account(gw, "g0")).enabled
+
+
+async def test_an_invalid_gemini_key_disables_at_once(make_gateway: Any, upstream: Any) -> None:
+    gw = await make_gateway(accounts=gemini_accounts(upstream.base_url))
+    invalid = {
+        "error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "API_KEY_INVALID",
+                    "domain": "googleapis.com",
+                }
+            ],
+        }
+    }
+    upstream.fail_key("key-g0", status=400, body=invalid)
+    assert (await gemini_call(gw, await gw.mint())).status_code == 200
+    g0 = await account(gw, "g0")
+    assert not g0.enabled and g0.cause == "auth"
+    assert gemini_keys_seen(upstream) == ["key-g0", "key-g1"]
 
 
 async def test_other_protocols_fail_over_too(make_gateway: Any, upstream: Any, sdk: Any) -> None:
@@ -139,71 +260,102 @@ async def test_other_protocols_fail_over_too(make_gateway: Any, upstream: Any, s
     assert keys_seen(upstream)[2:] == ["key-a", "key-b"]
 
 
-async def test_connection_error_and_timeout_fail_over(make_gateway: Any, upstream: Any, sdk: Any) -> None:
+async def test_connection_error_fails_over(make_gateway: Any, upstream: Any, sdk: Any) -> None:
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     dead_port = closed.getsockname()[1]
     closed.close()  # nothing listens here: connection refused
+    accounts = [
+        {
+            "label": "dead",
+            "provider": "anthropic",
+            "base_url": f"http://127.0.0.1:{dead_port}",
+            "api_key": "k1",
+            "priority": 20,
+        },
+        {"label": "good", "provider": "anthropic", "base_url": upstream.base_url, "api_key": "key-good"},
+    ]
+    gw = await make_gateway(accounts=accounts)
+    key = await gw.mint()
+    msg = await sdk.anthropic(gw, key).messages.create(
+        model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT
+    )
+    assert msg.content[0].text
+    assert (await account(gw, "dead")).cause == "connection"
+    assert keys_seen(upstream) == ["key-good"]
+
+
+def silent_accounts(port: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "label": f"slow{i}",
+            "provider": "anthropic",
+            "base_url": f"http://127.0.0.1:{port}",
+            "api_key": f"k{i}",
+            "priority": 9 - i,
+        }
+        for i in range(2)
+    ]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["unary", "stream"])
+async def test_a_slow_request_past_the_deadline_cools_no_account(
+    make_gateway: Any, sdk: Any, stream: bool
+) -> None:
+    """One request that outlasts the gateway's deadline gets a timeout; it is not tried on every account
+    and rests none (it may be the request that is slow)."""
     silent = socket.socket()  # accepts connections (backlog) but never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
     try:
-        accounts = [
-            {
-                "label": "dead",
-                "provider": "anthropic",
-                "base_url": f"http://127.0.0.1:{dead_port}",
-                "api_key": "k1",
-                "priority": 20,
-            },
-            {
-                "label": "silent",
-                "provider": "anthropic",
-                "base_url": f"http://127.0.0.1:{silent.getsockname()[1]}",
-                "api_key": "k2",
-                "priority": 10,
-            },
-            {"label": "good", "provider": "anthropic", "base_url": upstream.base_url, "api_key": "key-good"},
-        ]
-        gw = await make_gateway(accounts=accounts, server={"first_byte_timeout": 0.5})
-        key = await gw.mint()
-        msg = await sdk.anthropic(gw, key).messages.create(
-            model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT
+        gw = await make_gateway(
+            accounts=silent_accounts(silent.getsockname()[1]),
+            server={"first_byte_timeout": 0.4, "failover_deadline": 5},
         )
-        assert msg.content[0].text
-        assert (await account(gw, "dead")).cause == "connection"
-        assert (await account(gw, "silent")).cause == "timeout"
-        assert keys_seen(upstream) == ["key-good"]
+        c = sdk.anthropic(gw, await gw.mint())
+        for _ in range(3):  # the same tenant, again and again
+            if stream:  # the stream is not committed before the first byte: the same 504
+                with pytest.raises(anthropic.APIStatusError, match="did not answer in time") as info:
+                    async with c.messages.stream(
+                        model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT
+                    ) as s:
+                        await s.get_final_message()
+                assert info.value.status_code == 504
+            else:
+                with pytest.raises(anthropic.APIStatusError) as info:
+                    await c.messages.create(model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT)
+                assert info.value.status_code == 504
+                assert info.value.response.json()["error"]["type"] == "timeout_error"
+        for label in ("slow0", "slow1"):
+            acc = await account(gw, label)
+            assert acc.cause is None and acc.health() == "healthy"
+        await gw.flush()
+        rows = await gw.rt.read(lambda c: c.execute("SELECT attempts FROM requests").fetchall())
+        assert [r["attempts"] for r in rows] == [1, 1, 1]  # no failover across the accounts
     finally:
         silent.close()
 
 
-async def test_failover_stops_at_the_total_deadline(make_gateway: Any, sdk: Any) -> None:
-    silent = socket.socket()  # every account answers nothing
+async def test_timeouts_from_different_tenants_in_a_row_cool_the_account(make_gateway: Any, sdk: Any) -> None:
+    silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
-    base = f"http://127.0.0.1:{silent.getsockname()[1]}"
     try:
-        accounts = [
-            {
-                "label": f"slow{i}",
-                "provider": "anthropic",
-                "base_url": base,
-                "api_key": f"k{i}",
-                "priority": 9 - i,
-            }
-            for i in range(4)
-        ]
         gw = await make_gateway(
-            accounts=accounts, server={"first_byte_timeout": 0.4, "failover_deadline": 0.6}
+            accounts=silent_accounts(silent.getsockname()[1]),
+            server={"first_byte_timeout": 0.3, "failover_deadline": 5},
         )
-        with pytest.raises(anthropic.APIStatusError) as info:
-            await sdk.anthropic(gw, await gw.mint()).messages.create(
-                model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT
-            )
-        assert info.value.status_code == 503 and "retry-after" in info.value.response.headers
-        causes = [gw.rt.pool.find(f"slow{i}").cause for i in range(4)]
-        assert causes[:2] == ["timeout", "timeout"] and causes[3] is None  # the deadline ran out first
+        keys = [await gw.mint(f"tenant{i}") for i in range(3)]
+        for i, key in enumerate(keys):
+            with pytest.raises(anthropic.APIStatusError) as info:
+                await sdk.anthropic(gw, key).messages.create(
+                    model="claude-sonnet-4-5", max_tokens=50, messages=PROMPT
+                )
+            assert info.value.status_code == 504
+            assert (await account(gw, "slow0")).cause == (None if i < 2 else "timeout")
+        slow0 = await account(gw, "slow0")
+        assert slow0.health() == "cooldown" and slow0.cooldown_until > time.time()
+        assert (await account(gw, "slow1")).cause is None  # the next request goes there
     finally:
         silent.close()
 

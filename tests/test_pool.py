@@ -288,3 +288,32 @@ def test_recent_window_stays_bounded_without_an_rpm_limit() -> None:
     acc.recent.extend([_time.time() - 120] * 1000)  # attempts from two minutes ago
     pool.begin(acc)
     assert len(acc.recent) == 1
+
+
+@pytest.mark.parametrize("cause,status", [("forbidden", 403), ("timeout", 504)])
+def test_a_suspect_failure_needs_different_tenants_in_a_row(cause: str, status: int) -> None:
+    pool, (a, *_) = make_pool()
+    err = UpstreamError(status, cause, "maybe the request's")
+    for _ in range(5):
+        pool.failure(a, err, M, tenant="t1")  # one tenant, however often
+    pool.failure(a, err, M, tenant="t2")
+    assert a.enabled and a.health() == "healthy" and a.cause is None
+    pool.success(a)  # a success breaks the streak
+    pool.failure(a, err, M, tenant="t3")
+    pool.failure(a, err, M, tenant="t4")
+    assert a.health() == "healthy"
+    pool.failure(a, err, M, tenant="t5")
+    assert a.health() == ("disabled" if cause == "forbidden" else "cooldown")
+    assert a.cause == ("auth" if cause == "forbidden" else "timeout")
+
+
+def test_a_suspect_failure_of_the_gateways_own_request_is_the_accounts() -> None:
+    pool, (a, *_) = make_pool()
+    pool.failure(a, UpstreamError(403, "forbidden", "refused"), M)  # a probe: no tenant, no request content
+    assert not a.enabled and a.cause == "auth"
+
+
+def test_an_oversized_answer_is_not_the_accounts_fault() -> None:
+    pool, (a, *_) = make_pool()
+    pool.failure(a, UpstreamError(502, "too_large", "too large"), M, tenant="t1")
+    assert a.health() == "healthy" and a.errors == 0 and a.last_error is None

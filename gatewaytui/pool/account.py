@@ -39,6 +39,8 @@ class Account:
     served: int = 0
     errors: int = 0
     recent: deque[float] = field(default_factory=deque)
+    # tenants that met each "maybe the request's" failure (forbidden, timeout) since the last success
+    suspects: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def auth(self) -> str:

@@ -27,6 +27,12 @@ from .cooldown import cooldown_seconds, refine
 
 STICKY_SPILL = 2  # a sticky account with this many more in flight than the least busy one spills over
 QUOTA_EVERY = 5.0  # seconds between quota events (and writes) per account while nothing changes
+# Failures that may be the request's fault or the account's: the account pays only when this many
+# different tenants meet one in a row (no success between), or when the gateway's own request (a probe,
+# no tenant) meets it.
+SUSPECT_CAUSES = ("forbidden", "timeout")
+SUSPECT_TENANTS = 3
+REQUEST_CAUSES = ("bad_request", "too_large")  # the request's own fault: the account is untouched
 
 # Which account providers can serve a model routed to a provider module.
 SERVES = {
@@ -166,6 +172,7 @@ class Pool:
 
     def success(self, acc: Account, quota: dict[str, Any] | None = None) -> None:
         acc.served += 1
+        acc.suspects.clear()
         changed = False
         if acc.failures or acc.cause:
             acc.failures = 0
@@ -200,23 +207,32 @@ class Pool:
         err: UpstreamError,
         upstream_model: str | None = None,
         quota: dict[str, Any] | None = None,
+        *,
+        tenant: str | None = None,
     ) -> None:
-        """Record a failed attempt and rest the account (or just the model) as its cause deserves."""
+        """Record a failed attempt and rest the account (or just the model) as its cause deserves.
+
+        ``tenant`` is whose request failed (None: the gateway's own, e.g. a probe). A failure the request
+        may have caused (``SUSPECT_CAUSES``) rests or disables the account only once ``SUSPECT_TENANTS``
+        different tenants met it in a row; one it caused (``REQUEST_CAUSES``) never does."""
         now = time.time()
-        acc.errors += 1
         err.message = acc.scrub(err.message)  # every path that records or shows the error sees it clean
         cause = refine(err, quota)
-        acc.last_error = f"{err.status} {cause}: {err.message}"[:500]
         if quota:
             self.update_quota(acc, quota, persist=False, force=True)
-        if cause == "bad_request":
+        if cause in REQUEST_CAUSES:
             if quota:
                 self._persist(acc)
-            return  # the request's fault, not the account's
-        if cause == "auth":
-            self.disable(
-                acc, f"upstream rejected the credentials ({err.status}): {err.message}", cause="auth"
-            )
+            return  # the request's fault: not the account's error
+        acc.errors += 1
+        acc.last_error = f"{err.status} {cause}: {err.message}"[:500]
+        if cause in SUSPECT_CAUSES and not self._confirmed(acc, cause, tenant):
+            if quota:
+                self._persist(acc)
+            return  # not yet shown to be the account's
+        if cause in ("auth", "forbidden"):
+            why = "rejected the credentials" if cause == "auth" else "refused requests of several tenants"
+            self.disable(acc, f"upstream {why} ({err.status}): {err.message}", cause="auth")
             if acc.oauth and self.on_auth_failure is not None:
                 self.on_auth_failure(acc)
             return
@@ -250,6 +266,18 @@ class Pool:
                 error=acc.last_error,
             )
         self._persist(acc)
+
+    def _confirmed(self, acc: Account, cause: str, tenant: str | None) -> bool:
+        """Is this suspect failure now the account's? (Counts ``tenant`` toward the streak.)"""
+        if tenant is None:
+            acc.suspects.pop(cause, None)
+            return True
+        seen = acc.suspects.setdefault(cause, set())
+        seen.add(tenant)
+        if len(seen) < SUSPECT_TENANTS:
+            return False
+        del acc.suspects[cause]
+        return True
 
     def disable(self, acc: Account, reason: str, *, cause: str | None = None) -> None:
         """Take an account out of rotation until the operator (or, for ``auth``, a credential refresh) acts."""

@@ -2,7 +2,10 @@
 
 Used by the operator's "refresh quotas" (``GET /accounts/quota/all``). Each probe is a real request of
 one output token on the cheapest model the account serves; its answer is recorded like any other
-attempt (a 429 cools the account, a 401 disables it, a success ends a cooldown early).
+attempt (a 429 cools the account, an invalid-key error disables it, a success ends a cooldown early).
+A probe names no tenant and nothing but a one-word prompt, so a refusal it meets is the account's own:
+any 401/403 disables the account (``Pool.failure`` without a tenant), confirming what requests only
+suspected.
 """
 
 from __future__ import annotations

@@ -195,13 +195,21 @@ def _block_start(index: int, block: dict[str, Any]) -> BlockStart:
     return BlockStart(index, "opaque", data=block, family=NAME)
 
 
+# permission_error messages that are about the key or organization, not about what the request names
+ACCOUNT_REFUSALS = ("organization has been disabled", "token has been revoked", "api key has been disabled")
+
+
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
     err = classify_status(status, headers, body)
     etype = ((err.body or {}).get("error") or {}).get("type") if isinstance(err.body, dict) else None
     if etype == "overloaded_error":
         err.cause = "overloaded"
-    if status == 404 and etype != "not_found_error":
-        err.cause = "bad_request"
+    elif etype == "authentication_error" or (
+        etype == "permission_error" and any(p in err.message.lower() for p in ACCOUNT_REFUSALS)
+    ):
+        err.cause = "auth"  # the key or token itself (a 403 about a resource stays the request's)
+    elif status == 400 and "credit balance" in err.message.lower():
+        err.cause = "quota"  # the organization's prepaid credit is spent
     if status == 429:
         quota = read_quota(headers) or {}
         if (

@@ -20,10 +20,10 @@ import email.utils
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..codec import loads
-from ..model import GatewayError, kind_for_status
+from ..model import ChatRequest, ChatResponse, Event, GatewayError, kind_for_status
 
 
 @dataclass(slots=True)
@@ -45,7 +45,14 @@ class UpstreamRequest:
     passthrough: bool = False
 
 
-# Why an upstream attempt failed; drives cooldowns and failover.
+# Why an upstream attempt failed; drives cooldowns and failover (see README "Account health").
+#   about the account: rate_limit, quota, overloaded, server, connection (nothing answered), auth (the
+#     provider's own invalid-credential code), model_not_found (the model is missing on this account)
+#   maybe the request's, maybe the account's: forbidden (a 401/403 without an invalid-credential code),
+#     timeout (no answer within the deadline). They go back to the client and touch the account only when
+#     several different tenants meet them in a row (``pool.Pool.failure``).
+#   the request's own: bad_request (400s, a 404 for something the body names, 413), too_large (an answer
+#     past the configured size)
 CAUSES = (
     "rate_limit",
     "quota",
@@ -53,9 +60,14 @@ CAUSES = (
     "server",
     "auth",
     "model_not_found",
+    "forbidden",
     "bad_request",
+    "too_large",
     "connection",
     "timeout",
+)
+RETRYABLE = frozenset(
+    ("rate_limit", "quota", "overloaded", "server", "auth", "model_not_found", "connection")
 )
 
 
@@ -69,21 +81,19 @@ class UpstreamError(Exception):
 
     @property
     def retryable(self) -> bool:
-        """May another account succeed where this one failed (before any byte reached the client)?"""
-        return self.cause in (
-            "rate_limit",
-            "quota",
-            "overloaded",
-            "server",
-            "auth",
-            "model_not_found",
-            "connection",
-            "timeout",
-        )
+        """May another account succeed where this one failed (before any byte reached the client)?
+
+        Only for failures about the account: one the request caused (or may have caused) would only be
+        repeated on every account."""
+        return self.cause in RETRYABLE
 
     def to_gateway_error(self) -> GatewayError:
         """The error as the client should see it when no failover is possible."""
-        if self.cause in ("connection", "timeout", "server") and self.status < 500:
+        if self.cause == "timeout":
+            return GatewayError("timeout", self.message, status=504, retry_after=self.retry_after)
+        if self.cause == "forbidden":  # the upstream refused this request; the client's own key is fine
+            return GatewayError("permission", self.message, status=403, retry_after=self.retry_after)
+        if self.cause in ("connection", "server", "too_large") and self.status < 500:
             status = 502
         else:
             status = self.status
@@ -92,6 +102,31 @@ class UpstreamError(Exception):
             status, kind = 502, "api_error"
         code = "model_not_found" if self.cause == "model_not_found" else None
         return GatewayError(kind, self.message, status=status, retry_after=self.retry_after, code=code)
+
+
+class StreamParserLike(Protocol):
+    def feed(self, chunk: bytes) -> list[Event]: ...
+    def finish(self) -> list[Event]: ...
+
+
+class ProviderModule(Protocol):
+    """What every provider module offers (see the module docstring); ``registry.PROVIDERS`` holds them."""
+
+    NAME: str
+    WIRE: str
+
+    @property
+    def DEFAULT_BASE_URL(self) -> str | None: ...  # noqa: N802 - None: the account must name one
+
+    def build_request(self, req: ChatRequest, upstream_model: str, creds: Credentials) -> UpstreamRequest: ...
+
+    def parse_response(self, body: bytes, req: ChatRequest) -> ChatResponse: ...
+
+    def StreamParser(self, req: ChatRequest | None = None) -> StreamParserLike: ...  # noqa: N802
+
+    def classify_error(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError: ...
+
+    def read_quota(self, headers: Mapping[str, str]) -> dict[str, Any] | None: ...
 
 
 def parse_retry_after(headers: Mapping[str, str], cap: float = 3600.0) -> float | None:
@@ -149,8 +184,8 @@ def classify_status(status: int, headers: Mapping[str, str], body: bytes) -> Ups
     elif status >= 500 or status == 408:
         cause = "server"
     elif status in (401, 403):
-        cause = "auth"
-    elif status == 404:
+        cause = "forbidden"  # a provider's classify_error names the codes that mean bad credentials
+    elif status == 404 and "model" in message.lower():
         cause = "model_not_found"
     else:
         cause = "bad_request"

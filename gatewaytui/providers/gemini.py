@@ -329,6 +329,23 @@ def _stream_error(err: Any) -> StreamError:
 _TYPE = "type.googleapis.com/google.rpc."
 
 
+# ErrorInfo reasons about the key or its project, not about what the request names
+ACCOUNT_REFUSALS = frozenset(
+    (
+        "API_KEY_INVALID",
+        "API_KEY_EXPIRED",
+        "API_KEY_SERVICE_BLOCKED",
+        "API_KEY_HTTP_REFERRER_BLOCKED",
+        "API_KEY_IP_ADDRESS_BLOCKED",
+        "CONSUMER_SUSPENDED",
+        "CONSUMER_INVALID",
+        "SERVICE_DISABLED",
+        "BILLING_DISABLED",
+        "ACCESS_TOKEN_EXPIRED",
+    )
+)
+
+
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
     err = classify_status(status, headers, body)
     parsed = err.body[0] if isinstance(err.body, list) and err.body else err.body
@@ -341,10 +358,8 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
             (parse_duration(d.get("retryDelay")) for d in details if d.get("@type") == _TYPE + "RetryInfo"),
             None,
         )
-    if reasons & {"API_KEY_INVALID", "API_KEY_EXPIRED"} or (
-        status == 400 and "API key not valid" in err.message
-    ):
-        err.cause = "auth"
+    if reasons & ACCOUNT_REFUSALS or status == 401 or (status == 400 and "API key not valid" in err.message):
+        err.cause = "auth"  # a 403 without one of these reasons (a file the key cannot read) is not
     elif status == 429 or error.get("status") == "RESOURCE_EXHAUSTED":
         err.cause = _exhaustion_cause(details)
     return err

@@ -409,6 +409,15 @@ class StreamParser(SSEStreamParser):
 # ---------------------------------------------------------------- errors and quota
 
 
+# error codes about the key, organization or project rather than the request (any status)
+ACCOUNT_REFUSALS = (
+    "invalid_api_key",
+    "account_deactivated",
+    "invalid_organization",
+    "unsupported_country_region_territory",
+)
+
+
 def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
     err = classify_status(status, headers, body)
     detail = err.body.get("error") if isinstance(err.body, dict) else None
@@ -418,6 +427,8 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
         err.cause = "quota"
     elif code == "model_not_found":
         err.cause = "model_not_found"
+    elif status == 401 or code in ACCOUNT_REFUSALS:
+        err.cause = "auth"  # OpenAI-style APIs answer 401 only about the key (invalid_api_key, ...)
     if status == 429 and err.retry_after is None:
         quota = read_quota(headers) or {}
         err.retry_after = quota.get("reset_in")

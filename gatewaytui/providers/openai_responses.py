@@ -24,6 +24,7 @@ from ..model import (
     ToolArgsDelta,
 )
 from ..protocols import openai_responses as wire
+from . import openai
 from .base import Credentials, UpstreamError, UpstreamRequest, classify_status, join_url
 from .ratelimit import parse_duration as parse_duration  # part of this module's surface
 from .ratelimit import read_windows
@@ -402,8 +403,10 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
     code, etype = detail.get("code"), detail.get("type")
     if "insufficient_quota" in (code, etype):
         err.cause = "quota"
-    elif status == 404 and code != "model_not_found" and "model" not in err.message.lower():
-        err.cause = "bad_request"  # e.g. "Item with id 'rs_...' not found": the request's fault
+    elif code == "model_not_found":
+        err.cause = "model_not_found"
+    elif status == 401 or code in openai.ACCOUNT_REFUSALS:
+        err.cause = "auth"
     if status == 429 and err.retry_after is None:
         err.retry_after = (read_quota(headers) or {}).get("reset_in")
     return err

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
+from . import anthropic, gemini, openai, openai_compatible, openai_responses, openrouter
+from .base import ProviderModule
 
 # registry name -> module (an account's provider, or "openai-responses" for Responses-only OpenAI models)
-MODULES = {
-    "anthropic": "anthropic",
-    "openai": "openai",
-    "openai-responses": "openai_responses",
-    "gemini": "gemini",
-    "openrouter": "openrouter",
-    "openai-compatible": "openai_compatible",
+PROVIDERS: dict[str, ProviderModule] = {
+    "anthropic": anthropic,
+    "openai": openai,
+    "openai-responses": openai_responses,
+    "gemini": gemini,
+    "openrouter": openrouter,
+    "openai-compatible": openai_compatible,
 }
 
-PROVIDERS: dict[str, ModuleType] = {}
-for _name, _module in MODULES.items():
-    try:
-        PROVIDERS[_name] = importlib.import_module(f"gatewaytui.providers.{_module}")
-    except ModuleNotFoundError as _exc:  # pragma: no cover - every provider ships; guards partial checkouts
-        if _exc.name != f"gatewaytui.providers.{_module}":
-            raise
 
-
-def get(name: str) -> ModuleType:
+def get(name: str) -> ProviderModule:
     try:
         return PROVIDERS[name]
     except KeyError:

@@ -7,9 +7,9 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
 import orjson
 
+from ..codec import FrameTooLarge
 from ..model import (
     BlockStart,
     Event,
@@ -23,6 +23,7 @@ from ..pool.account import Account
 from ..pool.affinity import affinity
 from ..providers.base import UpstreamError
 from ..runtime import Runtime
+from ..upstream import ConnectFailed, Response, TooLarge, TransportError
 from .call import Attempt, Call
 
 CONTENT_EVENTS = (BlockStart, MessageDelta, MessageStop)
@@ -65,9 +66,11 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
                 return await attempt(call, acc, stream=stream)
         except UpstreamError as err:
             last = err
-        except TimeoutError:
+        except (
+            TimeoutError
+        ):  # the request's own deadline: maybe the request (a long answer), maybe the account
             last = UpstreamError(504, "timeout", f"upstream account {acc.label} did not answer in time")
-            rt.pool.failure(acc, last, call.model.upstream)
+            rt.pool.failure(acc, last, call.model.upstream, tenant=call.key["tenant_id"])
         call.errors.append(f"{acc.label}: {last.status} {last.cause}")
         rt.telemetry.attempt_failed(call, acc, last)
         causes.append(last.cause)
@@ -107,42 +110,20 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
             "invalid_request", f"the request has a value the upstream cannot accept: {exc}"
         ) from None
     rt.pool.begin(acc)
-    response: httpx.Response | None = None
+    assert rt.upstream is not None
+    response: Response | None = None
     ok = False
     try:
         try:
-            opener = getattr(
-                rt.http, "open_upstream", None
-            )  # runtime.UpstreamClient: past httpx, onto the transport
-            if opener is not None:
-                response = await opener(up.url, up.body, up.headers)
-            else:
-                request = rt.http.build_request("POST", up.url, content=up.body, headers=up.headers)
-                response = await rt.http.send(request, stream=True)
-        except (
-            httpx.ConnectError,
-            httpx.ConnectTimeout,
-        ) as exc:  # httpx-aiohttp reports refusals as ConnectTimeout
+            response = await rt.upstream.post(up.url, up.body, up.headers)
+        except TransportError as exc:  # nothing answered: never re-sent on this account, failover decides
+            what = "cannot reach" if isinstance(exc, ConnectFailed) else "lost the connection to"
             raise _fail(
-                rt,
-                acc,
-                call,
-                UpstreamError(502, "connection", f"cannot reach upstream {acc.label}: {type(exc).__name__}"),
-            ) from None
-        except httpx.TimeoutException as exc:
-            raise _fail(
-                rt, acc, call, UpstreamError(504, "timeout", f"upstream timed out: {type(exc).__name__}")
-            ) from None
-        except httpx.HTTPError as exc:
-            raise _fail(
-                rt,
-                acc,
-                call,
-                UpstreamError(502, "connection", f"cannot reach upstream {acc.label}: {type(exc).__name__}"),
+                rt, acc, call, UpstreamError(502, "connection", f"{what} upstream {acc.label}: {exc}")
             ) from None
         up.body = b""  # sent; a long stream need not keep it (an orjson result holds a ~4 KB buffer)
         if response.status_code != 200:
-            body = await _read_all(response)
+            body = await _read_error(response)
             err = call.provider.classify_error(response.status_code, response.headers, body)
             raise _fail(rt, acc, call, err, call.provider.read_quota(response.headers))
         result = Attempt(acc, response, up)
@@ -150,7 +131,10 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
             result.parser = call.provider.StreamParser(call.req)
             await _preread(call, result)
         else:
-            body = await _read_all(response)
+            try:
+                body = await response.aread()
+            except TransportError as exc:
+                raise _fail(rt, acc, call, _read_failure(exc)) from None
             try:
                 result.result = call.provider.parse_response(body, call.req)
             except GatewayError:
@@ -175,7 +159,7 @@ def _fail(
     rt: Runtime, acc: Account, call: Call, err: UpstreamError, quota: dict[str, Any] | None = None
 ) -> UpstreamError:
     err.message = scrub(err.message, acc)  # before it reaches the client, the log, the database or the bus
-    rt.pool.failure(acc, err, call.model.upstream, quota)
+    rt.pool.failure(acc, err, call.model.upstream, quota, tenant=call.key["tenant_id"])
     rt.bus.publish(
         "request.attempt_failed", id=call.request_id, account=acc.label, status=err.status, cause=err.cause
     )
@@ -201,17 +185,23 @@ def scrub_events(events: list[Event], acc: Account, raw: bytes = b"") -> bytes:
     return raw
 
 
-async def _read_all(response: httpx.Response) -> bytes:
+async def _read_error(response: Response) -> bytes:
+    """An error answer's body (empty if it cannot be read: the status still tells what happened)."""
     try:
         return await response.aread()
-    except httpx.HTTPError:
+    except TransportError:
         return b""
+
+
+def _read_failure(exc: TransportError) -> UpstreamError:
+    if isinstance(exc, TooLarge):  # the request asked for it: the client's error, no other account tried
+        return UpstreamError(502, "too_large", f"the upstream's answer is too large for the gateway: {exc}")
+    return UpstreamError(502, "connection", f"upstream answer cut short: {exc}")
 
 
 async def _preread(call: Call, at: Attempt) -> None:
     """Read until the first content event; an error or an empty stream first is a failure (fail over)."""
-    it = at.response.aiter_raw().__aiter__()
-    at.response.extensions["gatewaytui_iter"] = it
+    it = at.response.stream()
     while True:
         try:
             chunk = await it.__anext__()
@@ -219,15 +209,18 @@ async def _preread(call: Call, at: Attempt) -> None:
             at.events.extend(at.parser.finish())
             at.ended = True
             break
-        except httpx.HTTPError:
+        except TransportError as exc:
             raise _fail(
                 call.rt,
                 at.account,
                 call,
-                UpstreamError(502, "connection", "upstream stream broke before the first event"),
+                UpstreamError(502, "connection", f"upstream stream broke before the first event: {exc}"),
             ) from None
         at.buffered.append(chunk)
-        at.events.extend(at.parser.feed(chunk))
+        try:
+            at.events.extend(at.parser.feed(chunk))
+        except FrameTooLarge as exc:
+            raise _fail(call.rt, at.account, call, UpstreamError(502, "too_large", str(exc))) from None
         if _committable(at.events):
             break
     first_error = next((e for e in at.events if isinstance(e, StreamError)), None)

@@ -7,16 +7,15 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-import httpx
-
 from ..billing import pricing
 from ..billing.wallet import Hold
 from ..config import ModelConfig
 from ..model import ChatRequest, ChatResponse, Event
 from ..pool.account import Account
-from ..providers.base import UpstreamRequest
+from ..providers.base import ProviderModule, UpstreamRequest
 from ..runtime import Runtime
 from ..traffic import Flight
+from ..upstream import Response
 
 
 @dataclass(slots=True)
@@ -30,7 +29,7 @@ class Call:
     key: dict[str, Any]
     req: ChatRequest
     model: ModelConfig
-    provider: ModuleType
+    provider: ProviderModule
     hold: Hold
     flight: Flight
     price: pricing.Price
@@ -47,7 +46,7 @@ class Attempt:
     """An upstream that answered 200: its response, and for streams what was read before committing."""
 
     account: Account
-    response: httpx.Response
+    response: Response
     upstream: UpstreamRequest
     parser: Any = None
     buffered: list[bytes] = field(default_factory=list)

@@ -8,9 +8,8 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import httpx
-
 from .. import tokens
+from ..codec import FrameTooLarge
 from ..model import (
     Event,
     GatewayError,
@@ -24,6 +23,7 @@ from ..model import (
     Usage,
 )
 from ..runtime import Runtime
+from ..upstream import TransportError
 from .attempts import scrub_events
 from .call import Attempt, Call
 from .settlement import settle
@@ -87,7 +87,7 @@ async def stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[
         at.buffered.clear()
         at.events.clear()
         if not at.ended:
-            it = at.response.extensions["gatewaytui_iter"]
+            it = at.response.stream()
             idle = rt.cfg.server.stream_idle_timeout
             while not meter.finished:
                 try:
@@ -103,13 +103,17 @@ async def stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[
                     if events:
                         yield b"".join(encoder.encode(e) for e in events)
                     break
-                except (TimeoutError, httpx.HTTPError) as exc:
+                except (TimeoutError, TransportError) as exc:
                     reason = (
                         "upstream stalled" if isinstance(exc, TimeoutError) else "upstream connection broke"
                     )
                     meter.failed = f"{reason} mid-stream"
                     break
-                events = at.parser.feed(chunk)
+                try:
+                    events = at.parser.feed(chunk)
+                except FrameTooLarge as exc:
+                    meter.failed = str(exc)
+                    break
                 chunk = scrub_events(events, at.account, chunk)
                 meter.feed(events)
                 if passthrough:
@@ -120,9 +124,10 @@ async def stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[
                 try:
                     async with asyncio.timeout(min(idle, rt.cfg.server.keepalive_interval)):
                         chunk = await it.__anext__()
-                except (StopAsyncIteration, TimeoutError, httpx.HTTPError):
+                    events = at.parser.feed(chunk)
+                except (StopAsyncIteration, TimeoutError, TransportError, FrameTooLarge):
                     break
-                meter.feed(at.parser.feed(chunk))  # late usage still counts
+                meter.feed(events)  # late usage still counts
                 yield chunk
         if meter.failed and not meter.error_sent:
             meter.error_sent = injected = True
