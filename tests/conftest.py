@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gatewaytui import admin
+from gatewaytui import ops
 from gatewaytui import config as configmod
 from gatewaytui.host import Gateway
 
@@ -110,8 +110,8 @@ class GatewayHandle:
     ) -> str:
         """A fresh tenant key (the secret); credits the tenant with ``usd`` first when given."""
         if usd:
-            await admin.credit(self.rt, tenant, int(round(usd * 1_000_000)))
-        _, secret = await admin.mint_key(self.rt, tenant, kind=kind, **kw)
+            await ops.credit(self.rt, tenant, int(round(usd * 1_000_000)))
+        _, secret = await ops.mint_key(self.rt, tenant, kind=kind, **kw)
         return secret
 
     async def flush(self) -> None:

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from gatewaytui import admin
+from gatewaytui import ops
 from gatewaytui.codec import SSEDecoder
 from gatewaytui.store import keys as key_store
 
@@ -136,7 +136,7 @@ async def test_events_arrive_after_ready_and_can_be_filtered(gw: Any, client: ht
         stream = frames(response)
         seen, _ = await until_topic(stream, "ready")
         assert seen == ["ready"]
-        balance = await admin.credit(gw.rt, "acme", 1_500_000, note="wire")
+        balance = await ops.credit(gw.rt, "acme", 1_500_000, note="wire")
         _, event = await until_topic(stream, "tenant.balance")
         assert event["topic"] == "tenant.balance" and event["data"]["balance_micro"] == balance
         assert isinstance(event["at"], float)
@@ -144,8 +144,8 @@ async def test_events_arrive_after_ready_and_can_be_filtered(gw: Any, client: ht
     async with client.stream("GET", "/admin/events?topics=key.,account.", headers=AUTH) as response:
         stream = frames(response)
         await until_topic(stream, "ready")
-        await admin.credit(gw.rt, "acme", 1_000_000)  # filtered out
-        await admin.mint_key(gw.rt, "acme", label="filtered")
+        await ops.credit(gw.rt, "acme", 1_000_000)  # filtered out
+        await ops.mint_key(gw.rt, "acme", label="filtered")
         seen, event = await until_topic(stream, "key.created")
         assert seen == ["key.created"] and event["data"]["label"] == "filtered"
 
