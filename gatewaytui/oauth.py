@@ -375,7 +375,9 @@ class OAuthManager:
         while self.rt.pool.find(label) is not None and not flow.label:
             label, n = f"{base}-{n}", n + 1
         try:
-            return await enroll(self.rt, provider=flow.provider, label=label, oauth=tokens, base_url=flow.base_url)
+            return await enroll(
+                self.rt, provider=flow.provider, label=label, oauth=tokens, base_url=flow.base_url
+            )
         except ValueError as exc:
             raise GatewayError("invalid_request", str(exc)) from None
 

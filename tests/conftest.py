@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from gatewaytui import ops
 from gatewaytui import config as configmod
+from gatewaytui import ops
 from gatewaytui.host import Gateway
 
 os.environ.setdefault("GATEWAYTUI_SECRET_KEY", "test-secret-key-for-the-suite")

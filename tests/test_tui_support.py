@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gatewaytui import ops
 from gatewaytui import config as configmod
+from gatewaytui import ops
 from gatewaytui.billing.pricing import Price, cost
 from gatewaytui.model import Usage
 from gatewaytui.runtime import Runtime
@@ -98,12 +98,12 @@ class CountingSecrets:
 
 
 def freeze(monkeypatch: pytest.MonkeyPatch, now: float = FROZEN) -> FrozenTime:
-    import gatewaytui.pool.account
-    import gatewaytui.pool.pool
     import gatewaytui.ops.accounts
     import gatewaytui.ops.snapshot
     import gatewaytui.ops.tenants
+    import gatewaytui.pool.account
     import gatewaytui.pool.enroll
+    import gatewaytui.pool.pool
     import gatewaytui.runtime
     import gatewaytui.store.accounts
     import gatewaytui.store.keys

@@ -324,4 +324,3 @@ async def refresh_quotas(rt: Runtime, ref: str | None = None) -> list[dict[str, 
     if rt.http is None:
         raise GatewayError("unavailable", "the gateway is not running")
     return await probe_all(rt.http, rt.pool, rt.catalog, accounts, rt.oauth)
-

@@ -78,7 +78,9 @@ def key_request(rt: Runtime, caller: dict[str, Any], body: Any) -> dict[str, Any
     own_rpm = caller.get("rpm")
     if own_rpm and (rpm is None or rpm > own_rpm):
         if rpm is not None:
-            raise GatewayError("permission", f"rpm: at most {own_rpm}, the limit of the key making this request")
+            raise GatewayError(
+                "permission", f"rpm: at most {own_rpm}, the limit of the key making this request"
+            )
         rpm = own_rpm
     return {
         "kind": kind,

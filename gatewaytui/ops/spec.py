@@ -67,6 +67,9 @@ class Field:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             expected = " or ".join(t.__name__ for t in types)
             raise bad(f"{where} must be {expected}, not {type(value).__name__}")
+        return self._bounds(where, value)
+
+    def _bounds(self, where: str, value: Any) -> Any:
         if self.kind == "strings":
             if not all(isinstance(v, str) and v.strip() for v in value):
                 raise bad(f"{where} must be a list of strings")
@@ -140,7 +143,8 @@ class Spec:
             unknown = sorted(k for k in args if k not in known)
             if unknown:
                 raise bad(
-                    f"{self.name}: unknown argument {unknown[0]!r}; known: {', '.join(sorted(known))}", unknown[0]
+                    f"{self.name}: unknown argument {unknown[0]!r}; known: {', '.join(sorted(known))}",
+                    unknown[0],
                 )
         out: dict[str, Any] = {}
         for f in self.fields:

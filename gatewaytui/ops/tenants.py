@@ -91,7 +91,13 @@ def mint_rows(
 
 
 def credit_rows(
-    conn: sqlite3.Connection, tenant: str, amount_micro: int, kind: str, idem: str, note: str | None, origin: str
+    conn: sqlite3.Connection,
+    tenant: str,
+    amount_micro: int,
+    kind: str,
+    idem: str,
+    note: str | None,
+    origin: str,
 ) -> tuple[dict[str, Any], bool]:
     """Append one ledger entry (once per idempotency key): (tenant row, whether it was new)."""
     t, _ = tenant_store.get_or_create(conn, tenant)
@@ -239,4 +245,3 @@ async def tenants_overview(rt: Runtime) -> list[dict[str, Any]]:
 def tenant_view(row: dict[str, Any]) -> dict[str, Any]:
     keep = ("id", "name", "tier", "subscription_status", "per_call_cap_micro", "model_caps")
     return {k: row.get(k) for k in keep}
-

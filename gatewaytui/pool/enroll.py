@@ -48,7 +48,9 @@ def default_label(provider: str) -> str:
     return f"{provider}-{int(time.time())}"
 
 
-def insert_row(conn: sqlite3.Connection, *, label: str, provider: str, base_url: str | None, **fields: Any) -> dict[str, Any]:
+def insert_row(
+    conn: sqlite3.Connection, *, label: str, provider: str, base_url: str | None, **fields: Any
+) -> dict[str, Any]:
     """Insert an enabled account; a label already taken is a ``ValueError``."""
     if account_store.by_label(conn, label) is not None:
         raise ValueError(f"an account labelled {label!r} already exists")
