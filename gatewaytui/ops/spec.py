@@ -157,12 +157,18 @@ class Spec:
             rule(out)
         return out
 
-    def schema(self, *, strict: bool = True, **more: dict[str, Any]) -> dict[str, Any]:
-        """The JSON Schema (OpenAPI 3.0 dialect) of the arguments; ``more`` adds adapter-only fields."""
-        properties = {f.name: f.schema() for f in self.fields}
+    def schema(
+        self, *, strict: bool = True, omit: tuple[str, ...] = (), **more: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The JSON Schema (OpenAPI 3.0 dialect) of the arguments: the request body an HTTP adapter documents.
+
+        ``omit`` leaves out fields the adapter takes from the path; ``more`` adds adapter-only fields.
+        """
+        fields = [f for f in self.fields if f.name not in omit]
+        properties = {f.name: f.schema() for f in fields}
         properties.update(more)
         out: dict[str, Any] = {"type": "object", "properties": properties}
-        required = [f.name for f in self.fields if f.required]
+        required = [f.name for f in fields if f.required]
         if required:
             out["required"] = required
         if strict:

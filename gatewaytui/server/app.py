@@ -13,22 +13,12 @@ from ..codec import dumps, loads_request
 from ..model import GatewayError
 from ..runtime import Runtime
 from . import discovery, limits
-from .lane import TOOL_ROUTES, ChatLane
-from .protocols import error_response, new_request_id
+from .lane import ChatLane
+from .protocols import TOOL_ROUTES, error_response, new_request_id, protocol_for_path
 
 log = logging.getLogger("gatewaytui.server")
 
 ROUTE_PREFIX = "/<any(" + ", ".join(TOOL_ROUTES) + "):route>"
-
-
-def protocol_for_path(path: str) -> str:
-    if "/messages" in path:
-        return "anthropic"
-    if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path):
-        return "gemini"
-    if path.startswith("/v1/responses"):
-        return "openai_responses"
-    return "openai_chat"
 
 
 def create_app(rt: Runtime) -> Quart:

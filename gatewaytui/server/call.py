@@ -14,6 +14,7 @@ from ..billing.wallet import Hold
 from ..config import ModelConfig
 from ..model import ChatRequest, ChatResponse, Event
 from ..pool.account import Account
+from ..protocols.base import ProtocolModule
 from ..providers.base import UpstreamRequest
 from ..runtime import Runtime
 from ..traffic import Flight
@@ -24,7 +25,7 @@ class Call:
     """One client request in flight through the relay."""
 
     rt: Runtime
-    protocol: ModuleType
+    protocol: ProtocolModule
     route: str
     request_id: str
     key: dict[str, Any]
