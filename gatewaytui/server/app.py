@@ -9,10 +9,10 @@ from typing import Any
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..codec import dumps, loads_request
+from ..codec import loads_request
 from ..model import GatewayError
 from ..runtime import Runtime
-from . import discovery, limits
+from . import admin, discovery, events, limits, openapi, stripe_webhook, tenant
 from .lane import ChatLane
 from .protocols import TOOL_ROUTES, error_response, new_request_id, protocol_for_path
 
@@ -89,17 +89,5 @@ def create_app(rt: Runtime) -> Quart:
 
 def _register_blueprints(app: Quart, rt: Runtime) -> None:
     """Admin, tenant, billing and event-stream APIs live in their own modules."""
-    import importlib
-
-    for name in ("admin", "tenant", "stripe_webhook", "events", "openapi"):
-        try:
-            module = importlib.import_module(f"gatewaytui.server.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"gatewaytui.server.{name}":
-                continue
-            raise
+    for module in (admin, tenant, stripe_webhook, events, openapi):
         module.register(app, rt)
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(dumps(data), status=status, headers=headers or {}, content_type="application/json")
