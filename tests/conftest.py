@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from gatewaytui import config as configmod
-from gatewaytui import ops
 from gatewaytui.host import Gateway
+from gatewaytui.ops import tenants as tenant_ops
 
 os.environ.setdefault("GATEWAYTUI_SECRET_KEY", "test-secret-key-for-the-suite")
 
@@ -110,8 +110,8 @@ class GatewayHandle:
     ) -> str:
         """A fresh tenant key (the secret); credits the tenant with ``usd`` first when given."""
         if usd:
-            await ops.credit(self.rt, tenant, int(round(usd * 1_000_000)))
-        _, secret = await ops.mint_key(self.rt, tenant, kind=kind, **kw)
+            await tenant_ops.credit(self.rt, tenant, int(round(usd * 1_000_000)))
+        _, secret = await tenant_ops.mint_key(self.rt, tenant, kind=kind, **kw)
         return secret
 
     async def flush(self) -> None:

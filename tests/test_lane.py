@@ -60,6 +60,8 @@ def test_chat_route(path: str, expected: protocols.Route | None) -> None:
         ("/v1beta/models/gemini-2.5-pro:countTokens", "gemini"),
         ("/v1/models/gemini-2.5-pro:nope", "gemini"),
         ("/v1/responses/resp_1", "openai_responses"),
+        ("/unknown/v1/messages", "anthropic"),
+        ("/unknown/messages", "anthropic"),
         ("/v1/models", "openai_chat"),
         ("/nowhere", "openai_chat"),
     ],

@@ -11,42 +11,5 @@
 
 The CLI, the console (in process or attached) and the admin and tenant HTTP APIs all call these; the
 HTTP layer (``gatewaytui.server``) only reads bodies and writes responses. Nothing here imports
-``gatewaytui.server``, Quart or the console.
+``gatewaytui.server``, Quart or the console, and the specs load without the runtime (the CLI starts fast).
 """
-
-from .accounts import (
-    add_account,
-    clear_preferred,
-    prefer_account,
-    remove_account,
-    reset_account,
-    set_account_enabled,
-    update_account,
-)
-from .actions import ACTIONS, run_action
-from .routing import set_alias, set_default_model, set_haiku_model, set_preset, set_strategy
-from .tenants import create_tenant, credit, mint_key, revoke_key, set_cap, set_tier, tenants_overview
-
-__all__ = [
-    "ACTIONS",
-    "add_account",
-    "clear_preferred",
-    "create_tenant",
-    "credit",
-    "mint_key",
-    "prefer_account",
-    "remove_account",
-    "reset_account",
-    "revoke_key",
-    "run_action",
-    "set_account_enabled",
-    "set_alias",
-    "set_cap",
-    "set_default_model",
-    "set_haiku_model",
-    "set_preset",
-    "set_strategy",
-    "set_tier",
-    "tenants_overview",
-    "update_account",
-]

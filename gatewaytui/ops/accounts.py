@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import PROVIDERS
 from ..model import GatewayError
@@ -16,9 +16,11 @@ from ..pool.account import Account
 from ..pool.enroll import enroll
 from ..pool.pool import SERVES
 from ..pool.probe import probe_all
-from ..runtime import Runtime
 from ..store import accounts as account_store
 from .spec import Field, Spec, bad, integer, string, validated
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 PROVIDER = string("provider", required=True, choices=PROVIDERS)
 REF = string("ref", required=True, doc="account id or label")

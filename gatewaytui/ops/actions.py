@@ -10,12 +10,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import GatewayError
-from ..runtime import Runtime
 from . import accounts, routing, tenants
 from .spec import Spec
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,14 @@ and the caller's model list, RPM limit and expiry bound the new key's.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import GatewayError
-from ..runtime import Runtime
 from ..store import keys as key_store
 from .spec import Field, Spec, bad, integer, string
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 MAX_KEYS = 100
 MAX_RPM = 100_000

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..config import ROUTES, STRATEGIES
 from ..model import GatewayError
-from ..runtime import Runtime
 from ..store import settings as settings_store
 from .spec import Field, Spec, bad, string, validated
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 SET_STRATEGY = Spec("set_strategy", (string("strategy", required=True, choices=STRATEGIES),))
 SET_DEFAULT_MODEL = Spec("set_default_model", (string("name", required=True),))

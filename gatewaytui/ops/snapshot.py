@@ -9,12 +9,14 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..runtime import Runtime
 from ..store import requests as request_store
 from ..traffic import Flight
 from .tenants import tenants_overview
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 RECENT = 50
 _HIDDEN = ("headers", "line_items")  # per-request detail, fetched on demand

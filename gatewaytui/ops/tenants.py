@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..billing.plans import check_tier
 from ..billing.pricing import format_usd
 from ..catalog import Catalog
-from ..runtime import Runtime
 from ..store import keys as key_store
 from ..store import ledger as ledger_store
 from ..store import requests as request_store
 from ..store import tenants as tenant_store
 from .spec import Field, Spec, bad, integer, string, validated
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 CREDIT_KINDS = ("topup", "adjustment", "refund")
 TENANT = string("tenant", required=True, max_length=200, doc="tenant name (created if new)")

@@ -19,13 +19,14 @@ from typing import Any
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .. import claude_settings, ops
+from .. import claude_settings
 from ..codec import dumps, loads
 from ..config import PROVIDERS, ROUTES
 from ..model import GatewayError
 from ..oauth import OAuthError, callback_page
 from ..ops import accounts as account_ops
 from ..ops import routing as routing_ops
+from ..ops import tenants as tenant_ops
 from ..runtime import Runtime
 from .auth import require_admin
 
@@ -149,7 +150,7 @@ def register(app: Quart, rt: Runtime) -> None:
                 )
             )
         known = account_ops.ADD_ACCOUNT.names
-        acc = await ops.add_account(rt, **{k: v for k, v in body.items() if k in known})
+        acc = await account_ops.add_account(rt, **{k: v for k, v in body.items() if k in known})
         return _json({"account": acc}, 201)
 
     @route("/accounts/oauth/<state>")
@@ -189,9 +190,9 @@ def register(app: Quart, rt: Runtime) -> None:
                 )
             if provider not in PROVIDERS:
                 raise _bad(f"provider: unknown provider {provider!r}")
-            await ops.clear_preferred(rt, provider)
+            await account_ops.clear_preferred(rt, provider)
             return _json({"account": None, "provider": provider})
-        return _json({"account": await ops.prefer_account(rt, ref)})
+        return _json({"account": await account_ops.prefer_account(rt, ref)})
 
     @route("/accounts/models")
     async def accounts_models() -> Response:
@@ -226,7 +227,7 @@ def register(app: Quart, rt: Runtime) -> None:
         body = await read_body()
         if "ref" in body:
             raise _bad("cannot change ref")
-        return _json({"account": await ops.update_account(rt, ref, **body)})
+        return _json({"account": await account_ops.update_account(rt, ref, **body)})
 
     @route("/accounts/<ref>", ("PATCH",))
     async def account_patch(ref: str) -> Response:
@@ -238,15 +239,15 @@ def register(app: Quart, rt: Runtime) -> None:
 
     @route("/accounts/<ref>/reset", ("POST",))
     async def account_reset(ref: str) -> Response:
-        return _json({"account": await ops.reset_account(rt, ref)})
+        return _json({"account": await account_ops.reset_account(rt, ref)})
 
     @route("/accounts/<ref>/enable", ("POST",))
     async def account_enable(ref: str) -> Response:
-        return _json({"account": await ops.set_account_enabled(rt, ref, True)})
+        return _json({"account": await account_ops.set_account_enabled(rt, ref, True)})
 
     @route("/accounts/<ref>/disable", ("POST",))
     async def account_disable(ref: str) -> Response:
-        return _json({"account": await ops.set_account_enabled(rt, ref, False)})
+        return _json({"account": await account_ops.set_account_enabled(rt, ref, False)})
 
     @route("/accounts/<ref>/refresh", ("POST",))
     async def account_refresh(ref: str) -> Response:
@@ -267,12 +268,12 @@ def register(app: Quart, rt: Runtime) -> None:
 
     @route("/accounts/<ref>/remove", ("POST",))
     async def account_remove(ref: str) -> Response:
-        await ops.remove_account(rt, ref)
+        await account_ops.remove_account(rt, ref)
         return _json({"removed": ref})
 
     @route("/accounts/<ref>", ("DELETE",))
     async def account_delete(ref: str) -> Response:
-        await ops.remove_account(rt, ref)
+        await account_ops.remove_account(rt, ref)
         return _json({"removed": ref})
 
     # ------------------------------------------------------------ routing settings
@@ -291,7 +292,7 @@ def register(app: Quart, rt: Runtime) -> None:
     @route("/settings/default-model", ("POST",))
     async def default_model_post() -> Response:
         body = await read_body()
-        await ops.set_default_model(rt, _field(body, "model", str, required=True))
+        await routing_ops.set_default_model(rt, _field(body, "model", str, required=True))
         return _json(routing_view())
 
     @route("/settings/aliases")
@@ -302,7 +303,7 @@ def register(app: Quart, rt: Runtime) -> None:
     async def aliases_post() -> Response:
         body = await read_body()
         alias = _field(body, "alias", str, required=True)
-        return _json({"aliases": await ops.set_alias(rt, alias, _field(body, "target", str))})
+        return _json({"aliases": await routing_ops.set_alias(rt, alias, _field(body, "target", str))})
 
     @route("/settings/haiku-model")
     async def haiku_get() -> Response:
@@ -313,7 +314,7 @@ def register(app: Quart, rt: Runtime) -> None:
         body = await read_body()
         if "haikuKiloModel" not in body:
             raise _bad('expected {"haikuKiloModel": "<model>"} (an empty string turns the lane off)')
-        await ops.set_haiku_model(rt, _field(body, "haikuKiloModel", str) or "")
+        await routing_ops.set_haiku_model(rt, _field(body, "haikuKiloModel", str) or "")
         return _json({"haikuKiloModel": rt.catalog.haiku_model or ""})
 
     # ------------------------------------------------------------ Claude Code settings
@@ -350,7 +351,7 @@ def register(app: Quart, rt: Runtime) -> None:
             except GatewayError:
                 raise _bad("key: not a valid gateway key") from None
         else:
-            _, key = await ops.mint_key(rt, tenant, label="claude-code")
+            _, key = await tenant_ops.mint_key(rt, tenant, label="claude-code")
         base = _field(body, "base_url", str) or gateway_url()
         if not base.startswith(("http://", "https://")):
             raise _bad("base_url must start with http:// or https://")

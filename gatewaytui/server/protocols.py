@@ -84,16 +84,18 @@ def chat_paths() -> list[str]:
 
 
 def protocol_for_path(path: str) -> str:
-    """The protocol whose error shape a path's caller expects (chat, counting or any other path)."""
+    """The protocol whose error shape a path's caller expects (chat, counting or any other path; under a
+    tool route or a mistyped one)."""
     route = chat_route(path)
     if route is not None:
         return route.protocol
     if path.startswith("/v1beta/") or (path.startswith(GEMINI_PREFIXES[1]) and ":" in path):
         return "gemini"
-    _, rest = split_tool(path)
-    for prefix, protocol in CHAT_PATHS.items():
-        if rest.startswith(prefix + "/"):
-            return protocol
+    under_prefix = "/" + path[1:].partition("/")[2]
+    for candidate in (path, under_prefix):
+        for chat_path, protocol in CHAT_PATHS.items():
+            if candidate == chat_path or candidate.startswith(chat_path + "/"):
+                return protocol
     return "openai_chat"
 
 

@@ -23,12 +23,12 @@ from typing import Any
 
 from quart import Blueprint, Quart, Response, request
 
-from .. import ops
 from ..billing.pricing import Price, format_usd
 from ..billing.quota import iso
 from ..billing.stripe_billing import parse_topup
 from ..codec import dumps, loads_request
 from ..model import GatewayError
+from ..ops import tenants as tenant_ops
 from ..ops.keys import MAX_KEYS, key_request
 from ..runtime import Runtime
 from ..store import keys as key_store
@@ -148,7 +148,7 @@ def register(app: Quart, rt: Runtime) -> None:
         )
         if len(active) >= MAX_KEYS:
             raise _bad(f"a tenant may have at most {MAX_KEYS} active keys; revoke one first")
-        public, secret = await ops.mint_key(rt, key["tenant"], **spec)
+        public, secret = await tenant_ops.mint_key(rt, key["tenant"], **spec)
         return _json(
             {
                 "key": {**public, "current": False},
@@ -175,7 +175,7 @@ def register(app: Quart, rt: Runtime) -> None:
     async def delete_key(key_id: str) -> Response:
         key = caller()
         await own_key(key, key_id)
-        await ops.revoke_key(rt, key_id, key["tenant_id"])
+        await tenant_ops.revoke_key(rt, key_id, key["tenant_id"])
         return _json(_public(await own_key(key, key_id), key))
 
     # ------------------------------------------------------------------ usage and credit
