@@ -99,25 +99,33 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+def guarded(rt: Runtime, fn: Handler, *, auth: bool = True) -> Handler:
+    """An operator route: the admin token first (unless ``auth`` is off), then errors as JSON with their
+    status, never a traceback. The admin API and the console API (``events.py``) share it."""
+
+    @functools.wraps(fn)
+    async def handler(*args: Any, **kwargs: Any) -> Response:
+        try:
+            if auth:
+                require_admin(rt)
+            return await fn(*args, **kwargs)
+        except GatewayError as err:
+            return error_body(err)
+        except HTTPException:  # e.g. 413 for an oversized body: the app's handlers answer these
+            raise
+        except Exception:  # noqa: BLE001 - never a traceback to the client
+            log.exception("operator API %s %s failed", request.method, request.path)
+            return error_body(GatewayError("api_error", "internal error; see the gateway log"))
+
+    return handler
+
+
 def register(app: Quart, rt: Runtime) -> None:
     def route(
         rule: str, methods: tuple[str, ...] = ("GET",), *, auth: bool = True
     ) -> Callable[[Handler], Handler]:
         def wrap(fn: Handler) -> Handler:
-            @functools.wraps(fn)
-            async def handler(*args: Any, **kwargs: Any) -> Response:
-                try:
-                    if auth:
-                        require_admin(rt)
-                    return await fn(*args, **kwargs)
-                except GatewayError as err:
-                    return error_body(err)
-                except HTTPException:  # e.g. 413 for an oversized body: the app's handlers answer these
-                    raise
-                except Exception:  # noqa: BLE001 - never a traceback to the client
-                    log.exception("admin API %s %s failed", request.method, request.path)
-                    return error_body(GatewayError("api_error", "internal error; see the gateway log"))
-
+            handler = guarded(rt, fn, auth=auth)
             handler.__name__ = "admin_" + fn.__name__
             app.add_url_rule(rule, handler.__name__, handler, methods=list(methods))
             return handler

@@ -20,13 +20,12 @@ from typing import Any
 
 import orjson
 from quart import Blueprint, Quart, Response, request
-from werkzeug.exceptions import HTTPException
 
 from ..model import GatewayError
 from ..ops.actions import run_action
 from ..ops.snapshot import build_snapshot, request_detail
 from ..runtime import Runtime
-from .auth import require_admin
+from . import admin
 
 log = logging.getLogger("gatewaytui.server")
 
@@ -40,37 +39,20 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data, default=str), status=status, content_type="application/json")
 
 
-def _error(err: GatewayError) -> Response:
-    return _json({"error": {"type": err.kind, "message": err.message}}, err.status)
-
-
 def register(app: Quart, rt: Runtime) -> None:
     bp = Blueprint("console_events", __name__)
 
-    def guarded(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            try:
-                require_admin(rt)
-                return await handler(*args, **kwargs)
-            except GatewayError as err:
-                return _error(err)
-            except HTTPException:  # e.g. 413 for an oversized body: the app's handlers answer these
-                raise
-            except Exception:  # noqa: BLE001 - never a traceback to the client
-                log.exception("console API %s %s failed", request.method, request.path)
-                return _error(GatewayError("api_error", "internal error; see the gateway log"))
-
-        wrapper.__name__ = handler.__name__
-        return wrapper
+    def guarded(handler: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+        return admin.guarded(rt, handler)
 
     @bp.get("/admin/snapshot")
     @guarded
-    async def snapshot() -> Any:
+    async def snapshot() -> Response:
         return _json(await build_snapshot(rt))
 
     @bp.get("/admin/console/requests/<request_id>")
     @guarded
-    async def request_info(request_id: str) -> Any:
+    async def request_info(request_id: str) -> Response:
         found = await request_detail(rt, request_id)
         if found is None:
             raise GatewayError("not_found", f"no request {request_id!r} in memory or in the database")
@@ -78,7 +60,7 @@ def register(app: Quart, rt: Runtime) -> None:
 
     @bp.post("/admin/console/<name>")
     @guarded
-    async def action(name: str) -> Any:
+    async def action(name: str) -> Response:
         raw = await request.get_data(cache=False)
         try:
             args = orjson.loads(raw) if raw.strip() else {}
@@ -88,7 +70,7 @@ def register(app: Quart, rt: Runtime) -> None:
 
     @bp.get("/admin/events")
     @guarded
-    async def events() -> Any:
+    async def events() -> Response:
         prefixes = tuple(p for p in request.args.get("topics", "").split(",") if p)
         response = Response(
             _event_stream(rt, prefixes),
