@@ -209,6 +209,8 @@ async def test_console_actions_call_the_admin_functions(gw: Any, client: httpx.A
         ("credit", {"tenant": "a", "amount_micro": -5}, 400, "invalid_request", "positive"),
         ("credit", {"tenant": "", "amount_micro": 5}, 400, "invalid_request", "tenant name"),
         ("create_tenant", {"name": "x", "extra": 1}, 400, "invalid_request", "unknown argument 'extra'"),
+        ("create_tenant", {"name": "x", "rt": 1}, 400, "invalid_request", "unknown argument 'rt'"),
+        ("update_account", {"ref": "anthropic-1", "weight": 0}, 400, "invalid_request", "at least 1"),
         ("create_tenant", [1, 2], 400, "invalid_request", "JSON object"),
         ("mint_key", {"tenant": "a", "kind": "gold"}, 400, "invalid_request", "kind"),
         ("reset_account", {"ref": "ghost"}, 404, "not_found", "no account"),

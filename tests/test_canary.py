@@ -21,6 +21,7 @@ import pytest
 from conftest import DEFAULT_MODELS
 
 from gatewaytui.ops import accounts as account_ops
+from gatewaytui.pool.enroll import enroll
 
 UPSTREAM = {
     "anthropic": "sk-ant-CANARY0anthropic0Zq81",
@@ -149,7 +150,7 @@ async def test_canaries_never_leak(
     added = await account_ops.add_account(
         rt, provider="anthropic", label="added-1", api_key=ADDED_KEY, base_url=upstream.base_url, priority=-5
     )
-    oauth = await account_ops.add_account(
+    oauth = await enroll(  # as a completed OAuth sign-in stores its account
         rt,
         provider="openai",
         label="oauth-1",

@@ -200,7 +200,7 @@ def validated(spec: Spec) -> Callable[[Callable[..., Awaitable[T]]], Callable[..
         params = list(inspect.signature(fn).parameters)[1:]
 
         @functools.wraps(fn)
-        async def action(rt: Any, *args: Any, **kwargs: Any) -> T:
+        async def action(rt: Any, /, *args: Any, **kwargs: Any) -> T:
             if len(args) > len(params):
                 raise bad(f"{spec.name}: too many arguments")
             given = {**dict(zip(params, args, strict=False)), **kwargs}
