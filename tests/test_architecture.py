@@ -21,7 +21,7 @@ import import_cycles  # noqa: E402
 CORE = [
     "gatewaytui.runtime",
     "gatewaytui.host",
-    "gatewaytui.ops",
+    "gatewaytui.ops.actions",
     "gatewaytui.server.app",
     "gatewaytui.server.relay",
     "gatewaytui.providers.registry",
