@@ -7,6 +7,8 @@ and is stopped by its own pid (never by name). Memory is read from ``/proc/<pid>
 from __future__ import annotations
 
 import os
+import platform
+import resource
 import shutil
 import signal
 import socket
@@ -19,6 +21,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+RESULTS = BENCH / "results"
 LITELLM_VENV = BENCH / ".litellm-venv"
 MASTER_KEY = "sk-bench-master"
 UPSTREAM_KEY = "bench-upstream-key"
@@ -234,7 +237,11 @@ def gateway(
     if variant and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
     cfg = gateway_config(
-        run_dir, port, upstream_port, accounts_per_provider=accounts_per_provider, metrics=variant != "no-metrics"
+        run_dir,
+        port,
+        upstream_port,
+        accounts_per_provider=accounts_per_provider,
+        metrics=variant != "no-metrics",
     )
     env = {**os.environ, **GATEWAY_ENV}
     base = [*gateway_cli(), "--config", str(cfg)]
@@ -322,3 +329,44 @@ def litellm(run_dir: Path, upstream_port: int) -> Proc | None:
     }
     argv = [str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"]
     return Proc("litellm", argv, port, run_dir / "litellm.log", env=env)
+
+
+# ------------------------------------------------------------------ the machine
+
+
+def machine() -> dict[str, str]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        rev = ""
+    wrk = (
+        subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+        if shutil.which("wrk")
+        else "missing"
+    )
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": wrk.strip(),
+        "gatewaytui_rev": rev or "?",
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+    }
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))

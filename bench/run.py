@@ -19,11 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
-import resource
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -35,7 +31,6 @@ if __package__ in (None, ""):  # ``python bench/run.py``
 
 from bench import client, load, procs  # noqa: E402
 
-RESULTS = procs.BENCH / "results"
 DIRECTIVE = "[bench chunks=50]"
 IDLE_DIRECTIVE = "[bench chunks=50 idle=600]"
 PROMPT = "Say hello in fifty words."
@@ -93,44 +88,6 @@ FIGURES = [
     ("translated streamed c=32", "translated", True, 32),
 ]
 TTFT_FIGURES = [("TTFT c=1", "anthropic"), ("translated TTFT c=1", "translated")]
-
-
-def machine() -> dict[str, str]:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(procs.ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        rev = ""
-    wrk = (
-        subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
-        if load.wrk_path()
-        else "missing"
-    )
-    return {
-        "cpu": cpu,
-        "cores": str(os.cpu_count()),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "wrk": wrk.strip(),
-        "gatewaytui_rev": rev or "?",
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-    }
-
-
-def raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
-    if soft < want:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
 
 
 # ------------------------------------------------------------------ measurements
@@ -232,11 +189,11 @@ def run(args: argparse.Namespace) -> int:
     if load.wrk_path() is None:
         print("error: wrk is required: apt-get update && apt-get install -y wrk", file=sys.stderr)
         return 2
-    raise_fd_limit()
+    procs.raise_fd_limit()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = (Path(args.out) if args.out else RESULTS) / stamp
+    run_dir = (Path(args.out) if args.out else procs.RESULTS) / stamp
     run_dir.mkdir(parents=True, exist_ok=True)
-    info = machine()
+    info = procs.machine()
     print(
         f"bench run {stamp}: {info['cpu']} x{info['cores']}, {info['wrk']}; output in {run_dir}", flush=True
     )

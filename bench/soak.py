@@ -172,11 +172,9 @@ async def drive(
 
 
 def soak(args: argparse.Namespace) -> int:
-    from bench.run import RESULTS, machine, raise_fd_limit
-
-    raise_fd_limit()
+    procs.raise_fd_limit()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    run_dir = (Path(args.out) if args.out else RESULTS) / f"soak-{stamp}"
+    run_dir = (Path(args.out) if args.out else procs.RESULTS) / f"soak-{stamp}"
     run_dir.mkdir(parents=True, exist_ok=True)
     seconds = args.minutes * 60
     print(f"soak {args.minutes:g} min at {args.rate:g} req/s; output in {run_dir}", flush=True)
@@ -222,7 +220,7 @@ def soak(args: argparse.Namespace) -> int:
         and checks["holds"] == checks["settles_and_releases"]
     )
     summary = {
-        "machine": machine(),
+        "machine": procs.machine(),
         "command": args.command,
         "rate": args.rate,
         "minutes": args.minutes,

@@ -10,6 +10,8 @@
     gatewaytui attach URL        (console against a running headless gateway; admin token from env)
 
 Admin commands write the database directly and work while the gateway runs; it notices within a second.
+Their arguments are checked by the same action specs (``gatewaytui.ops``) as the console's and the admin
+API's, and they share the operator domain's database work.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ from .billing.plans import check_tier
 from .billing.pricing import format_usd, parse_usd
 from .catalog import Catalog
 from .model import GatewayError
+from .ops import accounts as account_ops
+from .ops import tenants as tenant_ops
+from .pool.enroll import default_label, insert_row
 from .store import accounts as account_store
 from .store import db as dbmod
 from .store import keys as key_store
@@ -37,6 +42,7 @@ from .store import ledger as ledger_store
 from .store import settings as settings_store
 from .store import tenants as tenant_store
 from .telemetry import requestlog
+from .vault import Vault
 
 
 class CliError(Exception):
@@ -163,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CliError, configmod.ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except GatewayError as err:  # an action's spec refused the arguments
+        print(f"error: {err.message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
@@ -225,17 +234,12 @@ def attach(args: argparse.Namespace) -> int:
 def _keys_create(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     expires = time.time() + args.expires_days * 86400 if args.expires_days else None
+    key = tenant_ops.MINT_KEY.parse(
+        {"tenant": args.tenant, "kind": args.kind, "label": args.label, "rpm": args.rpm, "models": models}
+        | ({"expires_at": expires} if expires is not None else {})
+    )
     with dbmod.Transaction(conn):
-        tenant, created = tenant_store.get_or_create(conn, args.tenant)
-        row, secret = key_store.mint(
-            conn,
-            tenant["id"],
-            kind=args.kind,
-            label=args.label,
-            expires_at=expires,
-            models=models,
-            rpm=args.rpm,
-        )
+        tenant, created, row, secret = tenant_ops.mint_rows(conn, **key)
     if created:
         print(f"created tenant {tenant['name']}")
     print(
@@ -254,6 +258,7 @@ def _keys_list(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> in
 
 
 def _keys_revoke(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    tenant_ops.REVOKE_KEY.parse({"key_id": args.id})
     with dbmod.Transaction(conn):
         row = key_store.get(conn, args.id)
         if row is None:
@@ -264,19 +269,16 @@ def _keys_revoke(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> 
 
 
 def _credits_add(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
-    amount = parse_usd(args.usd)
-    if amount <= 0:
-        raise CliError("--usd must be a positive amount")
+    try:
+        amount = parse_usd(args.usd)
+    except ValueError as exc:
+        raise CliError(f"--usd: {exc}") from None
+    credit = tenant_ops.CREDIT.parse(
+        {"tenant": args.tenant, "amount_micro": amount, "kind": "topup", "note": args.note or "cli"}
+    )
     with dbmod.Transaction(conn):
-        tenant, created = tenant_store.get_or_create(conn, args.tenant)
-        ledger_store.append(
-            conn,
-            tenant["id"],
-            "topup",
-            amount,
-            f"cli-topup:{time.time_ns()}",
-            note=args.note or "cli",
-            origin="cli",
+        tenant, _ = tenant_ops.credit_rows(
+            conn, args.tenant, amount, "topup", f"cli-topup:{time.time_ns()}", credit["note"], "cli"
         )
         balance = ledger_store.balance(conn, tenant["id"])
     print(
@@ -295,32 +297,32 @@ def _credits_balance(cfg: configmod.Config, conn: Any, args: argparse.Namespace)
 
 
 def _accounts_add(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
-    from .runtime import _default_base
-    from .vault import Vault
-
-    if args.provider == "openai-compatible" and not args.base_url:
-        raise CliError("--base-url is required for openai-compatible accounts")
-    if args.base_url and not args.base_url.startswith(("http://", "https://")):
-        raise CliError("--base-url must start with http:// or https://")
-    if not args.api_key.strip():
-        raise CliError("--api-key must not be empty")
+    account = account_ops.ADD_ACCOUNT.parse(
+        {
+            "provider": args.provider,
+            "api_key": args.api_key.strip(),
+            "base_url": args.base_url,
+            "label": args.label,
+            "priority": args.priority,
+            "rpm": args.rpm,
+        }
+    )
     key_file = cfg.security.secret_key_file or str(Path(cfg.database.path).with_suffix(".key"))
     vault = Vault.open(cfg.security.secret_key_env, key_file, conn)
-    label = args.label or f"{args.provider}-{int(time.time())}"
+    label = account["label"] or default_label(args.provider)
     with dbmod.Transaction(conn):
-        if account_store.by_label(conn, label) is not None:
-            raise CliError(f"an account labelled {label!r} already exists")
-        row = account_store.insert(
-            conn,
-            label=label,
-            provider=args.provider,
-            base_url=args.base_url or _default_base(args.provider),
-            secret=vault.encrypt(args.api_key),
-            priority=args.priority,
-            rpm=args.rpm,
-            enabled=1,
-            source="db",
-        )
+        try:
+            row = insert_row(
+                conn,
+                label=label,
+                provider=args.provider,
+                base_url=args.base_url,
+                secret=vault.encrypt(args.api_key),
+                priority=args.priority,
+                rpm=args.rpm,
+            )
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
     print(f"added account {row['id']} ({label}, {args.provider}, {row['base_url']})")
     return 0
 
@@ -355,10 +357,8 @@ def _tenants_list(cfg: configmod.Config, conn: Any, args: argparse.Namespace) ->
 
 def _tenants_tier(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
     tier = None if args.none else args.tier
-    try:
-        check_tier(cfg.tiers, tier)
-    except GatewayError as err:
-        raise CliError(err.message) from None
+    tenant_ops.SET_TIER.parse({"tenant": args.tenant, "tier": tier})
+    check_tier(cfg.tiers, tier)
     with dbmod.Transaction(conn):
         row = tenant_store.set_tier(conn, args.tenant, tier)
     print(f"{row['name']} is now on tier {tier}" if tier else f"{row['name']} is off its tier")
@@ -366,20 +366,16 @@ def _tenants_tier(cfg: configmod.Config, conn: Any, args: argparse.Namespace) ->
 
 
 def _tenants_cap(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
-    model = None
-    if args.model:  # resolved as the gateway resolves it: config names and aliases, the operator's aliases
-        catalog = Catalog(cfg.models, cfg.routing)
-        catalog.apply_settings(settings_store.all_settings(conn))
-        try:
-            model = catalog.resolve(args.model).name
-        except GatewayError as err:
-            raise CliError(err.message) from None
     cap = None
     if not args.clear:
         try:
             cap = parse_usd(args.usd)
         except ValueError as exc:
             raise CliError(f"--usd: {exc}") from None
+    tenant_ops.SET_CAP.parse({"tenant": args.tenant, "cap_micro": cap, "model": args.model})
+    catalog = Catalog(cfg.models, cfg.routing)  # resolved as the running gateway resolves it
+    catalog.apply_settings(settings_store.all_settings(conn))
+    model = tenant_ops.cap_model(catalog, args.model)
     try:
         with dbmod.Transaction(conn):
             row = tenant_store.set_cap(conn, args.tenant, cap, model)

@@ -147,6 +147,7 @@ class OAuthProviderConfig:
 class ConsoleConfig:
     theme: str = "textual-dark"
     refresh_ms: int = 500
+    keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys (see the console's help)
 
 
 @dataclass(slots=True)
@@ -429,6 +430,8 @@ def _table(cls: Any, raw: Any, table: str, fail: Any, index: int | None = None) 
         elif origin is dict:
             if not isinstance(value, dict):
                 raise fail(table, key, "expected a table", index)
+            if typing.get_args(hint) == (str, str) and not all(isinstance(v, str) for v in value.values()):
+                raise fail(table, key, "expected a table of strings", index)
         elif hint in (int, float, str, bool):
             value = _check(hint, value, table, key, fail, index)
         elif hint == (str | None) or hint == (int | None):

@@ -27,19 +27,17 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 
-from .config import OAuthProviderConfig
+from .config import Config, OAuthProviderConfig
 from .model import GatewayError
 from .pool.account import Account
+from .pool.enroll import EnrollHost, enroll
 from .providers.base import UpstreamError
 from .store import accounts as account_store
-
-if TYPE_CHECKING:
-    from .runtime import Runtime
 
 log = logging.getLogger("gatewaytui.oauth")
 
@@ -174,8 +172,18 @@ def callback_page(title: str, text: str) -> str:
     )
 
 
+class OAuthHost(EnrollHost, Protocol):
+    """What the OAuth manager needs of the running gateway (``gatewaytui.runtime.Runtime`` has it)."""
+
+    @property
+    def cfg(self) -> Config: ...
+
+    @property
+    def http(self) -> httpx.AsyncClient | None: ...
+
+
 class OAuthManager:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: OAuthHost) -> None:
         self.rt = rt
         self.flows: dict[str, Flow] = {}
         self.listeners: dict[int, CallbackListener] = {}  # by configured port (0: ephemeral, one per flow)
@@ -352,8 +360,6 @@ class OAuthManager:
     async def _store_account(
         self, flow: Flow, tokens: dict[str, Any], extra: dict[str, Any]
     ) -> dict[str, Any]:
-        from . import admin  # admin imports the runtime, which imports this module
-
         if flow.account:
             acc = self.rt.pool.find(flow.account)
             if acc is None:
@@ -368,9 +374,12 @@ class OAuthManager:
         base = label
         while self.rt.pool.find(label) is not None and not flow.label:
             label, n = f"{base}-{n}", n + 1
-        return await admin.add_account(
-            self.rt, provider=flow.provider, label=label, oauth=tokens, base_url=flow.base_url
-        )
+        try:
+            return await enroll(
+                self.rt, provider=flow.provider, label=label, oauth=tokens, base_url=flow.base_url
+            )
+        except ValueError as exc:
+            raise GatewayError("invalid_request", str(exc)) from None
 
     async def _finish(self, flow: Flow) -> None:
         state, account_id, error = flow.state, flow.account_id, flow.error

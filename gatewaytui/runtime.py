@@ -27,6 +27,7 @@ from .catalog import Catalog
 from .config import Config
 from .oauth import OAuthManager
 from .pool.account import Account
+from .pool.enroll import default_base_url
 from .pool.pool import Pool
 from .store import accounts as account_store
 from .store import db as dbmod
@@ -161,7 +162,7 @@ class Runtime:
                 secret = self.vault.encrypt(a.api_key) if a.api_key else None
                 fields = dict(
                     provider=a.provider,
-                    base_url=a.base_url or _default_base(a.provider),
+                    base_url=a.base_url or default_base_url(a.provider),
                     secret=secret,
                     priority=a.priority,
                     weight=a.weight,
@@ -235,7 +236,7 @@ class Runtime:
             id=row["id"],
             label=row["label"],
             provider=row["provider"],
-            base_url=row["base_url"] or _default_base(row["provider"]),
+            base_url=row["base_url"] or default_base_url(row["provider"]),
             api_key=api_key,
             oauth=oauth,
             enabled=row["enabled"],
@@ -328,15 +329,6 @@ class Runtime:
             self.bus.publish("account.removed", account=gone)
         self.catalog.apply_settings(settings)
         self.pool.apply_settings(settings)
-
-
-def _default_base(provider: str) -> str:
-    from .providers import registry
-
-    try:
-        return registry.get(provider).DEFAULT_BASE_URL or ""
-    except KeyError:
-        return ""
 
 
 WRITER_BACKLOG_WARN = 50_000

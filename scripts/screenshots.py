@@ -22,10 +22,11 @@ sys.path.insert(0, str(ROOT))
 
 from textual.widgets import Input  # noqa: E402
 
-from gatewaytui import admin  # noqa: E402
 from gatewaytui.config import Config  # noqa: E402
 from gatewaytui.demo.setup import DemoUpstream, seed, traffic  # noqa: E402
 from gatewaytui.host import Gateway  # noqa: E402
+from gatewaytui.ops import routing as routing_ops  # noqa: E402
+from gatewaytui.ops import tenants as tenant_ops  # noqa: E402
 from gatewaytui.tui.app import ConsoleApp  # noqa: E402
 from gatewaytui.tui.source import LocalSource  # noqa: E402
 from gatewaytui.tui.widgets import LiveTable  # noqa: E402
@@ -53,13 +54,13 @@ async def dress(gateway: Gateway, demo: DemoUpstream) -> str:
     """The demo's own seed, plus a few tenants, a quota reading and a rate-limited account to look at."""
     rt = gateway.rt
     key = await seed(rt)
-    await admin.credit(rt, "acme", 40_000_000, note="invoice 1042")
-    await admin.mint_key(rt, "acme", label="ci")
-    await admin.mint_key(rt, "acme", kind="subscription", label="claude-code")
-    await admin.credit(rt, "initech", 2_500_000, note="trial")
-    await admin.mint_key(rt, "initech", label="prod")
-    await admin.set_alias(rt, "fast", "claude-haiku-4-5")
-    await admin.set_haiku_model(rt, "gemini-2.5-flash")
+    await tenant_ops.credit(rt, "acme", 40_000_000, note="invoice 1042")
+    await tenant_ops.mint_key(rt, "acme", label="ci")
+    await tenant_ops.mint_key(rt, "acme", kind="subscription", label="claude-code")
+    await tenant_ops.credit(rt, "initech", 2_500_000, note="trial")
+    await tenant_ops.mint_key(rt, "initech", label="prod")
+    await routing_ops.set_alias(rt, "fast", "claude-haiku-4-5")
+    await routing_ops.set_haiku_model(rt, "gemini-2.5-flash")
     demo.upstream.set_quota("demo-key-a1", five_hour=0.42, seven_day=0.18)
     demo.upstream.fail_key("demo-key-a2", 429, retry_after=90, times=3)
     return key

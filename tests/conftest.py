@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from gatewaytui import admin
 from gatewaytui import config as configmod
 from gatewaytui.host import Gateway
+from gatewaytui.ops import tenants as tenant_ops
 
 # a Fernet key, not a passphrase: a passphrase costs a scrypt derivation (~0.4 s) per gateway start
 # (tests/test_vault.py and tests/test_cli.py cover the passphrase road)
@@ -112,8 +112,8 @@ class GatewayHandle:
     ) -> str:
         """A fresh tenant key (the secret); credits the tenant with ``usd`` first when given."""
         if usd:
-            await admin.credit(self.rt, tenant, int(round(usd * 1_000_000)))
-        _, secret = await admin.mint_key(self.rt, tenant, kind=kind, **kw)
+            await tenant_ops.credit(self.rt, tenant, int(round(usd * 1_000_000)))
+        _, secret = await tenant_ops.mint_key(self.rt, tenant, kind=kind, **kw)
         return secret
 
     async def flush(self) -> None:

@@ -12,8 +12,8 @@ import httpx
 import orjson
 import pytest
 
-from gatewaytui import admin
 from gatewaytui.codec import SSEDecoder
+from gatewaytui.ops import tenants as tenant_ops
 from gatewaytui.store import keys as key_store
 
 TOKEN = "admin-token-for-tests"
@@ -136,7 +136,7 @@ async def test_events_arrive_after_ready_and_can_be_filtered(gw: Any, client: ht
         stream = frames(response)
         seen, _ = await until_topic(stream, "ready")
         assert seen == ["ready"]
-        balance = await admin.credit(gw.rt, "acme", 1_500_000, note="wire")
+        balance = await tenant_ops.credit(gw.rt, "acme", 1_500_000, note="wire")
         _, event = await until_topic(stream, "tenant.balance")
         assert event["topic"] == "tenant.balance" and event["data"]["balance_micro"] == balance
         assert isinstance(event["at"], float)
@@ -144,8 +144,8 @@ async def test_events_arrive_after_ready_and_can_be_filtered(gw: Any, client: ht
     async with client.stream("GET", "/admin/events?topics=key.,account.", headers=AUTH) as response:
         stream = frames(response)
         await until_topic(stream, "ready")
-        await admin.credit(gw.rt, "acme", 1_000_000)  # filtered out
-        await admin.mint_key(gw.rt, "acme", label="filtered")
+        await tenant_ops.credit(gw.rt, "acme", 1_000_000)  # filtered out
+        await tenant_ops.mint_key(gw.rt, "acme", label="filtered")
         seen, event = await until_topic(stream, "key.created")
         assert seen == ["key.created"] and event["data"]["label"] == "filtered"
 
@@ -209,6 +209,8 @@ async def test_console_actions_call_the_admin_functions(gw: Any, client: httpx.A
         ("credit", {"tenant": "a", "amount_micro": -5}, 400, "invalid_request", "positive"),
         ("credit", {"tenant": "", "amount_micro": 5}, 400, "invalid_request", "tenant name"),
         ("create_tenant", {"name": "x", "extra": 1}, 400, "invalid_request", "unknown argument 'extra'"),
+        ("create_tenant", {"name": "x", "rt": 1}, 400, "invalid_request", "unknown argument 'rt'"),
+        ("update_account", {"ref": "anthropic-1", "weight": 0}, 400, "invalid_request", "at least 1"),
         ("create_tenant", [1, 2], 400, "invalid_request", "JSON object"),
         ("mint_key", {"tenant": "a", "kind": "gold"}, 400, "invalid_request", "kind"),
         ("reset_account", {"ref": "ghost"}, 404, "not_found", "no account"),

@@ -145,11 +145,11 @@ async def test_no_credit_is_402_and_revoked_key_is_401(gateway, client) -> None:
             model="auto", max_tokens=8, messages=[{"role": "user", "content": "x"}]
         )
     assert info.value.status_code == 402 and info.value.body["error"]["type"] == "billing_error"
-    from gatewaytui import admin
+    from gatewaytui.ops import tenants as tenant_ops
 
     key = await gateway.mint("acme", usd=1)
     key_id = next(k["id"] for k in gateway.rt.keyring._by_hash.values() if k["tenant"] == "acme")
-    await admin.revoke_key(gateway.rt, key_id)
+    await tenant_ops.revoke_key(gateway.rt, key_id)
     with pytest.raises(anthropic.AuthenticationError):
         await client(gateway, key).messages.create(
             model="auto", max_tokens=8, messages=[{"role": "user", "content": "x"}]

@@ -1,9 +1,13 @@
-"""Machine-checked architecture: the core never imports the console, protocols/providers stay uniform."""
+"""Machine-checked architecture: the core never imports the console, protocols/providers stay uniform,
+and the import-circle check of ``.ci/run`` finds circles.
+
+The import-linter contracts (``lint-imports``), mypy and ``scripts/import_cycles.py`` run as their own
+steps of ``.ci/run``, before the tests.
+"""
 
 from __future__ import annotations
 
 import importlib
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,10 +15,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import import_cycles  # noqa: E402
+
 CORE = [
     "gatewaytui.runtime",
     "gatewaytui.host",
-    "gatewaytui.admin",
+    "gatewaytui.ops.actions",
     "gatewaytui.server.app",
     "gatewaytui.server.relay",
     "gatewaytui.providers.registry",
@@ -32,12 +39,19 @@ def test_core_never_loads_textual() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_import_linter_contracts_hold() -> None:
-    exe = shutil.which("lint-imports") or str(Path(sys.executable).with_name("lint-imports"))
-    if not Path(exe).exists():
-        pytest.fail("import-linter is part of the dev extra and must be installed")
-    result = subprocess.run([exe], capture_output=True, text=True, cwd=ROOT)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_the_circle_check_finds_a_circle_and_passes_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pkg = tmp_path / "circled"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from . import b\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from . import c\n")
+    (pkg / "c.py").write_text("def f():\n    from . import a\n")
+    (pkg / "d.py").write_text("from . import a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert import_cycles.circles("circled") == [["circled.a", "circled.b", "circled.c"]]
+    assert import_cycles.circles("gatewaytui") == []
 
 
 PROTOCOL_API = (

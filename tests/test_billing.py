@@ -12,9 +12,9 @@ import openai
 import pytest
 from conftest import DEFAULT_MODELS, GatewayHandle
 
-from gatewaytui import admin
 from gatewaytui.billing import pricing
 from gatewaytui.model import Usage
+from gatewaytui.ops import tenants as tenant_ops
 from gatewaytui.protocols import anthropic as anthropic_wire
 from gatewaytui.store import ledger
 from gatewaytui.store import requests as request_store
@@ -322,7 +322,9 @@ async def test_openai_stream_cut_before_its_usage_still_bills_the_prompt(
 
 async def test_per_call_cap_refuses_dear_requests(gateway: GatewayHandle) -> None:
     key = await gateway.mint("capped", usd=10)
-    await admin.set_cap(gateway.rt, "capped", 20_000, model="claude-sonnet-4-5")  # $0.02 a call on sonnet
+    await tenant_ops.set_cap(
+        gateway.rt, "capped", 20_000, model="claude-sonnet-4-5"
+    )  # $0.02 a call on sonnet
     c = client(gateway, key)
     with pytest.raises(anthropic.BadRequestError) as exc:
         await c.messages.create(
@@ -337,7 +339,7 @@ async def test_per_call_cap_refuses_dear_requests(gateway: GatewayHandle) -> Non
     await c.messages.create(
         model="claude-haiku-4-5", max_tokens=4000, messages=[{"role": "user", "content": "hi"}]
     )
-    await admin.set_cap(gateway.rt, "capped", 1_000)
+    await tenant_ops.set_cap(gateway.rt, "capped", 1_000)
     with pytest.raises(anthropic.BadRequestError):
         await c.messages.create(
             model="claude-haiku-4-5", max_tokens=4000, messages=[{"role": "user", "content": "hi"}]

@@ -13,7 +13,7 @@ from typing import Any
 import anthropic
 from conftest import GatewayHandle
 
-from gatewaytui import admin
+from gatewaytui.ops import tenants as tenant_ops
 from gatewaytui.store import ledger
 from gatewaytui.store import requests as request_store
 
@@ -39,7 +39,7 @@ async def test_admitted_spend_never_exceeds_balance(gateway: GatewayHandle) -> N
 
     key = await gateway.mint("crowd", usd=None)
     tid = rt.keyring.authenticate(key)["tenant_id"]
-    await admin.credit(rt, "crowd", N * hold)
+    await tenant_ops.credit(rt, "crowd", N * hold)
     c = anthropic.AsyncAnthropic(api_key=key, base_url=gateway.base_url, max_retries=0, timeout=60)
     peak_held = 0
     original_hold = rt.wallet.hold

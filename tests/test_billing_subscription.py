@@ -8,11 +8,11 @@ import httpx
 import pytest
 from conftest import GatewayHandle
 
-from gatewaytui import admin
 from gatewaytui.billing.plans import Plan
 from gatewaytui.billing.quota import Quota
 from gatewaytui.config import ModelConfig, TierConfig
 from gatewaytui.model import GatewayError, Usage
+from gatewaytui.ops import tenants as tenant_ops
 
 TIERS = [
     {
@@ -73,7 +73,7 @@ async def test_quota_per_rolling_day_with_reset_time(make_gateway: Any, tmp_path
     sub = await gw.mint("acme", usd=None, kind="subscription")
     r = await post(gw, sub, "claudecode", "hi")
     assert r.status_code == 402 and "no subscription" in r.json()["error"]["message"]
-    await admin.set_tier(gw.rt, "acme", "pro")
+    await tenant_ops.set_tier(gw.rt, "acme", "pro")
     assert (await post(gw, sub, "claudecode", "a [usage in=500 out=100]")).status_code == 200
     assert (
         await post(gw, sub, "cline", "b [usage in=500 out=100]")
@@ -109,17 +109,17 @@ async def test_quota_per_rolling_day_with_reset_time(make_gateway: Any, tmp_path
 async def test_tier_routes_and_models(make_gateway: Any) -> None:
     gw = await make_gateway(tiers=TIERS)
     sub = await gw.mint("acme", usd=None, kind="subscription")
-    await admin.set_tier(gw.rt, "acme", "pro")
+    await tenant_ops.set_tier(gw.rt, "acme", "pro")
     r = await post(gw, sub, "cursor", "hi")
     assert r.status_code == 403 and "/cursor" in r.json()["error"]["message"]
     r = await post(gw, sub, "claudecode", "hi", model="claude-haiku-4-5")
     assert r.status_code == 403 and "claude-haiku-4-5" in r.json()["error"]["message"]
-    await admin.set_tier(gw.rt, "acme", "max")  # unlimited, every route and model
+    await tenant_ops.set_tier(gw.rt, "acme", "max")  # unlimited, every route and model
     assert (await post(gw, sub, "cursor", "hi", model="claude-haiku-4-5")).status_code == 200
-    await admin.set_tier(gw.rt, "acme", None)
+    await tenant_ops.set_tier(gw.rt, "acme", None)
     assert (await post(gw, sub, "cursor", "hi")).status_code == 402
     with pytest.raises(GatewayError):
-        await admin.set_tier(gw.rt, "acme", "platinum")
+        await tenant_ops.set_tier(gw.rt, "acme", "platinum")
 
 
 def test_rolling_window_frees_tokens_as_they_age() -> None:

@@ -20,7 +20,8 @@ import orjson
 import pytest
 from conftest import DEFAULT_MODELS
 
-from gatewaytui import admin
+from gatewaytui.ops import accounts as account_ops
+from gatewaytui.pool.enroll import enroll
 
 UPSTREAM = {
     "anthropic": "sk-ant-CANARY0anthropic0Zq81",
@@ -146,10 +147,10 @@ async def test_canaries_never_leak(
     tenant_key = await gw.mint("acme", usd=5)
     other_key = await gw.mint("globex", usd=5)
     tenant_secrets = [tenant_key, other_key]
-    added = await admin.add_account(
+    added = await account_ops.add_account(
         rt, provider="anthropic", label="added-1", api_key=ADDED_KEY, base_url=upstream.base_url, priority=-5
     )
-    oauth = await admin.add_account(
+    oauth = await enroll(  # as a completed OAuth sign-in stores its account
         rt,
         provider="openai",
         label="oauth-1",
@@ -206,7 +207,7 @@ async def test_canaries_never_leak(
         for acc in list(rt.pool.accounts.values()):
             rt.pool.reset(acc)
             if not acc.enabled:
-                await admin.set_account_enabled(rt, acc.id, True)
+                await account_ops.set_account_enabled(rt, acc.id, True)
 
     async with httpx.AsyncClient(base_url=gw.base_url, timeout=15) as http:
         if scenario == "probes":

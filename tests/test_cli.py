@@ -273,3 +273,23 @@ def wait_for_line(proc: subprocess.Popen[str], pattern: str, timeout: float = 30
         if m:
             return m.group(1)
     raise AssertionError(f"no line matching {pattern!r}; got: {''.join(seen)[-2000:]}")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--label", "x" * 101), "add_account: argument 'label' must be at most 100 characters"),
+        (("--rpm", "0"), "add_account: argument 'rpm' must be at least 1"),
+        (("--base-url", "ftp://example"), "base_url must start with http:// or https://"),
+    ],
+)
+def test_cli_refuses_what_the_console_and_admin_api_refuse(
+    tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    """One validator per action: the CLI checks accounts add with the spec the other front ends use."""
+    result = cli(
+        "accounts", "add", "--provider", "anthropic", "--api-key", "k", *args, cfg=write_config(tmp_path)
+    )
+    assert result.returncode == 2 and says in result.stderr, result.stderr
+    listed = cli("accounts", "list", cfg=write_config(tmp_path))
+    assert "anthropic" not in listed.stdout.replace("anthropic-1", "")

@@ -52,6 +52,14 @@ def test_example_config_parses_and_documents_every_key(monkeypatch: pytest.Monke
             )
 
 
+def test_console_keymap_is_a_table_of_strings() -> None:
+    cfg = config.parse({"console": {"keymap": {"accounts.reset": "z"}}})
+    assert cfg.console.keymap == {"accounts.reset": "z"}
+    assert config.parse({}).console.keymap == {}
+    with pytest.raises(config.ConfigError, match="table of strings"):
+        config.parse({"console": {"keymap": {"accounts.reset": 5}}})
+
+
 def test_model_defaults_upstream_to_name() -> None:
     cfg = config.parse({"models": [{"name": "m", "provider": "anthropic"}]})
     assert cfg.models[0].upstream == "m"

@@ -4,13 +4,15 @@ timeouts, methods, disconnects)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from gatewaytui.server import lane, limits
+from gatewaytui.server import lane, limits, protocols
 
 BODY = b'{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}'
 
@@ -18,19 +20,24 @@ BODY = b'{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user"
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("/v1/messages", lane.Route("anthropic")),
-        ("/claudecode/v1/messages", lane.Route("anthropic", "claudecode")),
-        ("/roocode/v1/messages", lane.Route("anthropic", "roocode")),
-        ("/v1/chat/completions", lane.Route("openai_chat")),
-        ("/chat/completions", lane.Route("openai_chat")),
-        ("/v1/responses", lane.Route("openai_responses")),
+        ("/v1/messages", protocols.Route("anthropic")),
+        ("/messages", protocols.Route("anthropic")),
+        ("/claudecode/v1/messages", protocols.Route("anthropic", "claudecode")),
+        ("/roocode/v1/messages", protocols.Route("anthropic", "roocode")),
+        ("/cline/messages", protocols.Route("anthropic", "cline")),  # Cline with base URL .../cline
+        ("/v1/chat/completions", protocols.Route("openai_chat")),
+        ("/chat/completions", protocols.Route("openai_chat")),
+        ("/v1/responses", protocols.Route("openai_responses")),
+        ("/responses", protocols.Route("openai_responses")),
+        ("/cline/chat/completions", None),  # the tool routes are Anthropic routes
+        ("/cline/v1/messages/count_tokens", None),  # Quart's
         (
             "/v1beta/models/gemini-2.5-pro:generateContent",
-            lane.Route("gemini", "v1", "gemini-2.5-pro", False),
+            protocols.Route("gemini", "v1", "gemini-2.5-pro", False),
         ),
         (
             "/v1/models/gemini-2.5-pro:streamGenerateContent",
-            lane.Route("gemini", "v1", "gemini-2.5-pro", True),
+            protocols.Route("gemini", "v1", "gemini-2.5-pro", True),
         ),
         ("/v1beta/models/gemini-2.5-pro:countTokens", None),  # Quart's
         ("/v1beta/models/:generateContent", None),
@@ -40,8 +47,27 @@ BODY = b'{"model":"claude-sonnet-4-5","max_tokens":16,"messages":[{"role":"user"
         ("/health", None),
     ],
 )
-def test_match(path: str, expected: lane.Route | None) -> None:
-    assert lane.match(path) == expected
+def test_chat_route(path: str, expected: protocols.Route | None) -> None:
+    assert protocols.chat_route(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "protocol"),
+    [
+        ("/v1/messages/count_tokens", "anthropic"),
+        ("/messages/count_tokens", "anthropic"),
+        ("/cline/messages/count_tokens", "anthropic"),
+        ("/v1beta/models/gemini-2.5-pro:countTokens", "gemini"),
+        ("/v1/models/gemini-2.5-pro:nope", "gemini"),
+        ("/v1/responses/resp_1", "openai_responses"),
+        ("/unknown/v1/messages", "anthropic"),
+        ("/unknown/messages", "anthropic"),
+        ("/v1/models", "openai_chat"),
+        ("/nowhere", "openai_chat"),
+    ],
+)
+def test_every_other_path_answers_errors_in_its_protocol(path: str, protocol: str) -> None:
+    assert protocols.protocol_for_path(path) == protocol
 
 
 def assert_shape(protocol: str, r: httpx.Response, status: int) -> None:
@@ -133,6 +159,44 @@ async def test_client_gone_while_sending_the_body_leaves_nothing_behind(gateway)
     assert count == 0
 
 
+async def test_client_gone_while_sending_the_body_ends_the_handler_without_an_answer(gateway) -> None:
+    """At the ASGI level: the body stops half-way with http.disconnect; the lane's handler must end at once,
+    send nothing (nobody is there to read it) and leave nothing in flight or held."""
+    key = await gateway.mint()
+    script = [{"type": "http.request", "body": BODY[:20], "more_body": True}, {"type": "http.disconnect"}]
+
+    async def receive() -> dict[str, Any]:
+        if script:
+            return script.pop(0)
+        await asyncio.Event().wait()  # a server sends nothing after http.disconnect
+        raise AssertionError("unreachable")
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def quart(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise AssertionError("a chat route is the lane's, not Quart's")
+
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"x-api-key", key.encode()),
+        (b"content-length", str(len(BODY)).encode()),
+    ]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/messages",
+        "headers": headers,
+        "query_string": b"",
+    }
+    await asyncio.wait_for(lane.ChatLane(quart, gateway.rt)(scope, receive, send), 5)
+    assert not script, "the handler read up to the disconnect"
+    assert sent == [], f"the handler answered a client that was gone: {sent[:1]}"
+    assert not gateway.rt.traffic.inflight and not gateway.rt.wallet.held
+
+
 async def test_a_served_chat_request_still_works_after_a_disconnect(gateway) -> None:
     """The lane's disconnect watcher ends only its own request."""
     key = await gateway.mint()
@@ -142,3 +206,51 @@ async def test_a_served_chat_request_still_works_after_a_disconnect(gateway) -> 
         )
         assert r.status_code == 200 and r.headers["content-length"] == str(len(r.content))
         assert r.json()["type"] == "message"
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+PROTOCOL_OF = {
+    "Anthropic": {"anthropic"},
+    "OpenAI Chat": {"openai_chat"},
+    "OpenAI Responses": {"openai_responses"},
+    "OpenAI Chat / Responses": {"openai_chat", "openai_responses"},
+    "Gemini": {"gemini"},
+}
+
+
+def base_url_table() -> list[dict[str, str]]:
+    text = README.read_text()
+    section = text[text.index("### Base URL per tool") :]
+    body = section[section.index("\n|") + 1 :]
+    lines = list(itertools.takewhile(lambda ln: ln.startswith("|"), body.splitlines()))
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")), strict=True)) for ln in lines[2:]]
+
+
+def test_readme_base_url_per_tool_names_served_chat_routes() -> None:
+    rows = base_url_table()
+    tools = {r["Tool"].split(" (")[0] for r in rows}
+    assert {"Claude Code", "Cline", "Cursor", "Roo Code", "Codex", "Gemini CLI"} <= tools
+    assert {"Anthropic SDK", "OpenAI SDK", "Gemini SDK"} <= tools
+    for row in rows:
+        base = row["Base URL"].strip("`").removeprefix("HOST")
+        seen = set()
+        for call in row["Calls"].split(", "):
+            path = call.strip("`").replace("{model}", "claude-sonnet-4-5")
+            assert path.startswith(base + "/"), (row["Tool"], path)
+            route = protocols.chat_route(path)
+            assert route is not None, f"{row['Tool']}: {path} is not served"
+            seen.add(route.protocol)
+        assert seen == PROTOCOL_OF[row["Protocol"]], row["Tool"]
+
+
+@pytest.mark.parametrize("path", ["/cline/messages", "/messages", "/cline/v1/messages"])
+async def test_anthropic_paths_without_v1_are_served(gateway, path: str) -> None:
+    key = await gateway.mint()
+    headers = {"x-api-key": key, "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        r = await http.post(path, content=BODY, headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.json()["type"] == "message"
+        r = await http.post(path + "/count_tokens", content=BODY, headers=headers)
+        assert r.status_code == 200 and r.json()["input_tokens"] > 0, r.text

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from conftest import GatewayHandle
 
-from gatewaytui import admin
 from gatewaytui.config import ROUTES
 from gatewaytui.model import GatewayError
+from gatewaytui.ops import routing as routing_ops
 from gatewaytui.store import requests as request_store
 
 PRESETS = {
@@ -77,12 +77,12 @@ async def test_preset_text_is_part_of_the_hold(make_gateway: Any) -> None:
 async def test_operator_edits_presets_live_and_they_persist(make_gateway: Any, upstream: Any) -> None:
     gw = await make_gateway(presets=PRESETS)
     key = await gw.mint("acme", usd=2)
-    await admin.set_preset(gw.rt, "cline", "Edited for Cline.", {"temperature": 0.5})
+    await routing_ops.set_preset(gw.rt, "cline", "Edited for Cline.", {"temperature": 0.5})
     await send(gw, key, "cline")
     body = upstream_bodies(upstream)[-1]
     assert system_texts(body) == ["Edited for Cline."] and body["temperature"] == 0.5
     with pytest.raises(GatewayError):
-        await admin.set_preset(gw.rt, "vim", "nope")
+        await routing_ops.set_preset(gw.rt, "vim", "nope")
     await gw.gateway.stop()
     gw2 = await make_gateway(presets=PRESETS)
     await send(gw2, key, "cline")

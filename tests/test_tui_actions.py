@@ -338,6 +338,14 @@ async def test_bindings_are_remapped_by_id(gateway: Any) -> None:
         assert acc.health() == "healthy"
 
 
+async def test_the_configs_console_keymap_remaps_bindings(make_gateway: Any) -> None:
+    """``[console] keymap`` in the config reaches the console (through the snapshot, so attach gets it too)."""
+    gw = await make_gateway(console={"keymap": {"accounts.reset": "z"}})
+    async with console(gw, "help") as (app, pilot):
+        assert ("Accounts", "z", "Clear cooldown", "accounts.reset") in app.screen.rows()
+        assert app.keymap_overrides == {"accounts.reset": "z"}
+
+
 async def test_refresh_timer_runs_only_on_the_visible_screen(gateway: Any) -> None:
     async with console(gateway, "overview", refresh_ms=50) as (app, pilot):
         overview = app.screen

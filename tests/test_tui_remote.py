@@ -9,7 +9,7 @@ import pytest
 from test_tui_support import ready
 from textual.widgets import Input
 
-from gatewaytui import admin
+from gatewaytui.ops import tenants as tenant_ops
 from gatewaytui.store import ledger as ledger_store
 from gatewaytui.store import tenants as tenant_store
 from gatewaytui.tui.app import ConsoleApp
@@ -43,7 +43,7 @@ async def test_remote_source_reads_acts_and_follows_events(gw: Any) -> None:
         assert await source.request("req_missing") is None
         async with asyncio.timeout(10):  # hang guard
             assert (await anext(events))["topic"] == "console.connected"
-            await admin.create_tenant(gw.rt, "from-elsewhere")
+            await tenant_ops.create_tenant(gw.rt, "from-elsewhere")
             async for event in events:
                 if event["topic"] == "tenant.created" and event["data"]["name"] == "from-elsewhere":
                     break

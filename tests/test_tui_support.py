@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
-from gatewaytui import admin
 from gatewaytui import config as configmod
 from gatewaytui.billing.pricing import Price, cost
 from gatewaytui.model import Usage
+from gatewaytui.ops import accounts as account_ops
+from gatewaytui.ops import routing as routing_ops
+from gatewaytui.ops import tenants as tenant_ops
 from gatewaytui.runtime import Runtime
 from gatewaytui.store import requests as request_store
 from gatewaytui.store import tenants as tenant_store
@@ -98,10 +100,13 @@ class CountingSecrets:
 
 
 def freeze(monkeypatch: pytest.MonkeyPatch, now: float = FROZEN) -> FrozenTime:
+    import gatewaytui.ops.accounts
+    import gatewaytui.ops.snapshot
+    import gatewaytui.ops.tenants
     import gatewaytui.pool.account
+    import gatewaytui.pool.enroll
     import gatewaytui.pool.pool
     import gatewaytui.runtime
-    import gatewaytui.server.events
     import gatewaytui.store.accounts
     import gatewaytui.store.keys
     import gatewaytui.store.tenants
@@ -115,8 +120,10 @@ def freeze(monkeypatch: pytest.MonkeyPatch, now: float = FROZEN) -> FrozenTime:
         gatewaytui.store.keys,
         gatewaytui.store.accounts,
         gatewaytui.store.tenants,
-        admin,
-        gatewaytui.server.events,
+        gatewaytui.ops.tenants,
+        gatewaytui.ops.accounts,
+        gatewaytui.ops.snapshot,
+        gatewaytui.pool.enroll,
         gatewaytui.runtime,
     ):
         monkeypatch.setattr(module, "time", clock)
@@ -176,17 +183,17 @@ async def seed_console(rt: Runtime) -> None:
     """A small, fixed world: three tenants, four accounts in different states, traffic in flight and done."""
     now = FROZEN
     rt.started_at = now - 3723
-    await admin.credit(rt, "acme", 25_000_000, note="seed")
-    await admin.mint_key(rt, "acme", label="ci")
-    await admin.mint_key(rt, "acme", label="laptop")
-    old, _ = await admin.mint_key(rt, "acme", label="old")
-    await admin.revoke_key(rt, old["id"])
-    globex = await admin.create_tenant(rt, "globex")
+    await tenant_ops.credit(rt, "acme", 25_000_000, note="seed")
+    await tenant_ops.mint_key(rt, "acme", label="ci")
+    await tenant_ops.mint_key(rt, "acme", label="laptop")
+    old, _ = await tenant_ops.mint_key(rt, "acme", label="old")
+    await tenant_ops.revoke_key(rt, old["id"])
+    globex = await tenant_ops.create_tenant(rt, "globex")
     await rt.write(lambda c: tenant_store.update(c, globex["id"], tier="pro", subscription_status="active"))
-    await admin.mint_key(rt, "globex", kind="subscription", label="team")
-    await admin.credit(rt, "initech", 500_000, note="trial")
-    await admin.mint_key(rt, "initech", label="prod")
-    acme = await admin.create_tenant(rt, "acme")
+    await tenant_ops.mint_key(rt, "globex", kind="subscription", label="team")
+    await tenant_ops.credit(rt, "initech", 500_000, note="trial")
+    await tenant_ops.mint_key(rt, "initech", label="prod")
+    acme = await tenant_ops.create_tenant(rt, "acme")
     price = Price(input=3_000_000, output=15_000_000)
 
     def usage_rows(conn: Any) -> None:
@@ -214,10 +221,10 @@ async def seed_console(rt: Runtime) -> None:
             )
 
     await rt.write(usage_rows)
-    await admin.set_alias(rt, "fast", "claude-haiku-4-5")
-    await admin.set_haiku_model(rt, "gemini-2.5-flash")
-    await admin.prefer_account(rt, "anthropic-1")
-    await admin.set_account_enabled(rt, "openai-1", False)
+    await routing_ops.set_alias(rt, "fast", "claude-haiku-4-5")
+    await routing_ops.set_haiku_model(rt, "gemini-2.5-flash")
+    await account_ops.prefer_account(rt, "anthropic-1")
+    await account_ops.set_account_enabled(rt, "openai-1", False)
 
     a1, a2, g1 = rt.pool.find("anthropic-1"), rt.pool.find("anthropic-2"), rt.pool.find("gemini-1")
     assert a1 and a2 and g1

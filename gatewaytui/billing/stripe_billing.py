@@ -9,17 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import stripe
 
 from ..config import StripeConfig, TierConfig
 from ..model import GatewayError
 from ..store import tenants as tenant_store
+from .plans import Plans
 
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+T = TypeVar("T")
+
+
+class BillingHost(Protocol):
+    """What Stripe calls need of the running gateway (``gatewaytui.runtime.Runtime`` has it)."""
+
+    @property
+    def plans(self) -> Plans: ...
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
 
 log = logging.getLogger("gatewaytui.billing")
 
@@ -85,7 +97,7 @@ class StripeBilling:
 
     # ------------------------------------------------------------------ customers
 
-    async def customer_for(self, rt: Runtime, tenant_id: int) -> str:
+    async def customer_for(self, rt: BillingHost, tenant_id: int) -> str:
         """The tenant's Stripe customer id, creating the customer on first use."""
         plan = rt.plans.get(tenant_id)
         if plan is not None and plan.stripe_customer_id:
@@ -112,7 +124,7 @@ class StripeBilling:
 
     # ------------------------------------------------------------------ sessions
 
-    async def topup_session(self, rt: Runtime, tenant_id: int, cents: int) -> Any:
+    async def topup_session(self, rt: BillingHost, tenant_id: int, cents: int) -> Any:
         client = self.client()
         customer = await self.customer_for(rt, tenant_id)
         meta = {"tenant_id": str(tenant_id), "kind": "topup"}
@@ -140,7 +152,7 @@ class StripeBilling:
             },
         )
 
-    async def subscription_session(self, rt: Runtime, tenant_id: int, tier: TierConfig) -> Any:
+    async def subscription_session(self, rt: BillingHost, tenant_id: int, tier: TierConfig) -> Any:
         client = self.client()
         customer = await self.customer_for(rt, tenant_id)
         meta = {"tenant_id": str(tenant_id), "kind": "subscription", "tier": tier.name}
@@ -159,7 +171,7 @@ class StripeBilling:
             },
         )
 
-    async def portal_session(self, rt: Runtime, tenant_id: int) -> Any:
+    async def portal_session(self, rt: BillingHost, tenant_id: int) -> Any:
         client = self.client()
         customer = await self.customer_for(rt, tenant_id)
         return await self._call(

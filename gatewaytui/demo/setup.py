@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from .. import admin
 from ..config import AccountConfig, Config, ModelConfig
+from ..ops import tenants as tenant_ops
 from ..runtime import Runtime
 from .upstream import FakeUpstream, serve
 
@@ -120,10 +120,10 @@ class DemoUpstream:
 
 async def seed(rt: Runtime) -> str:
     """Ensure the demo tenant has credit; mint a fresh demo key (printed once by the caller)."""
-    tenant = await admin.create_tenant(rt, DEMO_TENANT)
+    tenant = await tenant_ops.create_tenant(rt, DEMO_TENANT)
     if rt.wallet.balance[tenant["id"]] < DEMO_CREDIT_MICRO // 5:
-        await admin.credit(rt, DEMO_TENANT, DEMO_CREDIT_MICRO, note="demo credit")
-    _, secret = await admin.mint_key(rt, DEMO_TENANT, label="demo")
+        await tenant_ops.credit(rt, DEMO_TENANT, DEMO_CREDIT_MICRO, note="demo credit")
+    _, secret = await tenant_ops.mint_key(rt, DEMO_TENANT, label="demo")
     return secret
 
 

@@ -1,8 +1,9 @@
 """The operator's HTTP API: upstream accounts, routing settings, Claude Code's settings.
 
-Every route but the OAuth callback needs the admin token (``Authorization: Bearer``). Each one calls
-the same operator actions the console uses (``gatewaytui.admin``), so both front ends behave alike and
-every change is published on the event bus. Errors are ``{"error": {"type", "message"}}`` with the
+Every route but the OAuth callback needs the admin token (``Authorization: Bearer``). This is an HTTP
+adapter only: each route hands its body to the operator action of ``gatewaytui.ops`` that the console and
+the CLI use too, whose spec checks it, so every front end behaves alike and every change is published on
+the event bus. Errors are ``{"error": {"type", "message"}}`` with the
 status that fits (400 bad body, 401/403 admin token, 404 unknown account or model, 409 conflict).
 """
 
@@ -18,11 +19,14 @@ from typing import Any
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
-from .. import admin, claude_settings
+from .. import claude_settings
 from ..codec import dumps, loads
 from ..config import PROVIDERS, ROUTES
 from ..model import GatewayError
-from ..pool.pool import SERVES
+from ..oauth import OAuthError, callback_page
+from ..ops import accounts as account_ops
+from ..ops import routing as routing_ops
+from ..ops import tenants as tenant_ops
 from ..runtime import Runtime
 from .auth import require_admin
 
@@ -95,36 +99,38 @@ def _kind_name(kinds: tuple[type, ...]) -> str:
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
+def guarded(rt: Runtime, fn: Handler, *, auth: bool = True) -> Handler:
+    """An operator route: the admin token first (unless ``auth`` is off), then errors as JSON with their
+    status, never a traceback. The admin API and the console API (``events.py``) share it."""
+
+    @functools.wraps(fn)
+    async def handler(*args: Any, **kwargs: Any) -> Response:
+        try:
+            if auth:
+                require_admin(rt)
+            return await fn(*args, **kwargs)
+        except GatewayError as err:
+            return error_body(err)
+        except HTTPException:  # e.g. 413 for an oversized body: the app's handlers answer these
+            raise
+        except Exception:  # noqa: BLE001 - never a traceback to the client
+            log.exception("operator API %s %s failed", request.method, request.path)
+            return error_body(GatewayError("api_error", "internal error; see the gateway log"))
+
+    return handler
+
+
 def register(app: Quart, rt: Runtime) -> None:
     def route(
         rule: str, methods: tuple[str, ...] = ("GET",), *, auth: bool = True
     ) -> Callable[[Handler], Handler]:
         def wrap(fn: Handler) -> Handler:
-            @functools.wraps(fn)
-            async def handler(*args: Any, **kwargs: Any) -> Response:
-                try:
-                    if auth:
-                        require_admin(rt)
-                    return await fn(*args, **kwargs)
-                except GatewayError as err:
-                    return error_body(err)
-                except HTTPException:  # e.g. 413 for an oversized body: the app's handlers answer these
-                    raise
-                except Exception:  # noqa: BLE001 - never a traceback to the client
-                    log.exception("admin API %s %s failed", request.method, request.path)
-                    return error_body(GatewayError("api_error", "internal error; see the gateway log"))
-
+            handler = guarded(rt, fn, auth=auth)
             handler.__name__ = "admin_" + fn.__name__
             app.add_url_rule(rule, handler.__name__, handler, methods=list(methods))
             return handler
 
         return wrap
-
-    def account(ref: str) -> Any:
-        acc = rt.pool.find(ref)
-        if acc is None:
-            raise GatewayError("not_found", f"no account {ref!r}")
-        return acc
 
     # ------------------------------------------------------------ accounts
 
@@ -134,45 +140,7 @@ def register(app: Quart, rt: Runtime) -> None:
 
     @route("/accounts/status")
     async def accounts_status() -> Response:
-        snap = rt.pool.snapshot()
-        now = time.time()
-        counts = {
-            h: sum(1 for a in snap if a["health"] == h)
-            for h in ("healthy", "cooldown", "throttled", "disabled")
-        }
-        waits = [a["cooldown_until"] - now for a in snap if a["enabled"] and a["cooldown_until"]]
-        slim = [
-            {
-                k: a[k]
-                for k in (
-                    "id",
-                    "label",
-                    "provider",
-                    "health",
-                    "enabled",
-                    "disabled_reason",
-                    "preferred",
-                    "cause",
-                    "since",
-                    "cooldown_until",
-                    "last_error",
-                    "inflight",
-                    "rpm",
-                    "rpm_used",
-                    "model_cooldowns",
-                )
-            }
-            for a in snap
-        ]
-        return _json(
-            {
-                "strategy": rt.pool.strategy,
-                "total": len(snap),
-                **counts,
-                "next_recovery_s": round(max(0.0, min(waits)), 1) if waits else None,
-                "accounts": slim,
-            }
-        )
+        return _json(account_ops.status(rt))
 
     @route("/accounts/add", ("POST",))
     async def accounts_add() -> Response:
@@ -189,18 +157,8 @@ def register(app: Quart, rt: Runtime) -> None:
                     provider, label, _field(body, "account", str), _field(body, "base_url", str)
                 )
             )
-        models = _field(body, "models", list)
-        acc = await admin.add_account(
-            rt,
-            provider=provider,
-            label=label,
-            api_key=_field(body, "api_key", str),
-            base_url=_field(body, "base_url", str),
-            priority=_field(body, "priority", int, default=0),
-            weight=_field(body, "weight", int, default=1),
-            models=models,
-            rpm=_field(body, "rpm", int),
-        )
+        known = account_ops.ADD_ACCOUNT.names
+        acc = await account_ops.add_account(rt, **{k: v for k, v in body.items() if k in known})
         return _json({"account": acc}, 201)
 
     @route("/accounts/oauth/<state>")
@@ -225,8 +183,6 @@ def register(app: Quart, rt: Runtime) -> None:
     async def oauth_callback() -> Response:
         if rt.oauth is None:
             raise GatewayError("unavailable", "the gateway is not running")
-        from ..oauth import callback_page
-
         status, title, text = await rt.oauth.callback(dict(request.args.items()))
         return Response(callback_page(title, text), status=status, content_type="text/html; charset=utf-8")
 
@@ -242,55 +198,22 @@ def register(app: Quart, rt: Runtime) -> None:
                 )
             if provider not in PROVIDERS:
                 raise _bad(f"provider: unknown provider {provider!r}")
-            await admin.clear_preferred(rt, provider)
+            await account_ops.clear_preferred(rt, provider)
             return _json({"account": None, "provider": provider})
-        return _json({"account": await admin.prefer_account(rt, ref)})
+        return _json({"account": await account_ops.prefer_account(rt, ref)})
 
     @route("/accounts/models")
     async def accounts_models() -> Response:
-        now = time.time()
-        out = []
-        for acc in sorted(rt.pool, key=lambda a: (a.provider, a.label)):
-            models = []
-            for m in rt.catalog.models.values():
-                module = rt.catalog.provider_module(m)
-                if acc.provider in SERVES.get(module, (module,)) and acc.serves(m.upstream, m.name):
-                    until = acc.model_cooldowns.get(m.upstream, 0)
-                    models.append(
-                        {
-                            "name": m.name,
-                            "upstream": m.upstream,
-                            "available": acc.enabled and until <= now,
-                            "cooldown_until": until if until > now else None,
-                        }
-                    )
-            out.append(
-                {
-                    "id": acc.id,
-                    "label": acc.label,
-                    "provider": acc.provider,
-                    "restricted": bool(acc.models),
-                    "health": acc.health(now),
-                    "models": models,
-                }
-            )
-        return _json({"accounts": out})
-
-    def quota_rows() -> list[dict[str, Any]]:
-        now = time.time()
-        return [
-            {"id": a.id, "label": a.label, "provider": a.provider, "health": a.health(now), "quota": a.quota}
-            for a in sorted(rt.pool, key=lambda a: (a.provider, a.label))
-        ]
+        return _json({"accounts": account_ops.models_served(rt)})
 
     @route("/accounts/quota")
     async def accounts_quota() -> Response:
-        return _json({"accounts": quota_rows()})
+        return _json({"accounts": account_ops.quotas(rt)})
 
     @route("/accounts/quota/all")
     async def accounts_quota_refresh() -> Response:
-        results = await admin.refresh_quotas(rt)
-        return _json({"refreshed_at": time.time(), "accounts": quota_rows(), "probes": results})
+        results = await account_ops.refresh_quotas(rt)
+        return _json({"refreshed_at": time.time(), "accounts": account_ops.quotas(rt), "probes": results})
 
     @route("/accounts/usage")
     async def accounts_usage() -> Response:
@@ -302,28 +225,17 @@ def register(app: Quart, rt: Runtime) -> None:
                 since = time.time() - float(request.args["hours"]) * 3600
         except ValueError:
             raise _bad("since (epoch seconds) and hours must be numbers") from None
-        return _json({"accounts": await admin.account_usage(rt, since)})
+        return _json({"accounts": await account_ops.account_usage(rt, since)})
 
     @route("/accounts/<ref>")
     async def account_get(ref: str) -> Response:
-        return _json({"account": account(ref).public()})
+        return _json({"account": account_ops.find(rt, ref).public()})
 
     async def update(ref: str) -> Response:
         body = await read_body()
-        known = {"label", "priority", "weight", "models", "rpm", "base_url"}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise _bad(f"cannot change {', '.join(unknown)}; changeable: {', '.join(sorted(known))}")
-        kwargs: dict[str, Any] = {
-            "label": _field(body, "label", str),
-            "priority": _field(body, "priority", int),
-            "weight": _field(body, "weight", int),
-            "models": _field(body, "models", list),
-            "base_url": _field(body, "base_url", str),
-        }
-        if "rpm" in body:
-            kwargs["rpm"] = _field(body, "rpm", int)
-        return _json({"account": await admin.update_account(rt, ref, **kwargs)})
+        if "ref" in body:
+            raise _bad("cannot change ref")
+        return _json({"account": await account_ops.update_account(rt, ref, **body)})
 
     @route("/accounts/<ref>", ("PATCH",))
     async def account_patch(ref: str) -> Response:
@@ -335,23 +247,21 @@ def register(app: Quart, rt: Runtime) -> None:
 
     @route("/accounts/<ref>/reset", ("POST",))
     async def account_reset(ref: str) -> Response:
-        return _json({"account": await admin.reset_account(rt, ref)})
+        return _json({"account": await account_ops.reset_account(rt, ref)})
 
     @route("/accounts/<ref>/enable", ("POST",))
     async def account_enable(ref: str) -> Response:
-        return _json({"account": await admin.set_account_enabled(rt, ref, True)})
+        return _json({"account": await account_ops.set_account_enabled(rt, ref, True)})
 
     @route("/accounts/<ref>/disable", ("POST",))
     async def account_disable(ref: str) -> Response:
-        return _json({"account": await admin.set_account_enabled(rt, ref, False)})
+        return _json({"account": await account_ops.set_account_enabled(rt, ref, False)})
 
     @route("/accounts/<ref>/refresh", ("POST",))
     async def account_refresh(ref: str) -> Response:
         """Refresh an OAuth account's token now, or probe an API-key account's quota."""
-        acc = account(ref)
+        acc = account_ops.find(rt, ref)
         if acc.oauth and rt.oauth is not None:
-            from ..oauth import OAuthError
-
             try:
                 await rt.oauth.refresh(acc, force=True)
             except OAuthError as exc:
@@ -361,30 +271,23 @@ def register(app: Quart, rt: Runtime) -> None:
                     status=502 if not exc.refused else 400,
                 ) from None
             return _json({"account": acc.public()})
-        results = await admin.refresh_quotas(rt, acc.id)
+        results = await account_ops.refresh_quotas(rt, acc.id)
         return _json({"account": acc.public(), "probe": results[0]})
 
     @route("/accounts/<ref>/remove", ("POST",))
     async def account_remove(ref: str) -> Response:
-        await admin.remove_account(rt, ref)
+        await account_ops.remove_account(rt, ref)
         return _json({"removed": ref})
 
     @route("/accounts/<ref>", ("DELETE",))
     async def account_delete(ref: str) -> Response:
-        await admin.remove_account(rt, ref)
+        await account_ops.remove_account(rt, ref)
         return _json({"removed": ref})
 
     # ------------------------------------------------------------ routing settings
 
     def routing_view() -> dict[str, Any]:
-        cat = rt.catalog
-        return {
-            "strategy": rt.pool.strategy,
-            "default_model": cat.default_model,
-            "haiku_model": cat.haiku_model or "",
-            "aliases": cat.aliases,
-            "models": list(cat.models),
-        }
+        return routing_ops.routing_view(rt)
 
     @route("/settings/routing")
     async def routing_get() -> Response:
@@ -392,31 +295,12 @@ def register(app: Quart, rt: Runtime) -> None:
 
     @route("/settings/routing", ("POST",))
     async def routing_post() -> Response:
-        body = await read_body()
-        known = {"strategy", "default_model", "haiku_model", "aliases"}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            raise _bad(f"unknown settings {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        aliases = _field(body, "aliases", dict)
-        for alias, target in (aliases or {}).items():
-            if not alias or (target is not None and not isinstance(target, str)):
-                raise _bad("aliases: expected {alias: model name or null}")
-        strategy = _field(body, "strategy", str)
-        if strategy is not None:
-            await admin.set_strategy(rt, strategy)
-        default = _field(body, "default_model", str)
-        if default is not None:
-            await admin.set_default_model(rt, default)
-        if "haiku_model" in body:
-            await admin.set_haiku_model(rt, _field(body, "haiku_model", str) or "")
-        for alias, target in (aliases or {}).items():
-            await admin.set_alias(rt, alias, target)
-        return _json(routing_view())
+        return _json(await routing_ops.change_routing(rt, await read_body()))
 
     @route("/settings/default-model", ("POST",))
     async def default_model_post() -> Response:
         body = await read_body()
-        await admin.set_default_model(rt, _field(body, "model", str, required=True))
+        await routing_ops.set_default_model(rt, _field(body, "model", str, required=True))
         return _json(routing_view())
 
     @route("/settings/aliases")
@@ -427,9 +311,7 @@ def register(app: Quart, rt: Runtime) -> None:
     async def aliases_post() -> Response:
         body = await read_body()
         alias = _field(body, "alias", str, required=True)
-        if not alias.strip():
-            raise _bad("alias: must not be empty")
-        return _json({"aliases": await admin.set_alias(rt, alias, _field(body, "target", str))})
+        return _json({"aliases": await routing_ops.set_alias(rt, alias, _field(body, "target", str))})
 
     @route("/settings/haiku-model")
     async def haiku_get() -> Response:
@@ -440,7 +322,7 @@ def register(app: Quart, rt: Runtime) -> None:
         body = await read_body()
         if "haikuKiloModel" not in body:
             raise _bad('expected {"haikuKiloModel": "<model>"} (an empty string turns the lane off)')
-        await admin.set_haiku_model(rt, _field(body, "haikuKiloModel", str) or "")
+        await routing_ops.set_haiku_model(rt, _field(body, "haikuKiloModel", str) or "")
         return _json({"haikuKiloModel": rt.catalog.haiku_model or ""})
 
     # ------------------------------------------------------------ Claude Code settings
@@ -477,7 +359,7 @@ def register(app: Quart, rt: Runtime) -> None:
             except GatewayError:
                 raise _bad("key: not a valid gateway key") from None
         else:
-            _, key = await admin.mint_key(rt, tenant, label="claude-code")
+            _, key = await tenant_ops.mint_key(rt, tenant, label="claude-code")
         base = _field(body, "base_url", str) or gateway_url()
         if not base.startswith(("http://", "https://")):
             raise _bad("base_url must start with http:// or https://")

@@ -9,26 +9,16 @@ from typing import Any
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..codec import dumps, loads_request
+from ..codec import loads_request
 from ..model import GatewayError
 from ..runtime import Runtime
-from . import discovery, limits
-from .lane import TOOL_ROUTES, ChatLane
-from .protocols import error_response, new_request_id
+from . import admin, discovery, events, limits, metrics_route, openapi, stripe_webhook, tenant
+from .lane import ChatLane
+from .protocols import TOOL_ROUTES, error_response, new_request_id, protocol_for_path
 
 log = logging.getLogger("gatewaytui.server")
 
 ROUTE_PREFIX = "/<any(" + ", ".join(TOOL_ROUTES) + "):route>"
-
-
-def protocol_for_path(path: str) -> str:
-    if "/messages" in path:
-        return "anthropic"
-    if path.startswith("/v1beta/") or (path.startswith("/v1/models/") and ":" in path):
-        return "gemini"
-    if path.startswith("/v1/responses"):
-        return "openai_responses"
-    return "openai_chat"
 
 
 def create_app(rt: Runtime) -> Quart:
@@ -99,17 +89,5 @@ def create_app(rt: Runtime) -> Quart:
 
 def _register_blueprints(app: Quart, rt: Runtime) -> None:
     """Admin, tenant, billing and event-stream APIs live in their own modules."""
-    import importlib
-
-    for name in ("admin", "tenant", "stripe_webhook", "events", "openapi", "metrics_route"):
-        try:
-            module = importlib.import_module(f"gatewaytui.server.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"gatewaytui.server.{name}":
-                continue
-            raise
+    for module in (admin, tenant, stripe_webhook, events, openapi, metrics_route):
         module.register(app, rt)
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(dumps(data), status=status, headers=headers or {}, content_type="application/json")

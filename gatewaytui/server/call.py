@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 from ..billing import pricing
@@ -12,6 +11,7 @@ from ..billing.wallet import Hold
 from ..config import ModelConfig
 from ..model import ChatRequest, ChatResponse, Event
 from ..pool.account import Account
+from ..protocols.base import ProtocolModule
 from ..providers.base import ProviderModule, UpstreamRequest
 from ..runtime import Runtime
 from ..traffic import Flight
@@ -23,7 +23,7 @@ class Call:
     """One client request in flight through the relay."""
 
     rt: Runtime
-    protocol: ModuleType
+    protocol: ProtocolModule
     route: str
     request_id: str
     key: dict[str, Any]

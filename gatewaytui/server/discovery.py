@@ -169,10 +169,12 @@ def register(
             return error_response("anthropic", err, new_request_id())
 
     @app.post("/v1/messages/count_tokens")
+    @app.post("/messages/count_tokens")
     async def count_v1() -> Response:
         return await count_tokens("v1")
 
     @app.post(route_prefix + "/v1/messages/count_tokens")
+    @app.post(route_prefix + "/messages/count_tokens")
     async def count_route(route: str) -> Response:
         return await count_tokens(route)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,20 +23,9 @@ from ..model import GatewayError
 from ..runtime import Runtime
 from . import limits, relay
 from .auth import presented_key, require_route
-from .protocols import Reply, error_reply, new_request_id
+from .protocols import Reply, Route, chat_route, error_reply, new_request_id
 
 log = logging.getLogger("gatewaytui.server")
-
-TOOL_ROUTES = ("claudecode", "cline", "cursor", "roocode")
-GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
-GEMINI_VERBS = ("generateContent", "streamGenerateContent")
-FIXED = {
-    "/v1/messages": "anthropic",
-    "/v1/chat/completions": "openai_chat",
-    "/chat/completions": "openai_chat",
-    "/v1/responses": "openai_responses",
-    "/responses": "openai_responses",
-}
 
 
 class ClientGone(Exception):
@@ -47,37 +35,6 @@ class ClientGone(Exception):
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
-
-
-@dataclass(slots=True, frozen=True)
-class Route:
-    protocol: str
-    route: str = "v1"  # "v1" or a tool route (claudecode, cline, cursor, roocode)
-    model: str | None = None  # Gemini names the model and the verb in the path
-    stream: bool | None = None
-
-
-def match(path: str) -> Route | None:
-    """The chat route a path names, or None (Quart's)."""
-    protocol = FIXED.get(path)
-    if protocol is not None:
-        return Route(protocol)
-    if path.endswith("/v1/messages"):
-        tool = path[1 : -len("/v1/messages")]
-        return Route("anthropic", tool) if tool in TOOL_ROUTES else None
-    for prefix in GEMINI_PREFIXES:
-        if path.startswith(prefix):
-            model, _, verb = path[len(prefix) :].partition(":")
-            if verb in GEMINI_VERBS and model:
-                return Route("gemini", "v1", model, verb == "streamGenerateContent")
-    return None
-
-
-def documented_routes() -> list[tuple[str, str]]:
-    """(method, path) of every route the lane serves, in the OpenAPI document's spelling."""
-    paths = [*FIXED, "/{route}/v1/messages"]
-    paths += [f"{prefix}{{model}}:{verb}" for prefix in GEMINI_PREFIXES for verb in GEMINI_VERBS]
-    return [("POST", p) for p in paths]
 
 
 class ChatLane:
@@ -90,7 +47,7 @@ class ChatLane:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            route = match(scope["path"])
+            route = chat_route(scope["path"])
             if route is not None:
                 if scope["method"] == "POST":
                     return await self.serve(route, scope, receive, send)

@@ -84,10 +84,8 @@ def admit(
     price = pricing.Price.of(model)
     max_tokens = req.max_tokens if req.max_tokens is not None else model.max_tokens
     subscription = call_key["kind"] == "subscription"
-    quota = getattr(rt, "quota", None)
     if subscription:
-        if quota is not None:
-            quota.check(call_key, model, route)
+        rt.quota.check(call_key, model, route)
         return model, rt.wallet.free_hold(call_key["tenant_id"], request_id), price, True
     if req.max_tokens is None:
         req.max_tokens = max_tokens  # the hold's ceiling is sent upstream, so output cannot outgrow it
@@ -98,9 +96,7 @@ def admit(
     preset_bytes = len(str(req.extras.get("preset_system") or "").encode("utf-8", "surrogatepass"))
     bound = input_bound(raw_len, req) + preset_bytes + pricing.url_media_tokens(req)
     worst = pricing.worst_case(price, bound, max_tokens)
-    caps = getattr(rt, "caps", None)
-    if caps is not None:
-        caps.check(call_key["tenant_id"], model, worst)
+    rt.caps.check(call_key["tenant_id"], model, worst)
     return model, rt.wallet.hold(call_key["tenant_id"], worst, request_id), price, False
 
 

@@ -76,12 +76,7 @@ def settle(
         for kind, amount, idem in entries
     ]
     rt.writer.insert(journal)  # the usage row and its ledger entries, in one go
-    if (
-        getattr(rt, "quota", None) is not None
-        and call.subscription
-        and cost is not None
-        and usage is not None
-    ):
+    if call.subscription and cost is not None and usage is not None:
         rt.quota.record(call.key["tenant_id"], usage)
     rt.traffic.close(flight)
     rt.request_tasks.pop(call.request_id, None)

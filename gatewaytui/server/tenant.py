@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import functools
 import re
-import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from quart import Blueprint, Quart, Response, request
 
-from .. import admin
 from ..billing.pricing import Price, format_usd
 from ..billing.quota import iso
 from ..billing.stripe_billing import parse_topup
 from ..codec import dumps, loads_request
 from ..model import GatewayError
+from ..ops import tenants as tenant_ops
+from ..ops.keys import MAX_KEYS, key_request
 from ..runtime import Runtime
 from ..store import keys as key_store
 from ..store import requests as request_store
@@ -37,8 +37,6 @@ from ..store import usage as usage_store
 from .auth import presented_key
 from .protocols import error_response
 
-MAX_KEYS = 100
-MAX_RPM = 100_000
 MAX_USAGE_DAYS = 366
 DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 USAGE_FIELDS = (
@@ -144,13 +142,13 @@ def register(app: Quart, rt: Runtime) -> None:
     async def create_key() -> Response:
         key = caller()
         body = await _body()
-        spec = _key_spec(rt, key, body)
+        spec = key_request(rt, key, body)
         active = await rt.read(
             lambda c: [k for k in key_store.listing(c, key["tenant_id"]) if key_store.state(k) == "active"]
         )
         if len(active) >= MAX_KEYS:
             raise _bad(f"a tenant may have at most {MAX_KEYS} active keys; revoke one first")
-        public, secret = await admin.mint_key(rt, key["tenant"], **spec)
+        public, secret = await tenant_ops.mint_key(rt, key["tenant"], **spec)
         return _json(
             {
                 "key": {**public, "current": False},
@@ -177,7 +175,7 @@ def register(app: Quart, rt: Runtime) -> None:
     async def delete_key(key_id: str) -> Response:
         key = caller()
         await own_key(key, key_id)
-        await admin.revoke_key(rt, key_id, key["tenant_id"])
+        await tenant_ops.revoke_key(rt, key_id, key["tenant_id"])
         return _json(_public(await own_key(key, key_id), key))
 
     # ------------------------------------------------------------------ usage and credit
@@ -340,73 +338,6 @@ def register(app: Quart, rt: Runtime) -> None:
 
 def _public(row: dict[str, Any], caller_key: dict[str, Any]) -> dict[str, Any]:
     return {**key_store.public(row), "current": row["id"] == caller_key["id"]}
-
-
-def _key_spec(rt: Runtime, caller_key: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
-    """Validate a key request. A new key never gets more than the caller's own key has: a subscription key
-    mints only subscription keys, and the caller's model list, RPM limit and expiry bound the new key's."""
-    unknown = set(body) - {"kind", "label", "expires_at", "expires_in_days", "models", "rpm"}
-    if unknown:
-        raise _bad(f"unknown field(s): {', '.join(sorted(unknown))}")
-    kind = body.get("kind", caller_key["kind"])
-    if kind not in key_store.KINDS:
-        raise _bad(f"kind: one of {', '.join(key_store.KINDS)}", "kind")
-    if caller_key["kind"] == "subscription" and kind != "subscription":
-        raise GatewayError(
-            "permission", "a subscription key cannot mint a pay-per-token key; use a pay-per-token key"
-        )
-    label = body.get("label")
-    if label is not None and (not isinstance(label, str) or len(label) > 200 or not label.isprintable()):
-        raise _bad("label: a printable string of at most 200 characters", "label")
-
-    expires_at = body.get("expires_at")
-    days = body.get("expires_in_days")
-    if expires_at is not None and days is not None:
-        raise _bad("give expires_at or expires_in_days, not both")
-    now = time.time()
-    if days is not None:
-        if isinstance(days, bool) or not isinstance(days, (int, float)) or not 0 < days <= 3650:
-            raise _bad("expires_in_days: a number of days between 0 and 3650", "expires_in_days")
-        expires_at = now + float(days) * 86400
-    elif expires_at is not None:
-        if (
-            isinstance(expires_at, bool)
-            or not isinstance(expires_at, (int, float))
-            or not now < expires_at < now + 3650 * 86400
-        ):
-            raise _bad("expires_at: a Unix time in the future (within 10 years)", "expires_at")
-        expires_at = float(expires_at)
-    if caller_key.get("expires_at"):
-        if expires_at is None or expires_at > caller_key["expires_at"]:
-            expires_at = caller_key["expires_at"]
-
-    models = body.get("models")
-    own_models = caller_key.get("models") or []
-    if models is not None:
-        if not isinstance(models, list) or not all(isinstance(m, str) for m in models) or len(models) > 100:
-            raise _bad("models: a list of model names", "models")
-        names = []
-        for m in models:
-            try:
-                names.append(rt.catalog.resolve(m).name)
-            except GatewayError:
-                raise _bad(f"models: {m[:100]!r} is not a model on this gateway", "models") from None
-        if own_models and not set(names) <= set(own_models):
-            raise GatewayError("permission", "models: a key may only allow models its creator's key allows")
-        models = sorted(set(names))
-    models = models or (list(own_models) or None)
-
-    rpm = body.get("rpm")
-    if rpm is not None and (isinstance(rpm, bool) or not isinstance(rpm, int) or not 0 < rpm <= MAX_RPM):
-        raise _bad(f"rpm: a whole number of requests per minute between 1 and {MAX_RPM}", "rpm")
-    own_rpm = caller_key.get("rpm")
-    if own_rpm and (rpm is None or rpm > own_rpm):
-        if rpm is not None:
-            raise GatewayError(
-                "permission", f"rpm: at most {own_rpm}, the limit of the key making this request"
-            )
-        rpm = own_rpm
-    return {"kind": kind, "label": label, "expires_at": expires_at, "models": models, "rpm": rpm}
 
 
 def _range(raw_from: str | None, raw_to: str | None) -> tuple[date, date]:

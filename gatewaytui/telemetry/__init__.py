@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .metrics import Metrics
+from .metrics import Metrics, Runtime
 from .requestlog import RequestLog
 from .tracing import Tracing
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
 
 __all__ = ["Metrics", "RequestLog", "Telemetry", "Tracing"]
 

@@ -16,14 +16,29 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from ..runtime import Runtime
+    from ..billing.wallet import Wallet
+    from ..config import Config
+    from ..pool.pool import Pool
+    from ..store.writer import Writer
+    from ..traffic import Traffic
+
+
+class Runtime(Protocol):
+    """What telemetry reads of the runtime (a protocol: the runtime imports telemetry, not the reverse)."""
+
+    cfg: Config
+    traffic: Traffic
+    pool: Pool
+    wallet: Wallet
+    writer: Writer
+
 
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -22,6 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 
+from .console import TABS
 from .screens.accounts import AccountsScreen
 from .screens.base import ConsoleScreen
 from .screens.help import HelpScreen
@@ -33,14 +34,15 @@ from .source import ActionError, Source
 
 log = logging.getLogger("gatewaytui.tui")
 
-SCREENS: list[tuple[str, str, type[ConsoleScreen]]] = [
-    ("overview", "Overview", OverviewScreen),
-    ("streams", "Streams", StreamsScreen),
-    ("accounts", "Accounts", AccountsScreen),
-    ("tenants", "Tenants", TenantsScreen),
-    ("routing", "Routing", RoutingScreen),
-    ("help", "Help", HelpScreen),
-]
+_CLASSES: dict[str, type[ConsoleScreen]] = {
+    "overview": OverviewScreen,
+    "streams": StreamsScreen,
+    "accounts": AccountsScreen,
+    "tenants": TenantsScreen,
+    "routing": RoutingScreen,
+    "help": HelpScreen,
+}
+SCREENS: list[tuple[str, str, type[ConsoleScreen]]] = [(mode, title, _CLASSES[mode]) for mode, title in TABS]
 
 NOISY = ("request.started", "request.finished", "account.quota")  # not logged, unless they report an error
 THEMES = ("textual-dark", "textual-light")

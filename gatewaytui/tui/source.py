@@ -1,12 +1,13 @@
 """Where the console's data comes from: a *source*.
 
 A source has a life cycle (``open``/``close``), reads (``snapshot``, ``request``, ``events``) and the
-operator actions of ``gatewaytui.admin``, each a thin call of ``act(name, **args)``. Two sources exist:
+operator actions of ``gatewaytui.ops``, each a thin call of ``act(name, **args)``. Two sources exist:
 ``LocalSource`` wraps the ``Runtime`` of the gateway the console runs in; ``RemoteSource`` (``remote.py``)
-talks HTTP to a headless gateway. Both end in ``gatewaytui.server.events.run_action``, which validates
-the arguments and calls the admin function: one code path for the console, ``attach`` and the admin API.
+talks HTTP to a headless gateway. Both end in ``gatewaytui.ops.actions.run_action``, which checks the
+arguments against the action's spec and runs it: one code path for the console, ``attach``, the admin
+API and the CLI. The console never imports ``gatewaytui.server``.
 
-Snapshot shape (built by ``gatewaytui.server.events.build_snapshot``)::
+Snapshot shape (built by ``gatewaytui.ops.snapshot.build_snapshot``)::
 
     at, started_at, draining
     traffic   inflight[], recent[] (per-request dicts), series{requests,tokens,errors}[60], stats{...}
@@ -20,12 +21,12 @@ Snapshot shape (built by ``gatewaytui.server.events.build_snapshot``)::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..model import GatewayError
-
-if TYPE_CHECKING:
-    from ..runtime import Runtime
+from ..ops.actions import run_action
+from ..ops.snapshot import build_snapshot, request_detail
+from ..runtime import Runtime
 
 
 class ActionError(Exception):
@@ -64,10 +65,10 @@ class Source:
         raise NotImplementedError
 
     async def act(self, action: str, **args: Any) -> Any:
-        """Run an operator action (see ``gatewaytui.server.events.ACTIONS``); raises ``ActionError``."""
+        """Run an operator action (see ``gatewaytui.ops.actions.ACTIONS``); raises ``ActionError``."""
         raise NotImplementedError
 
-    # -------------------------------------------------------------- actions (mirroring gatewaytui.admin)
+    # -------------------------------------------------------------- actions (mirroring gatewaytui.ops)
 
     async def create_tenant(self, name: str) -> dict[str, Any]:
         return await self.act("create_tenant", name=name)
@@ -118,7 +119,7 @@ class Source:
 
 
 class LocalSource(Source):
-    """The console inside the gateway process: reads the runtime, acts through ``gatewaytui.admin``.
+    """The console inside the gateway process: reads the runtime, acts through ``gatewaytui.ops``.
 
     Reads touch in-memory state on the loop and the database through ``rt.read`` (a worker thread), so
     a console frame never blocks the gateway's loop for a query.
@@ -130,13 +131,9 @@ class LocalSource(Source):
         self.rt = rt
 
     async def snapshot(self) -> dict[str, Any]:
-        from ..server.events import build_snapshot
-
         return await build_snapshot(self.rt)
 
     async def request(self, request_id: str) -> dict[str, Any] | None:
-        from ..server.events import request_detail
-
         return await request_detail(self.rt, request_id)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
@@ -146,8 +143,6 @@ class LocalSource(Source):
                 yield event.to_dict()
 
     async def act(self, action: str, **args: Any) -> Any:
-        from ..server.events import run_action
-
         try:
             return await run_action(self.rt, action, args)
         except GatewayError as err:

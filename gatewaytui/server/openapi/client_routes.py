@@ -69,10 +69,11 @@ def protocol_paths(models: list[str]) -> dict[str, Any]:
             )
         }
 
-    paths["/v1/messages"] = messages("messages")
-    paths["/{route}/v1/messages"] = messages("tool_messages", [route])
-    paths["/v1/messages/count_tokens"] = count("count_tokens")
-    paths["/{route}/v1/messages/count_tokens"] = count("tool_count_tokens", [route])
+    for prefix, suffix in (("/v1", ""), ("", "_no_v1")):  # SDKs given a base URL without /v1 drop it
+        paths[f"{prefix}/messages"] = messages(f"messages{suffix}")
+        paths[f"/{{route}}{prefix}/messages"] = messages(f"tool_messages{suffix}", [route])
+        paths[f"{prefix}/messages/count_tokens"] = count(f"count_tokens{suffix}")
+        paths[f"/{{route}}{prefix}/messages/count_tokens"] = count(f"tool_count_tokens{suffix}", [route])
     for prefix, suffix in (("", ""), ("/v1", "_v1")):
         paths[f"{prefix}/chat/completions"] = {
             "post": operation(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...config import PROVIDERS, STRATEGIES
+from ...ops import accounts as account_ops
+from ...ops import routing as routing_ops
+from ...ops.actions import ACTIONS
 from .components import ADMIN
 from .operations import error_responses, ok_response, operation, path_param, query_param, request_body
-from .schema import ANY_OBJECT, BOOL, INT, NUM, SSE, SSE_EVENT, STR, Schema, arr, nullable, obj, ref
+from .schema import ANY_OBJECT, BOOL, INT, NUM, SSE, SSE_EVENT, STR, Schema, arr, obj, ref
 
 ADMIN_ERRORS = {
     "400": "invalid request",
@@ -57,17 +59,7 @@ def admin_paths() -> dict[str, Any]:
         },
         ("strategy", "aliases", "models"),
     )
-    update = obj(
-        {
-            "label": STR,
-            "priority": INT,
-            "weight": INT,
-            "models": arr(STR),
-            "rpm": nullable(INT),
-            "base_url": STR,
-        },
-        additionalProperties=False,
-    )
+    update = account_ops.UPDATE_ACCOUNT.schema(omit=("ref",))
     claude = ANY_OBJECT
     probe_errors = {"502": "the provider refused or failed the token refresh"}
     return {
@@ -91,20 +83,10 @@ def admin_paths() -> dict[str, Any]:
                 "accounts_add",
                 ANY_OBJECT,
                 status="201",
-                body=obj(
-                    {
-                        "provider": {"type": "string", "enum": list(PROVIDERS)},
-                        "label": STR,
-                        "api_key": STR,
-                        "base_url": STR,
-                        "priority": INT,
-                        "weight": INT,
-                        "models": arr(STR),
-                        "rpm": INT,
-                        "oauth": BOOL,
-                        "account": STR,
-                    },
-                    ("provider",),
+                body=account_ops.ADD_ACCOUNT.schema(
+                    strict=False,
+                    oauth={**BOOL, "description": "start an OAuth sign-in instead (no api_key)"},
+                    account={**STR, "description": "with oauth: the account to re-authorize"},
                 ),
                 extra={"503": "the gateway is not running"},
                 also={
@@ -190,15 +172,7 @@ def admin_paths() -> dict[str, Any]:
                 "Change routing settings",
                 "routing_post",
                 routing,
-                body=obj(
-                    {
-                        "strategy": {"type": "string", "enum": list(STRATEGIES)},
-                        "default_model": STR,
-                        "haiku_model": STR,
-                        "aliases": {"type": "object", "additionalProperties": nullable(STR)},
-                    },
-                    additionalProperties=False,
-                ),
+                body=routing_ops.ROUTING.schema(),
             ),
         },
         "/settings/default-model": {
@@ -212,7 +186,7 @@ def admin_paths() -> dict[str, Any]:
                 "Set (or with target null, remove) an alias",
                 "aliases_post",
                 obj({"aliases": ANY_OBJECT}, ("aliases",)),
-                body=obj({"alias": STR, "target": nullable(STR)}, ("alias",)),
+                body=routing_ops.SET_ALIAS.schema(),
             ),
         },
         "/settings/haiku-model": {
@@ -340,7 +314,7 @@ def console_paths() -> dict[str, Any]:
                 tags=["console"],
                 security=ADMIN,
                 op_id="console_action",
-                parameters=[path_param("name")],
+                parameters=[path_param("name", {"type": "string", "enum": list(ACTIONS)}, "the action")],
                 body=request_body(ANY_OBJECT, required=False),
                 responses={"200": ok_response(obj({"result": {}}, ("result",))), **errors},
             )

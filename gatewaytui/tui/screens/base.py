@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from textual.app import ComposeResult
 from textual.css.query import NoMatches
@@ -18,10 +18,8 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer
 
+from ..console import Console
 from ..widgets import StatusBar
-
-if TYPE_CHECKING:
-    from ..app import ConsoleApp
 
 BACKOFF = 5  # the next redraw waits at least this many times as long as the last one took
 
@@ -39,7 +37,7 @@ class ConsoleScreen(Screen[None]):
         self.reloads = 0
 
     @property
-    def console(self) -> ConsoleApp:
+    def console(self) -> Console:
         return self.app  # type: ignore[return-value]
 
     def compose(self) -> ComposeResult:

@@ -6,23 +6,24 @@ from typing import Any, ClassVar
 
 from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.screen import Screen
 from textual.widgets import Static
 
+from ..console import TABS
 from .base import ConsoleScreen
+from .dialogs import ConfirmDialog, FormDialog, SecretDialog
+from .request import RequestScreen
 
 
-def binding_groups() -> list[tuple[str, list[Binding]]]:
+def binding_groups(app: App[Any]) -> list[tuple[str, list[Binding]]]:
     """(section title, bindings) for the app, each screen and each dialog, in the order the operator meets them."""
-    from ..app import SCREENS, ConsoleApp
-    from .dialogs import ConfirmDialog, FormDialog, SecretDialog
-    from .request import RequestScreen
-
-    groups: list[tuple[str, list[BindingType]]] = [("Everywhere", ConsoleApp.BINDINGS)]
-    for _, title, cls in SCREENS:
-        if cls.BINDINGS:
+    groups: list[tuple[str, list[BindingType]]] = [("Everywhere", app.BINDINGS)]
+    for mode, title in TABS:
+        cls = app.MODES[mode]
+        if isinstance(cls, type) and issubclass(cls, Screen) and cls.BINDINGS:
             groups.append((title, cls.BINDINGS))
     groups += [
         ("Request details", RequestScreen.BINDINGS),
@@ -45,7 +46,7 @@ class HelpScreen(ConsoleScreen):
     def rows(self) -> list[tuple[str, str, str, str]]:
         """(section, keys as displayed after remapping, what it does, binding id)."""
         out = []
-        for title, bindings in binding_groups():
+        for title, bindings in binding_groups(self.app):
             merged: dict[str, tuple[Binding, list[str]]] = {}
             for b in bindings:  # "n,escape" arrives as two bindings sharing an id
                 entry = merged.setdefault(b.id or b.action, (b, []))

@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Static
 
+from ..console import TABS
 from ..format import duration
 
 
@@ -28,10 +29,8 @@ class StatusBar(Horizontal):
         yield Static("", id="vitals")
 
     def _nav(self) -> Text:
-        from ..app import SCREENS
-
         text = Text()
-        for i, (mode, title, _) in enumerate(SCREENS, start=1):
+        for i, (mode, title) in enumerate(TABS, start=1):
             style = "bold reverse" if mode == self.current else ""
             text.append(f" {i} {title} ", style=style)
         return text

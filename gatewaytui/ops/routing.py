@@ -1,0 +1,134 @@
+"""Routing actions and views: the strategy, the default and haiku models, aliases, per-route presets."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..config import ROUTES, STRATEGIES
+from ..model import GatewayError
+from ..store import settings as settings_store
+from .spec import Field, Spec, bad, string, validated
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
+SET_STRATEGY = Spec("set_strategy", (string("strategy", required=True, choices=STRATEGIES),))
+SET_DEFAULT_MODEL = Spec("set_default_model", (string("name", required=True),))
+SET_HAIKU_MODEL = Spec("set_haiku_model", (string("name", required=True, doc="empty: the lane is off"),))
+
+
+def _alias_not_blank(args: dict[str, Any]) -> None:
+    if "alias" in args and not args["alias"].strip():
+        raise bad("alias: must not be empty")
+
+
+SET_ALIAS = Spec(
+    "set_alias",
+    (string("alias", required=True), string("target", required=True, nullable=True, doc="null removes")),
+    (_alias_not_blank,),
+)
+SET_PRESET = Spec(
+    "set_preset",
+    (
+        string("route", required=True),
+        string("system", required=True),
+        Field("defaults", "object", nullable=True),
+    ),
+)
+
+
+@validated(SET_STRATEGY)
+async def set_strategy(rt: Runtime, strategy: str) -> None:
+    await rt.write(lambda c: settings_store.put(c, "strategy", strategy))
+    rt.pool.strategy = strategy
+    rt.bus.publish("routing.changed", strategy=strategy)
+
+
+@validated(SET_DEFAULT_MODEL)
+async def set_default_model(rt: Runtime, name: str) -> None:
+    if name not in rt.catalog.models:
+        raise GatewayError("not_found", f"no model {name!r}; configured: {', '.join(rt.catalog.models)}")
+    await rt.write(lambda c: settings_store.put(c, "default_model", name))
+    rt.catalog.default_model = name
+    rt.bus.publish("routing.changed", default_model=name)
+
+
+@validated(SET_HAIKU_MODEL)
+async def set_haiku_model(rt: Runtime, name: str) -> None:
+    if name and name not in rt.catalog.models and name not in rt.catalog.aliases:
+        raise GatewayError("not_found", f"no model {name!r}; configured: {', '.join(rt.catalog.models)}")
+    await rt.write(lambda c: settings_store.put(c, "haiku_model", name))
+    rt.catalog.haiku_model = name
+    rt.bus.publish("routing.changed", haiku_model=name)
+
+
+@validated(SET_ALIAS)
+async def set_alias(rt: Runtime, alias: str, target: str | None) -> dict[str, str]:
+    aliases = dict(rt.catalog.extra_aliases)
+    if target is None:
+        aliases.pop(alias, None)
+    else:
+        if target not in rt.catalog.models:
+            raise GatewayError("not_found", f"no model {target!r}")
+        if alias in rt.catalog.models:
+            raise bad(f"{alias!r} is a model name, not an alias")
+        aliases[alias] = target
+    await rt.write(lambda c: settings_store.put(c, "aliases", aliases))
+    rt.catalog.extra_aliases = aliases
+    rt.bus.publish("routing.changed", aliases=aliases)
+    return rt.catalog.aliases
+
+
+@validated(SET_PRESET)
+async def set_preset(
+    rt: Runtime, route: str, system: str, defaults: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    if route not in ROUTES:
+        raise GatewayError("not_found", f"no preset route {route!r}; one of {', '.join(ROUTES)}")
+    rt.presets[route] = {"system": system, "defaults": defaults or {}}
+    presets = dict(rt.presets)
+    await rt.write(lambda c: settings_store.put(c, "presets", presets))
+    rt.bus.publish("routing.changed", preset=route)
+    return rt.presets[route]
+
+
+# ------------------------------------------------------------------ the admin API's routing settings
+
+ROUTING = Spec(
+    "routing",
+    (
+        string("strategy", choices=STRATEGIES),
+        string("default_model"),
+        string("haiku_model", nullable=True, doc="empty or null: the lane is off"),
+        Field("aliases", "object", doc="{alias: model name, or null to remove}"),
+    ),
+)
+
+
+def routing_view(rt: Runtime) -> dict[str, Any]:
+    cat = rt.catalog
+    return {
+        "strategy": rt.pool.strategy,
+        "default_model": cat.default_model,
+        "haiku_model": cat.haiku_model or "",
+        "aliases": cat.aliases,
+        "models": list(cat.models),
+    }
+
+
+async def change_routing(rt: Runtime, body: Any) -> dict[str, Any]:
+    """Several routing settings at once (each through its own action); returns the new view."""
+    args = ROUTING.parse(body)
+    aliases: dict[str, Any] = args.get("aliases") or {}
+    for alias, target in aliases.items():
+        if not alias or (target is not None and not isinstance(target, str)):
+            raise bad("aliases: expected {alias: model name or null}")
+    if "strategy" in args:
+        await set_strategy(rt, args["strategy"])
+    if "default_model" in args:
+        await set_default_model(rt, args["default_model"])
+    if "haiku_model" in args:
+        await set_haiku_model(rt, args["haiku_model"] or "")
+    for alias, target in aliases.items():
+        await set_alias(rt, alias, target)
+    return routing_view(rt)
