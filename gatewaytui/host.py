@@ -8,6 +8,7 @@ finish, and anything cut at the deadline is settled by the relay's cleanup.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
@@ -49,9 +50,14 @@ class Gateway:
         except OSError as exc:
             sock.close()
             await self.rt.stop()
-            raise OSError(
-                f"cannot listen on {self.cfg.server.host}:{self.cfg.server.port}: {exc.strerror}"
-            ) from None
+            where = f"{self.cfg.server.host}:{self.cfg.server.port}"
+            hint = ""
+            if exc.errno == errno.EADDRINUSE:
+                hint = (
+                    f"; another process (another gateway?) is listening on port {self.cfg.server.port}: "
+                    "choose another with --port N (or [server] port; 0 picks a free one)"
+                )
+            raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror}{hint}") from None
         sock.listen(1024)
         sock.setblocking(False)
         self._sock = sock
@@ -128,11 +134,10 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
     gateway = Gateway(cfg)
     try:
         await gateway.start()
-    except OSError as exc:
+    except BaseException:  # the port is taken, the key does not match...: the caller reports it
         if demo_ctx:
             await demo_ctx.stop()
-        announce(f"error: {exc}")
-        return 1
+        raise
     stop = asyncio.Event()
     install_signal_handlers(stop)
     if not ui:

@@ -24,7 +24,7 @@ from .billing.stripe_billing import StripeBilling
 from .billing.wallet import Wallet
 from .bus import EventBus
 from .catalog import Catalog
-from .config import Config
+from .config import Config, resolve_secrets
 from .oauth import OAuthManager
 from .pool.account import Account
 from .pool.enroll import default_base_url
@@ -86,9 +86,9 @@ class Runtime:
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
+        resolve_secrets(self.cfg)  # the accounts' api_key_env variables: only starting the gateway needs them
         dbmod.migrate(self.db_path)
         key_file = self.cfg.security.secret_key_file or str(Path(self.db_path).with_suffix(".key"))
-        self.writer.start()
         conn = dbmod.connect(self.db_path)
         try:
             self.vault = Vault.open(self.cfg.security.secret_key_env, key_file, conn)
@@ -100,6 +100,7 @@ class Runtime:
             self._load(conn)
         finally:
             conn.close()
+        self.writer.start()  # after the key check: a refused start leaves nothing running
         self._watch_conn = dbmod.connect(self.db_path, readonly=True)
         self._data_version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
         self.upstream = Upstream(max_body=int(self.cfg.server.upstream_max_body_mb * (1 << 20)))
@@ -232,6 +233,9 @@ class Runtime:
                 oauth = json.loads(self.vault.decrypt(row["oauth"]))
         except VaultError as exc:
             log.error("account %s: %s", row["label"], exc)
+            unusable: str | None = str(exc)
+        else:
+            unusable = None
         acc = Account(
             id=row["id"],
             label=row["label"],
@@ -247,6 +251,7 @@ class Runtime:
             rpm=row.get("rpm"),
             preferred=row["preferred"],
             source=row["source"],
+            unusable=unusable,
         )
         if state:
             acc.cooldown_until = state.get("cooldown_until") or 0.0
@@ -274,7 +279,7 @@ class Runtime:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(WATCH_INTERVAL)
             try:
                 self.pool.tick()
                 if self.writer.pending > WRITER_BACKLOG_WARN:
@@ -314,6 +319,7 @@ class Runtime:
         settings: dict[str, Any],
     ) -> None:
         self.keyring.load(keys)
+        self.plans.invalidate()  # tiers and caps set by the CLI: re-read at the next request
         changed = self.wallet.apply_external(external)
         for tenant_id in changed:
             self.bus.publish(
@@ -332,3 +338,6 @@ class Runtime:
 
 
 WRITER_BACKLOG_WARN = 50_000
+# how often the database is checked for changes made by other processes (the CLI); README promises that a
+# change reaches the running gateway within a second
+WATCH_INTERVAL = 0.4
