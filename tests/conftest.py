@@ -110,10 +110,10 @@ class GatewayHandle:
     async def mint(
         self, tenant: str = "acme", *, usd: float | None = 10.0, kind: str = "payg", **kw: Any
     ) -> str:
-        """A fresh tenant key (the secret); credits the tenant with ``usd`` first when given."""
+        """A fresh tenant key (the secret), the tenant created if new; credits it with ``usd`` first when given."""
         if usd:
-            await tenant_ops.credit(self.rt, tenant, int(round(usd * 1_000_000)))
-        _, secret = await tenant_ops.mint_key(self.rt, tenant, kind=kind, **kw)
+            await tenant_ops.credit(self.rt, tenant, int(round(usd * 1_000_000)), create=True)
+        _, secret = await tenant_ops.mint_key(self.rt, tenant, kind=kind, create=True, **kw)
         return secret
 
     async def flush(self) -> None:

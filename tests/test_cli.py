@@ -58,7 +58,18 @@ output_per_mtok = 15.0
 
 def test_keys_credits_accounts_round_trip(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
-    made = cli("keys", "create", "--tenant", "acme", "--kind", "subscription", "--label", "laptop", cfg=cfg)
+    made = cli(
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--create",
+        "--kind",
+        "subscription",
+        "--label",
+        "laptop",
+        cfg=cfg,
+    )
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip().splitlines()[-1]
     assert secret.startswith("gw-") and len(secret) > 30
@@ -101,7 +112,9 @@ def test_keys_credits_accounts_round_trip(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_exits_nonzero_with_a_message(tmp_path: Path, args: tuple[str, ...]) -> None:
-    result = cli(*args, cfg=write_config(tmp_path))
+    cfg = write_config(tmp_path)
+    assert cli("keys", "create", "--tenant", "acme", "--create", cfg=cfg).returncode == 0
+    result = cli(*args, cfg=cfg)
     assert result.returncode != 0
     assert "error" in result.stderr.lower() and "Traceback" not in result.stderr
 
@@ -133,7 +146,7 @@ async def test_cli_changes_reach_a_running_gateway(tmp_path: Path, upstream) -> 
         def run(*args: str) -> Awaitable[str]:
             return acli(cfg_path, *args)
 
-        secret = (await run("keys", "create", "--tenant", "live")).strip().splitlines()[-1]
+        secret = (await run("keys", "create", "--tenant", "live", "--create")).strip().splitlines()[-1]
         await run("credits", "add", "--tenant", "live", "--usd", "1")
         async with anthropic.AsyncAnthropic(api_key=secret, base_url=gw.base_url, max_retries=0) as client:
 
@@ -171,7 +184,7 @@ monthly_usd = 20
         def run(*args: str) -> Awaitable[str]:
             return acli(cfg_path, *args)
 
-        secret = (await run("keys", "create", "--tenant", "capped")).strip().splitlines()[-1]
+        secret = (await run("keys", "create", "--tenant", "capped", "--create")).strip().splitlines()[-1]
         await run("credits", "add", "--tenant", "capped", "--usd", "5")
         async with anthropic.AsyncAnthropic(api_key=secret, base_url=gw.base_url, max_retries=0) as client:
 
