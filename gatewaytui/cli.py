@@ -237,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_gateway(args: argparse.Namespace) -> int:
     cfg = load_config(args, for_run=True)
+    if args.keep and not cfg.demo:
+        raise CliError("--keep applies to the demo only (--demo, or no config file)")
     if cfg.demo:
         db = Path(cfg.database.path)
         if not args.keep and demo_profile.reset(db):

@@ -151,7 +151,10 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
             from .demo.setup import seed, traffic
 
             key = await seed(gateway.rt)
-            notice = f"Demo gateway at {gateway.base_url}\nDemo tenant key (shown once; also printed on exit):\n{key}"
+            notice = (
+                f"Demo gateway at {gateway.base_url}\nDemo tenant key (shown once; also printed on exit):\n{key}\n"
+                f"Demo database: {cfg.database.path} (admin commands: gatewaytui --demo keys list)"
+            )
             announce(f"gatewaytui demo: base URL {gateway.base_url}")
             announce(f"demo tenant key (shown once): {key}")
             announce(
