@@ -239,17 +239,12 @@ def run_gateway(args: argparse.Namespace) -> int:
     cfg = load_config(args, for_run=True)
     if args.keep and not cfg.demo:
         raise CliError("--keep applies to the demo only (--demo, or no config file)")
+    demo_lock = None
     if cfg.demo:
-        db = Path(cfg.database.path)
-        if not args.keep and demo_profile.reset(db):
-            print(
-                f"demo: starting fresh (the previous run's database {db} was removed; --keep reuses it)",
-                file=sys.stderr,
-            )
-        print(
-            f"demo: database {db} (admin commands reach it with --demo, e.g. `gatewaytui --demo keys list`)",
-            file=sys.stderr,
-        )
+        try:
+            demo_lock = demo_profile.claim(Path(cfg.database.path))
+        except demo_profile.DemoRunning as exc:
+            raise CliError(str(exc)) from None
     if args.log_format:
         cfg.log.format = args.log_format
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
@@ -278,6 +273,13 @@ def run_gateway(args: argparse.Namespace) -> int:
         announcer = logging.getLogger("gatewaytui.announce")
         announcer.setLevel(logging.INFO)
         announce = announcer.info
+    if cfg.demo:
+        db = Path(cfg.database.path)
+        if not args.keep and demo_profile.reset(db):
+            announce(f"demo: starting fresh (the previous run's database {db} was removed; --keep reuses it)")
+        announce(
+            f"demo: database {db} (admin commands reach it with --demo, e.g. `gatewaytui --demo keys list`)"
+        )
     try:
         return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce))
     except OSError as exc:  # cannot listen (the message says why and what to do)
@@ -286,6 +288,8 @@ def run_gateway(args: argparse.Namespace) -> int:
     finally:
         if listener is not None:
             listener.stop()  # writes out what is still queued
+        if demo_lock is not None:
+            demo_lock.close()
 
 
 def attach(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,9 @@ from gatewaytui.ops import tenants as tenant_ops
 # a Fernet key, not a passphrase: a passphrase costs a scrypt derivation (~0.4 s) per gateway start
 # (tests/test_vault.py and tests/test_cli.py cover the passphrase road)
 os.environ.setdefault("GATEWAYTUI_SECRET_KEY", "Z2F0ZXdheXR1aS10ZXN0LXN1aXRlLXZhdWx0LWtleSE=")
+# the demo keeps its database under the user's data directory: one of its own per test worker, never the
+# real one (gatewaytui --demo run by a test, and anything it starts, inherit this)
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="gatewaytui-test-data-")
 
 DEFAULT_MODELS: list[dict[str, Any]] = [
     {

@@ -101,9 +101,10 @@ def test_the_cli_reaches_the_running_demo_which_starts_fresh_unless_kept(tmp_pat
             wait_for_line(proc, r"\(shown once\): (gw-\S+)")
             listed = cli("--demo", "keys", "list", cfg=None, env=env, cwd=elsewhere)
             assert listed.returncode == 0, listed.stderr
-            after = cli(
-                "tenants", "list", "--demo", cfg=None, env=env, cwd=elsewhere
-            )  # --demo after the command
+            second = cli("--demo", "--no-ui", "--port", "0", cfg=None, env=env, cwd=elsewhere)
+            assert second.returncode == 2 and "another demo is running" in second.stderr, second.stderr
+            # --demo after the command
+            after = cli("tenants", "list", "--demo", cfg=None, env=env, cwd=elsewhere)
             assert after.returncode == 0 and after.stdout.startswith("demo\t"), after.stderr
         finally:
             assert stop(proc, signal.SIGINT) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..config import Config, ModelConfig
 
@@ -33,6 +34,29 @@ def demo_config() -> Config:
     cfg.routing.default_model = cfg.models[0].name
     cfg.database.path = str(database_path())
     return cfg
+
+
+class DemoRunning(Exception):
+    """Another demo holds this database."""
+
+
+def claim(path: Path) -> Any:
+    """Hold the demo's lock for the life of the process (the open file is the lock): a second demo would
+    otherwise wipe the database of the one running. ``DemoRunning`` if another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 - held until the process exits
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not Unix: no lock, as before
+        return lock
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise DemoRunning(
+            f"another demo is running on {path}; stop it first, or reach it with `gatewaytui --demo keys list`"
+        ) from None
+    return lock
 
 
 def reset(path: Path) -> bool:
