@@ -54,10 +54,10 @@ async def dress(gateway: Gateway, demo: DemoUpstream) -> str:
     """The demo's own seed, plus a few tenants, a quota reading and a rate-limited account to look at."""
     rt = gateway.rt
     key = await seed(rt)
-    await tenant_ops.credit(rt, "acme", 40_000_000, note="invoice 1042")
+    await tenant_ops.credit(rt, "acme", 40_000_000, note="invoice 1042", create=True)
     await tenant_ops.mint_key(rt, "acme", label="ci")
     await tenant_ops.mint_key(rt, "acme", kind="subscription", label="claude-code")
-    await tenant_ops.credit(rt, "initech", 2_500_000, note="trial")
+    await tenant_ops.credit(rt, "initech", 2_500_000, note="trial", create=True)
     await tenant_ops.mint_key(rt, "initech", label="prod")
     await routing_ops.set_alias(rt, "fast", "claude-haiku-4-5")
     await routing_ops.set_haiku_model(rt, "gemini-2.5-flash")
