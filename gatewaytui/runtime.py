@@ -26,6 +26,7 @@ from .bus import EventBus
 from .catalog import Catalog
 from .config import Config
 from .oauth import OAuthManager
+from .offload import Offload
 from .pool.account import Account
 from .pool.pool import Pool
 from .store import accounts as account_store
@@ -61,6 +62,9 @@ class Runtime:
         self.plans = Plans(self.readers)  # tenants' tiers, subscription status and per-call caps
         self.quota = Quota(cfg.tiers, self.plans, self.readers)  # relay.admit/settle: subscription tokens
         self.caps = Caps(self.plans)  # relay.admit: per-call spending caps
+        # CPU-heavy per-request work off the event loop: token counts, and the decoding of large bodies
+        self.counting = Offload("token counting", workers=2, backlog=16)
+        self.decoding = Offload("large request bodies", workers=2, backlog=64)
         self.stripe = StripeBilling(cfg.stripe)
         self.vault: Vault | None = None
         self.oauth: OAuthManager | None = None  # OAuth accounts: PKCE flows and token refresh (set by start)
@@ -115,6 +119,8 @@ class Runtime:
         if self.http is not None:
             await self.http.aclose()
             self.http = None
+        self.counting.close()
+        self.decoding.close()
         await asyncio.to_thread(self.writer.stop)
         self.readers.close()
         if self._watch_conn is not None:

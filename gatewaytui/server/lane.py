@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..codec import loads_request
 from ..model import GatewayError
 from ..runtime import Runtime
 from . import limits, relay
@@ -153,7 +152,6 @@ class ChatLane:
             require_route(key, route.route)
             rt.keyring.check_rpm(key)
             data = await self.read_body(headers, receive)
-            body = loads_request(data)
         except GatewayError as err:
             return error_reply(route.protocol, err, request_id)
         extras = {"gemini_sse": (query or {}).get("alt") == "sse"} if route.protocol == "gemini" else None
@@ -162,7 +160,7 @@ class ChatLane:
             route.protocol,
             route.route,
             key,
-            body,
+            data,  # parsed and decoded by the relay (off the loop when large)
             len(data),
             headers,
             request_id,

@@ -19,9 +19,9 @@ import asyncio
 import time
 from typing import Any
 
-from ..billing import pricing
+from ..billing import pricing, server_tools
 from ..billing.wallet import Hold
-from ..codec import dumps
+from ..codec import dumps, loads_request
 from ..config import ModelConfig
 from ..model import (
     ChatRequest,
@@ -69,6 +69,20 @@ def strip_hostile(node: Any, depth: int = 0) -> Any:
     return node
 
 
+LARGE_BODY = 256 * 1024  # bytes: a body this large is parsed and decoded in a worker thread (rt.decoding)
+
+
+def decode(
+    proto: Any, body: dict[str, Any] | bytes, model: str | None, stream: bool | None, headers: dict[str, str]
+) -> ChatRequest:
+    """Parse (when given bytes), strip upstream-steering fields and decode into the model: CPU work that grows
+    with the body, so ``handle`` runs it off the loop for large bodies."""
+    if isinstance(body, bytes):
+        body = loads_request(body)
+    strip_hostile(body)
+    return proto.decode_request(body, model=model, stream=stream, headers=headers)
+
+
 def input_bound(raw_len: int, req: ChatRequest) -> int:
     """An upper bound on prompt tokens: a token is at least one byte of the request body."""
     return max(1, raw_len)
@@ -84,6 +98,7 @@ def admit(
     price = pricing.Price.of(model)
     max_tokens = req.max_tokens if req.max_tokens is not None else model.max_tokens
     subscription = call_key["kind"] == "subscription"
+    tools = server_tools.bound(req, model)
     quota = getattr(rt, "quota", None)
     if subscription:
         if quota is not None:
@@ -96,8 +111,8 @@ def admit(
             max_tokens, req.thinking.budget_tokens + 1024
         )  # encoders may raise max_tokens past the budget
     preset_bytes = len(str(req.extras.get("preset_system") or "").encode("utf-8", "surrogatepass"))
-    bound = input_bound(raw_len, req) + preset_bytes + pricing.url_media_tokens(req)
-    worst = pricing.worst_case(price, bound, max_tokens)
+    bound = input_bound(raw_len, req) + preset_bytes + pricing.url_media_tokens(req) + tools.input_tokens
+    worst = pricing.worst_case(price, bound, max_tokens, tools.uses)
     caps = getattr(rt, "caps", None)
     if caps is not None:
         caps.check(call_key["tenant_id"], model, worst)
@@ -109,7 +124,7 @@ async def handle(
     protocol_name: str,
     route: str,
     key: dict[str, Any],
-    body: dict[str, Any],
+    body: dict[str, Any] | bytes,
     raw_len: int,
     headers: dict[str, str],
     request_id: str,
@@ -118,11 +133,14 @@ async def handle(
     stream: bool | None = None,
     extras: dict[str, Any] | None = None,
 ) -> Reply:
-    """Serve one chat request; every error comes back in the client's protocol."""
+    """Serve one chat request (``body``: the JSON bytes, or already parsed); every error comes back in the
+    client's protocol."""
     proto = PROTOCOLS[protocol_name]
     try:
-        strip_hostile(body)
-        req = proto.decode_request(body, model=model, stream=stream, headers=headers)
+        if raw_len > LARGE_BODY:  # one huge body must not stall every other request on the loop
+            req = await rt.decoding.run(decode, proto, body, model, stream, headers)
+        else:
+            req = decode(proto, body, model, stream, headers)
         if extras:
             req.extras.update(extras)
         apply_preset(rt, route, req)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...model import Usage
+from ...model import Usage, UsageReader
 
 
 def encode_usage(u: Usage) -> dict[str, Any]:
@@ -23,14 +23,16 @@ def encode_usage(u: Usage) -> dict[str, Any]:
 
 def decode_usage(u: dict[str, Any] | None) -> Usage:
     if not isinstance(u, dict):
-        return Usage()
-    details = u.get("input_tokens_details") or {}
-    cached = details.get("cached_tokens") or 0
-    written = details.get("cache_write_tokens") or 0
+        return UsageReader.unreadable(u)
+    read = UsageReader()
+    details = read.section(u, "input_tokens_details")
+    cached = read.count(details, "cached_tokens")
+    written = read.count(details, "cache_write_tokens")
     return Usage(
-        input_tokens=max(0, (u.get("input_tokens") or 0) - cached - written),
-        output_tokens=u.get("output_tokens") or 0,
+        input_tokens=max(0, read.count(u, "input_tokens") - cached - written),
+        output_tokens=read.count(u, "output_tokens"),
         cache_read_tokens=cached,
         cache_write_5m_tokens=written,
-        reasoning_tokens=(u.get("output_tokens_details") or {}).get("reasoning_tokens") or 0,
+        reasoning_tokens=read.count(read.section(u, "output_tokens_details"), "reasoning_tokens"),
+        invalid=read.invalid,
     )
