@@ -18,6 +18,7 @@ import httpx
 
 from .billing.caps import Caps
 from .billing.keyring import Keyring
+from .billing.limits import Limits
 from .billing.plans import Plans
 from .billing.quota import Quota
 from .billing.stripe_billing import StripeBilling
@@ -62,6 +63,7 @@ class Runtime:
         self.plans = Plans(self.readers)  # tenants' tiers, subscription status and per-call caps
         self.quota = Quota(cfg.tiers, self.plans, self.readers)  # relay.admit/settle: subscription tokens
         self.caps = Caps(self.plans)  # relay.admit: per-call spending caps
+        self.limits = Limits(self.readers, self.plans)  # relay.admit/settle: key budgets, token rates
         # CPU-heavy per-request work off the event loop: token counts, and the decoding of large bodies
         self.counting = Offload("token counting", workers=2, backlog=16)
         self.decoding = Offload("large request bodies", workers=2, backlog=64)

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from ..billing import pricing, server_tools
+from ..billing.limits import Ticket
 from ..billing.wallet import Hold
 from ..codec import dumps, loads_request
 from ..config import ModelConfig
@@ -90,7 +91,7 @@ def input_bound(raw_len: int, req: ChatRequest) -> int:
 
 def admit(
     rt: Runtime, call_key: dict[str, Any], req: ChatRequest, route: str, raw_len: int, request_id: str
-) -> tuple[ModelConfig, Hold, pricing.Price, bool]:
+) -> tuple[ModelConfig, Hold, pricing.Price, bool, Ticket]:
     model = rt.catalog.resolve(req.model)
     allowed = call_key.get("models") or []
     if allowed and model.name not in allowed and req.model not in allowed:
@@ -103,8 +104,7 @@ def admit(
     if subscription:
         if quota is not None:
             quota.check(call_key, model, route)
-        return model, rt.wallet.free_hold(call_key["tenant_id"], request_id), price, True
-    if req.max_tokens is None:
+    elif req.max_tokens is None:
         req.max_tokens = max_tokens  # the hold's ceiling is sent upstream, so output cannot outgrow it
     if req.thinking is not None and req.thinking.budget_tokens:
         max_tokens = max(
@@ -112,11 +112,20 @@ def admit(
         )  # encoders may raise max_tokens past the budget
     preset_bytes = len(str(req.extras.get("preset_system") or "").encode("utf-8", "surrogatepass"))
     bound = input_bound(raw_len, req) + preset_bytes + pricing.url_media_tokens(req) + tools.input_tokens
-    worst = pricing.worst_case(price, bound, max_tokens, tools.uses)
+    worst = 0 if subscription else pricing.worst_case(price, bound, max_tokens, tools.uses)
     caps = getattr(rt, "caps", None)
-    if caps is not None:
+    if caps is not None and not subscription:
         caps.check(call_key["tenant_id"], model, worst)
-    return model, rt.wallet.hold(call_key["tenant_id"], worst, request_id), price, False
+    ticket = rt.limits.admit(call_key, worst, bound + max_tokens)  # key budget, token rates
+    try:
+        if subscription:
+            hold = rt.wallet.free_hold(call_key["tenant_id"], request_id)
+        else:
+            hold = rt.wallet.hold(call_key["tenant_id"], worst, request_id)
+    except GatewayError:
+        rt.limits.close(ticket, None, 0)
+        raise
+    return model, hold, price, subscription, ticket
 
 
 async def handle(
@@ -144,7 +153,7 @@ async def handle(
         if extras:
             req.extras.update(extras)
         apply_preset(rt, route, req)
-        model_cfg, hold, price, subscription = admit(rt, key, req, route, raw_len, request_id)
+        model_cfg, hold, price, subscription, ticket = admit(rt, key, req, route, raw_len, request_id)
     except GatewayError as err:
         return error_reply(protocol_name, err, request_id)
     provider = registry.get(rt.catalog.provider_module(model_cfg))
@@ -186,6 +195,7 @@ async def handle(
         price,
         subscription,
         raw_len=raw_len,
+        ticket=ticket,
     )
     task = asyncio.current_task()
     if task is not None:  # the handler's task also sends the stream: cancelling it cuts the request cleanly

@@ -74,6 +74,8 @@ def _close(call: Call, usage: Usage | None, *, status: str, http_status: int, er
     flight = call.flight
     cost = charge(call, usage)
     entries = rt.wallet.close(call.hold, cost.total_micro if cost is not None else None)
+    used = None if usage is not None and usage.invalid else (usage.total_tokens if usage is not None else 0)
+    rt.limits.close(call.ticket, cost.total_micro if cost is not None else None, used)
     if usage is not None and usage.invalid:
         log.warning(
             "request %s: upstream usage invalid (%s); billed its hold", call.request_id, usage.invalid
