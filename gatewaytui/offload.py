@@ -18,6 +18,7 @@ from .model import GatewayError
 
 P = ParamSpec("P")
 T = TypeVar("T")
+LARGE_BODY = 256 * 1024  # bytes: a request body this large is parsed, decoded and encoded in a worker thread
 
 
 class Offload:
@@ -50,6 +51,13 @@ class Offload:
             raise
         future.add_done_callback(lambda _: self._done())  # counts the thread's work, not the caller's wait
         return await asyncio.wrap_future(future)
+
+    async def sized(self, size: int, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn`` for a request body of ``size`` bytes: in a worker past ``LARGE_BODY``, else inline (a small
+        body's work costs less than the thread hop)."""
+        if size > LARGE_BODY:
+            return await self.run(fn, *args, **kwargs)
+        return fn(*args, **kwargs)
 
     def _done(self) -> None:
         with self._lock:

@@ -130,17 +130,24 @@ async def test_count_tokens_past_the_backlog_is_refused_not_queued(gateway: Gate
 async def test_large_chat_bodies_are_decoded_off_the_loop(
     gateway: GatewayHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from gatewaytui.providers import anthropic as provider
     from gatewaytui.server import relay
 
     threads: list[str] = []
-    real = relay.strip_hostile
+    encoded: list[str] = []
+    real, real_build = relay.strip_hostile, provider.build_request
 
     def spy(node: Any, depth: int = 0) -> Any:
         if depth == 0:
             threads.append(threading.current_thread().name)
         return real(node, depth)
 
+    def build_spy(*args: Any, **kw: Any) -> Any:
+        encoded.append(threading.current_thread().name)
+        return real_build(*args, **kw)
+
     monkeypatch.setattr(relay, "strip_hostile", spy)
+    monkeypatch.setattr(provider, "build_request", build_spy)
     key = await gateway.mint("acme", usd=5)
     big = [{"role": r, "content": "word " * 20} for r in ("user", "assistant") * 2000] + [
         {"role": "user", "content": "hi"}
@@ -151,6 +158,9 @@ async def test_large_chat_bodies_are_decoded_off_the_loop(
     assert small.status_code == large.status_code == 200
     assert threads[0] == threading.main_thread().name, "a small body is decoded inline (no thread hop)"
     assert threads[1].startswith("gatewaytui-large request bodies")
+    assert encoded[0] == threading.main_thread().name and encoded[1].startswith(
+        "gatewaytui-large request bodies"
+    )
 
 
 async def test_a_cut_streams_prompt_is_counted_off_the_loop(

@@ -70,9 +70,6 @@ def strip_hostile(node: Any, depth: int = 0) -> Any:
     return node
 
 
-LARGE_BODY = 256 * 1024  # bytes: a body this large is parsed and decoded in a worker thread (rt.decoding)
-
-
 def decode(
     proto: Any, body: dict[str, Any] | bytes, model: str | None, stream: bool | None, headers: dict[str, str]
 ) -> ChatRequest:
@@ -146,10 +143,8 @@ async def handle(
     client's protocol."""
     proto = PROTOCOLS[protocol_name]
     try:
-        if raw_len > LARGE_BODY:  # one huge body must not stall every other request on the loop
-            req = await rt.decoding.run(decode, proto, body, model, stream, headers)
-        else:
-            req = decode(proto, body, model, stream, headers)
+        # one huge body must not stall every other request on the loop
+        req = await rt.decoding.sized(raw_len, decode, proto, body, model, stream, headers)
         if extras:
             req.extras.update(extras)
         apply_preset(rt, route, req)
