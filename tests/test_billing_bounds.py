@@ -480,3 +480,29 @@ async def test_bad_upstream_usage_bills_the_hold_and_always_closes_it(
         upstream.clear_faults()
         again = await h.post(path, json={**body, "stream": False})  # nothing leaked: the tenant carries on
     assert again.status_code == 200
+
+
+async def test_openai_hosted_web_search_calls_are_billed_per_call(
+    gateway: GatewayHandle, upstream: Any
+) -> None:
+    """OpenAI reports no per-use counter: each ``web_search_call`` item of the response is one use."""
+    key = await gateway.mint("acme", usd=5)
+    message = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed", "content": [{"type": "output_text", "text": "Found it.", "annotations": []}]}  # fmt: skip
+    searches = [{"type": "web_search_call", "id": f"ws_{i}", "status": "completed"} for i in range(2)]
+    answer = {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "status": "completed",
+        "model": "gpt-5",
+        "output": [*searches, message],
+        "usage": {"input_tokens": 1_000, "output_tokens": 20, "total_tokens": 1_020},
+    }
+    answer_with(upstream, "key-openai-1", answer, stream=False)
+    body = {"model": "gpt-5", "input": "search", "max_output_tokens": 100, "tools": [{"type": "web_search"}]}
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as h:
+        r = await h.post("/v1/responses", json=body, headers={"authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    rec = await row(gateway, r.headers["x-request-id"])
+    assert rec["line_items"]["web_search"] == {"uses": 2, "per_use_micro": 10_000, "cost_micro": "20000"}
+    assert rec["cost_micro"] == 1_000 * 1_250_000 // 1_000_000 + 20 * 10 + 20_000
