@@ -185,7 +185,7 @@ def test_period_bounds_are_calendar_days_months_or_rolling_hours() -> None:
     assert limits.period_bounds("24h", at) == (at - 86400, None)
     for bad in ("week", "0h", "h", "24"):
         with pytest.raises(ValueError):
-            limits.check_period(bad)
+            key_store.check_period(bad)
 
 
 def test_holds_count_against_the_budget_until_they_settle() -> None:

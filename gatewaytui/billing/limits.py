@@ -19,7 +19,6 @@ as requests settle. Everything runs on the event loop: checks and records are at
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,19 +28,12 @@ from typing import Any
 
 from ..model import GatewayError
 from ..store import usage as usage_store
+from ..store.keys import ROLLING
 from .plans import Plans, ReaderSource
 from .pricing import format_usd
 from .quota import iso
 
 WINDOW = 60.0  # token-rate window, seconds
-ROLLING = re.compile(r"([1-9][0-9]{0,3})h")  # a rolling window of 1..9999 hours
-
-
-def check_period(period: str) -> str:
-    """``day``, ``month`` or ``<N>h``; anything else: ValueError naming the choices."""
-    if period in ("day", "month") or ROLLING.fullmatch(period):
-        return period
-    raise ValueError(f"budget period must be day, month or a rolling window like 24h (got {period!r})")
 
 
 def period_bounds(period: str, now: float) -> tuple[float, float | None]:

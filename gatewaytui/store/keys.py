@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import sqlite3
 import time
@@ -11,6 +12,14 @@ from typing import Any
 
 KEY_PREFIX = "gw-"
 KINDS = ("payg", "subscription")
+ROLLING = re.compile(r"([1-9][0-9]{0,3})h")  # a budget over a rolling window of 1..9999 hours
+
+
+def check_period(period: str) -> str:
+    """A budget period: ``day``, ``month`` (calendar, UTC) or ``<N>h`` (rolling); else ValueError."""
+    if period in ("day", "month") or ROLLING.fullmatch(period):
+        return period
+    raise ValueError(f"budget period must be day, month or a rolling window like 24h (got {period!r})")
 
 
 def hash_key(secret: str) -> str:
@@ -36,8 +45,6 @@ def mint(
 ) -> tuple[dict[str, Any], str]:
     """A new key (its row and its secret). ``budget_micro`` per ``budget_period`` (day, month or ``<N>h``
     rolling; day when omitted) and ``tpm`` (tokens per minute) are enforced by ``billing.limits``."""
-    from ..billing.limits import check_period
-
     if kind not in KINDS:
         raise ValueError(f"key kind must be one of {', '.join(KINDS)}")
     if label is not None and len(label) > 200:
