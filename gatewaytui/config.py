@@ -82,6 +82,12 @@ class ModelConfig:
     cache_write_per_mtok: int = 0
     cache_write_1h_per_mtok: int = 0
     max_tokens: int = 8192  # default/ceiling output tokens; sizes the worst-case hold
+    # server tools (web search, web fetch, code execution): fees in micro-USD per use, and the hold's bound
+    web_search_per_use: int = 10_000  # Anthropic's public price: $10 per 1,000 searches
+    web_fetch_per_use: int = 0
+    code_execution_per_use: int = 0
+    server_tool_max_uses: int = 5  # uses held per server tool that sets no max_uses; 0 refuses server tools
+    server_tool_input_tokens: int = 20_000  # input tokens held per use (results the upstream adds)
     context_window: int = 200_000
     api: str = ""  # "responses" to reach an OpenAI model through the Responses API
     display_name: str = ""
@@ -338,12 +344,18 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
             "cache_read_per_mtok",
             "cache_write_per_mtok",
             "cache_write_1h_per_mtok",
+            "web_search_per_use",
+            "web_fetch_per_use",
+            "code_execution_per_use",
         ):
             if key in raw:
                 raw[key] = _micro(raw[key], lambda msg, k=key, n=i: fail("models", k, msg, n))
         if "cache_write_1h_per_mtok" not in raw and "input_per_mtok" in raw:
             raw["cache_write_1h_per_mtok"] = raw["input_per_mtok"] * 2  # Anthropic's 1-hour write price
         model = _table(ModelConfig, raw, "models", fail, i)
+        for key in ("server_tool_max_uses", "server_tool_input_tokens"):
+            if getattr(model, key) < 0:
+                raise fail("models", key, "must be >= 0", i)
         if model.provider not in PROVIDERS:
             raise fail(
                 "models", "provider", f"unknown provider {model.provider!r}; one of {', '.join(PROVIDERS)}", i
@@ -383,9 +395,9 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
 
 
 def _micro(value: Any, fail: Any) -> int:
-    """USD per million tokens (a TOML float or int) -> integer micro-USD per million tokens, exactly."""
+    """USD (per million tokens, or per use) as a TOML float or int -> integer micro-USD, exactly."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise fail("must be a number (USD per million tokens)")
+        raise fail("must be a number of USD")
     try:
         micro = Decimal(str(value)) * 1_000_000
     except InvalidOperation:

@@ -18,6 +18,7 @@ import httpx
 
 from .billing.caps import Caps
 from .billing.keyring import Keyring
+from .billing.limits import Limits
 from .billing.plans import Plans
 from .billing.quota import Quota
 from .billing.stripe_billing import StripeBilling
@@ -26,6 +27,7 @@ from .bus import EventBus
 from .catalog import Catalog
 from .config import Config
 from .oauth import OAuthManager
+from .offload import Offload
 from .pool.account import Account
 from .pool.enroll import default_base_url
 from .pool.pool import Pool
@@ -64,6 +66,10 @@ class Runtime:
         self.plans = Plans(self.readers)  # tenants' tiers, subscription status and per-call caps
         self.quota = Quota(cfg.tiers, self.plans, self.readers)  # relay.admit/settle: subscription tokens
         self.caps = Caps(self.plans)  # relay.admit: per-call spending caps
+        self.limits = Limits(self.readers, self.plans)  # relay.admit/settle: key budgets, token rates
+        # CPU-heavy per-request work off the event loop: token counts, and the decoding of large bodies
+        self.counting = Offload("token counting", workers=2, backlog=16)
+        self.decoding = Offload("large request bodies", workers=2, backlog=64)
         self.stripe = StripeBilling(cfg.stripe)
         self.telemetry = Telemetry(self)  # metrics, request log, traces (fed at settlement)
         self.vault: Vault | None = None
@@ -127,6 +133,8 @@ class Runtime:
         if self.upstream is not None:
             await self.upstream.close()
             self.upstream = None
+        self.counting.close()
+        self.decoding.close()
         await asyncio.to_thread(self.writer.stop)
         self.telemetry.close()
         self.readers.close()

@@ -44,6 +44,7 @@ class Plan:
     stripe_customer_id: str | None = None
     per_call_cap_micro: int | None = None
     model_caps: dict[str, int] = field(default_factory=dict)
+    tpm: int | None = None  # tokens per minute across the tenant's keys (billing.limits)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Plan:
@@ -69,6 +70,7 @@ class Plan:
             stripe_customer_id=row.get("stripe_customer_id"),
             per_call_cap_micro=row.get("per_call_cap_micro"),
             model_caps=caps,
+            tpm=row.get("tpm"),
         )
 
     def subscription_state(self, now: float | None = None, grace: float = 86400.0) -> str:

@@ -150,3 +150,18 @@ def m002_billing(db: Database) -> None:
 def m003_ledger_request_index(db: Database) -> None:
     """Settlement lookups by request (crash recovery, audits) must not scan the whole ledger."""
     db.execute("CREATE INDEX IF NOT EXISTS ledger_request ON ledger(request_id, kind)")
+
+
+@migrations()
+def m004_key_budgets_and_token_rates(db: Database) -> None:
+    """Per-key spend budgets (micro-USD per day, month or rolling ``<N>h``), per-key and per-tenant token
+    rates (tokens per minute), and the lookup of a key's spend."""
+    db.executescript(
+        """
+        ALTER TABLE api_keys ADD COLUMN budget_micro INTEGER;
+        ALTER TABLE api_keys ADD COLUMN budget_period TEXT;
+        ALTER TABLE api_keys ADD COLUMN tpm INTEGER;
+        ALTER TABLE tenants ADD COLUMN tpm INTEGER;
+        CREATE INDEX requests_key_started ON requests(key_id, started_at);
+        """
+    )

@@ -42,6 +42,7 @@ def update(conn: sqlite3.Connection, tenant_id: int, **fields: Any) -> None:
         "stripe_customer_id",
         "per_call_cap_micro",
         "model_caps",
+        "tpm",
     }
     bad = set(fields) - allowed
     if bad:
@@ -56,6 +57,15 @@ def set_tier(conn: sqlite3.Connection, name: str, tier: str | None) -> dict[str,
     """Put a tenant on a tier by hand (active until removed) or take it off (``None``); creates the tenant."""
     t, _ = get_or_create(conn, name)
     update(conn, t["id"], tier=tier, subscription_status="active" if tier else None, period_end=None)
+    return by_id(conn, t["id"]) or t
+
+
+def set_tpm(conn: sqlite3.Connection, name: str, tpm: int | None) -> dict[str, Any]:
+    """Limit a tenant to ``tpm`` tokens per minute across its keys (``None``: no limit); creates the tenant."""
+    if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or tpm <= 0):
+        raise ValueError("a token rate must be a positive number of tokens per minute")
+    t, _ = get_or_create(conn, name)
+    update(conn, t["id"], tpm=tpm)
     return by_id(conn, t["id"]) or t
 
 
