@@ -16,9 +16,8 @@ from textual.app import ComposeResult
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
 
-from ..widgets import StatusBar
+from ..widgets import ConsoleFooter, StatusBar
 
 if TYPE_CHECKING:
     from ..app import ConsoleApp
@@ -45,7 +44,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatusBar(self.MODE)
         yield from self.compose_body()
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     def compose_body(self) -> ComposeResult:
         raise NotImplementedError

@@ -1,7 +1,9 @@
 """The console's dialogs: forms for operator actions, a confirmation, and the shown-once key secret.
 
-Each dialog is a ``ModalScreen``; its rules in ``dialogs.tcss`` nest under its own type. A form dismisses
-with a dict of checked values (or None when cancelled); the screen that opened it runs the action.
+Each dialog is a ``Dialog`` (a ``ModalScreen``); its rules in ``dialogs.tcss`` nest under its own type. A
+form dismisses with a dict of checked values (or None when cancelled); the screen that opened it runs the
+action. A dialog clears the toasts when it opens and shows later notifications on its own note line, so no
+toast ever covers its buttons.
 """
 
 from __future__ import annotations
@@ -15,18 +17,38 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from ...billing.pricing import format_usd, parse_usd
+from ..widgets import ConsoleFooter
 
 PROVIDERS = ("anthropic", "openai", "gemini", "openrouter", "openai-compatible")
 KEY_KINDS = ("payg", "subscription")
 
 
-class FormDialog(ModalScreen[dict[str, Any] | None]):
-    """A titled form: ``fields()`` yields the widgets, ``collect()`` returns values or a problem (str)."""
+SEVERITY_CLASS = {"warning": "-warning", "error": "-error"}
+
+
+class Dialog(ModalScreen[Any]):
+    """A modal with a note line for notifications (``App.notify`` routes here while the dialog is open)."""
 
     CSS_PATH = "dialogs.tcss"
+
+    def on_mount(self) -> None:
+        self.app.clear_notifications()
+
+    def note_line(self) -> Label:
+        return Label("", classes="note")
+
+    def note(self, message: str, severity: str = "information") -> None:
+        note = self.query_one(".note", Label)
+        note.update(Text(message))
+        note.set_classes(f"note {SEVERITY_CLASS.get(severity, '')}".strip())
+
+
+class FormDialog(Dialog):
+    """A titled form: ``fields()`` yields the widgets, ``collect()`` returns values or a problem (str)."""
+
     TITLE_TEXT = ""
     OK_LABEL = "OK"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -39,10 +61,11 @@ class FormDialog(ModalScreen[dict[str, Any] | None]):
             yield Label(self.TITLE_TEXT, classes="title")
             yield from self.fields()
             yield Label("", classes="problem")
+            yield self.note_line()
             with Horizontal(classes="buttons"):
                 yield Button(self.OK_LABEL, variant="primary", id="ok")
                 yield Button("Cancel", id="cancel")
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     def fields(self) -> Iterable[Widget]:
         raise NotImplementedError
@@ -253,8 +276,7 @@ class HaikuDialog(FormDialog):
         return {"name": self.choice("model") or ""}
 
 
-class ConfirmDialog(ModalScreen[bool]):
-    CSS_PATH = "dialogs.tcss"
+class ConfirmDialog(Dialog):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),
@@ -267,10 +289,11 @@ class ConfirmDialog(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text(self.question), classes="title")
+            yield self.note_line()
             with Horizontal(classes="buttons"):
                 yield Button("Yes", variant="error", id="yes")
                 yield Button("No", id="no")
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
@@ -280,19 +303,23 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
-class SecretDialog(ModalScreen[None]):
-    """A freshly minted key, shown once. Closing the dialog drops the only copy the console holds."""
+class SecretDialog(Dialog):
+    """A freshly minted key, shown once: closing the dialog drops the only copy the console holds. Also shows
+    the demo's key again (``shown_once=False``), with a line to try it (``extra``)."""
 
-    CSS_PATH = "dialogs.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "copy", "Copy", id="secret.copy"),
         Binding("escape,enter", "close", "Done", id="secret.close"),
     ]
 
-    def __init__(self, key: dict[str, Any], secret: str) -> None:
+    def __init__(
+        self, key: dict[str, Any], secret: str, *, shown_once: bool = True, extra: str | None = None
+    ) -> None:
         super().__init__()
         self.key = key
         self.secret = secret
+        self.shown_once = shown_once
+        self.extra = extra
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -300,19 +327,25 @@ class SecretDialog(ModalScreen[None]):
                 Text(f"New {self.key.get('kind')} key {self.key.get('id')} for {self.key.get('tenant')}"),
                 classes="title",
             )
-            yield Label("Copy it now: it is shown once and only its hash is stored.", classes="warning")
+            if self.shown_once:
+                yield Label("Copy it now: it is shown once and only its hash is stored.", classes="warning")
             yield Static(Text(self.secret), id="secret")
+            if self.extra:
+                yield Label("Try it:", classes="field-label")
+                yield Static(Text(self.extra), id="extra")
+            yield self.note_line()
             with Horizontal(classes="buttons"):
                 yield Button("Copy", variant="primary", id="copy")
                 yield Button("Done", id="done")
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.secret)
         self.notify("key copied to the clipboard", timeout=3, markup=False)
 
     def action_close(self) -> None:
-        self.secret = ""
+        if self.shown_once:
+            self.secret = ""
         self.dismiss(None)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, Static
 
 from ..format import PROTOCOL_SHORT, STATE_STYLE, count, duration, ms, rate, usd
-from ..widgets import LiveTable, StatusBar
+from ..widgets import Col, LiveTable, StatusBar
 from .base import ConsoleScreen
 
 
@@ -35,16 +35,16 @@ class RequestScreen(ConsoleScreen):
                 yield Label("Usage line items", classes="section")
                 yield LiveTable(
                     [
-                        ("item", "Item", 14),
-                        ("tokens", "Tokens", 7),
-                        ("price", "$/Mtok", 7),
-                        ("cost", "Cost", 11),
+                        Col("item", "Item", 11, grow=1, most=16),
+                        Col("tokens", "Tokens", 6),
+                        Col("price", "$/Mtok", 7),
+                        Col("cost", "Cost", 9, grow=1, most=14),
                     ],
                     id="items",
                 )
             with Vertical(id="right"):
                 yield Label("Request headers (secrets redacted)", classes="section")
-                yield LiveTable([("name", "Header", 20), ("value", "Value", None)], id="headers")
+                yield LiveTable([Col("name", "Header", 10, grow=1, most=24), Col("value", "Value", 10, grow=3)], id="headers")
 
     async def reload(self) -> None:
         self.query_one(StatusBar).show(self.console.last_snapshot, self.console.link)

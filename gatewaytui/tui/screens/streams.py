@@ -10,30 +10,30 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Label
 
 from ..format import PROTOCOL_SHORT, STATE_STYLE, count, duration, ms, rate, styled, usd_short
-from ..widgets import LiveTable
+from ..widgets import Col, LiveTable
 from .base import ConsoleScreen
 
 INFLIGHT_COLUMNS = [
-    ("who", "Tenant·key", 12),
-    ("route", "Route·wire", 15),
-    ("model", "Model", 11),
-    ("account", "Account", 11),
-    ("state", "State", 9),
-    ("ttft", "TTFT", 5),
-    ("tokens", "Tokens", 6),
-    ("tps", "tok/s", 5),
-    ("cost", "Cost", 8),
+    Col("who", "Tenant·key", 10, grow=1),
+    Col("route", "Route·wire", 10, grow=1, drop=3),
+    Col("model", "Model", 12, grow=2),
+    Col("account", "Account", 10, grow=1, drop=2),
+    Col("state", "State", 9),
+    Col("ttft", "TTFT", 5, drop=1),
+    Col("tokens", "Tokens", 6),
+    Col("tps", "tok/s", 5),
+    Col("cost", "Cost", 8),
 ]
 RECENT_COLUMNS = [
-    ("age", "Ago", 5),
-    ("tenant", "Tenant", 8),
-    ("model", "Model", 13),
-    ("account", "Account", 10),
-    ("status", "Status", 9),
-    ("tokens", "In/Out", 11),
-    ("ttft", "TTFT", 6),
-    ("time", "Time", 6),
-    ("cost", "Cost", 8),
+    Col("age", "Ago", 5),
+    Col("tenant", "Tenant", 6, grow=1),
+    Col("model", "Model", 12, grow=2),
+    Col("account", "Account", 10, grow=1, drop=2),
+    Col("status", "Status", 9),
+    Col("tokens", "In/Out", 9),
+    Col("ttft", "TTFT", 5, drop=3),
+    Col("time", "Time", 5),
+    Col("cost", "Cost", 8),
 ]
 
 
