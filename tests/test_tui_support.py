@@ -310,6 +310,41 @@ async def seed_console(rt: Runtime) -> None:
     }
     detail.ended = now - 1.5
     t.close(detail)
+    await store_finished(rt, list(t.recent))
+
+
+def stored_row(rt: Runtime, f: Flight, tenant_ids: dict[str, int]) -> dict[str, Any]:
+    """What settlement writes for a finished flight (the console's history reads these rows)."""
+    account = rt.pool.find(f.account) if f.account else None
+    ended = f.ended if f.ended is not None else f.started
+    return {
+        "id": f.id,
+        "tenant_id": tenant_ids.get(f.tenant),
+        "route": f.route,
+        "protocol": f.protocol,
+        "model": f.model,
+        "upstream_model": f.upstream_model,
+        "account_id": account.id if account else None,
+        "stream": int(f.stream),
+        "status": {"done": "ok"}.get(f.state, f.state),
+        "http_status": f.status,
+        "input_tokens": f.input_tokens,
+        "output_tokens": f.output_tokens,
+        "cost_micro": f.cost_micro,
+        "line_items": f.line_items,
+        "error": f.error,
+        "attempts": f.attempts,
+        "started_at": f.started,
+        "ttft_ms": (f.first_token - f.started) * 1000 if f.first_token else None,
+        "duration_ms": (ended - f.started) * 1000,
+        "day": real_time.strftime("%Y-%m-%d", real_time.gmtime(f.started)),
+    }
+
+
+async def store_finished(rt: Runtime, flights: list[Flight]) -> None:
+    tenants = await rt.read(lambda c: {r["name"]: r["id"] for r in c.execute("SELECT id, name FROM tenants")})
+    rows = [stored_row(rt, f, tenants) for f in flights]
+    await rt.write(lambda c: [request_store.insert(c, row) for row in rows])
 
 
 class SeededSource(LocalSource):

@@ -40,6 +40,7 @@ class Call:
     settled: bool = False
     upstream: asyncio.Task[Attempt] | None = None  # a stream's upstream try (connect), once started
     raw_len: int = 0  # the request body's size in bytes
+    capture: Any = None  # a store.bodies.Capture when [console] store_bodies is on
 
 
 @dataclass(slots=True)

@@ -3,6 +3,8 @@
     GET  /admin/snapshot                  everything one console frame shows (see ``build_snapshot``)
     GET  /admin/events                    server-sent bus events; ``?topics=account.,tenant.`` filters by prefix
     GET  /admin/console/requests/<id>     one request in full: safe headers, usage line items, error
+    GET  /admin/console/history           finished requests from the store (tenant/model/account/status,
+                                          q, sort, order=asc|desc, limit; see ``request_history``)
     POST /admin/console/<action>          an operator action (JSON object of arguments; see ``ACTIONS``)
 
 Every route needs the admin token. ``build_snapshot``, ``request_detail`` and ``run_action`` are also
@@ -26,6 +28,7 @@ import orjson
 from .. import admin
 from ..model import GatewayError
 from ..runtime import Runtime
+from ..store import bodies as bodies_store
 from ..store import requests as request_store
 from ..traffic import Flight
 
@@ -159,7 +162,16 @@ def _stats(
 
 
 async def request_detail(rt: Runtime, request_id: str) -> dict[str, Any] | None:
-    """A request still in memory (in flight or recent), else its stored usage row, else None."""
+    """A request still in memory (in flight or recent), else its stored usage row, else None; with its stored
+    bodies (``bodies``: request/response text, or None) and whether bodies are being kept (``store_bodies``)."""
+    detail = await _request_detail(rt, request_id)
+    if detail is not None:
+        detail["bodies"] = await rt.read(lambda c: bodies_store.get(c, request_id))
+        detail["store_bodies"] = rt.cfg.console.store_bodies
+    return detail
+
+
+async def _request_detail(rt: Runtime, request_id: str) -> dict[str, Any] | None:
     flight = rt.traffic.inflight.get(request_id) or next(
         (f for f in rt.traffic.recent if f.id == request_id), None
     )
@@ -173,6 +185,7 @@ async def request_detail(rt: Runtime, request_id: str) -> dict[str, Any] | None:
         "route": row.get("route"),
         "protocol": row.get("protocol"),
         "model": row.get("model"),
+        "stream": bool(row.get("stream")),
         "state": row.get("status"),
         "status": row.get("http_status"),
         "error": row.get("error"),
@@ -185,6 +198,28 @@ async def request_detail(rt: Runtime, request_id: str) -> dict[str, Any] | None:
         "headers": {},
         "source": "database",
     }
+
+
+async def request_history(rt: Runtime, args: dict[str, str]) -> list[dict[str, Any]]:
+    """The console's history query from HTTP arguments (``store.requests.history`` checks the names)."""
+    filters = {k: v for k, v in args.items() if k in request_store.HISTORY_FILTERS and v}
+    try:
+        limit = int(args.get("limit") or 200)
+    except ValueError:
+        raise GatewayError("invalid_request", "limit: expected an integer") from None
+    if args.get("order", "desc") not in ("asc", "desc"):
+        raise GatewayError("invalid_request", "order: expected asc or desc")
+    query = {
+        "filters": filters,
+        "text": args.get("q") or "",
+        "sort": args.get("sort") or "started",
+        "descending": args.get("order", "desc") == "desc",
+        "limit": limit,
+    }
+    try:
+        return await rt.read(lambda c: request_store.history(c, **query))
+    except ValueError as exc:
+        raise GatewayError("invalid_request", str(exc)) from None
 
 
 # ------------------------------------------------------------------ actions
@@ -375,6 +410,11 @@ def register(app: Any, rt: Runtime) -> None:
         if found is None:
             raise GatewayError("not_found", f"no request {request_id!r} in memory or in the database")
         return _json(found)
+
+    @bp.get("/admin/console/history")
+    @guarded
+    async def history() -> Any:
+        return _json({"requests": await request_history(rt, dict(request.args.items()))})
 
     @bp.post("/admin/console/<name>")
     @guarded

@@ -75,6 +75,8 @@ def settle(
         )
         for kind, amount, idem in entries
     ]
+    if call.capture is not None:  # [console] store_bodies: the bodies go with the usage row
+        journal.append(call.capture.entry(call.request_id))
     rt.writer.insert(journal)  # the usage row and its ledger entries, in one go
     if (
         getattr(rt, "quota", None) is not None

@@ -150,3 +150,20 @@ def m002_billing(db: Database) -> None:
 def m003_ledger_request_index(db: Database) -> None:
     """Settlement lookups by request (crash recovery, audits) must not scan the whole ledger."""
     db.execute("CREATE INDEX IF NOT EXISTS ledger_request ON ledger(request_id, kind)")
+
+
+@migrations()
+def m004_request_bodies(db: Database) -> None:
+    """Request and response bodies, kept only when ``[console] store_bodies`` is on (redacted, capped)."""
+    db.executescript(
+        """
+        CREATE TABLE request_bodies (
+            request_id TEXT PRIMARY KEY,
+            request TEXT,
+            response TEXT,
+            request_bytes INTEGER NOT NULL DEFAULT 0,
+            response_bytes INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        """
+    )

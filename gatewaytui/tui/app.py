@@ -135,7 +135,9 @@ class ConsoleApp(App[None]):
         inflight = int(((self.last_snapshot or {}).get("stats") or {}).get("inflight") or 0)
         if inflight and not isinstance(self._top(), ModalScreen):
             what = "the gateway stops and drains them" if self.source.name == "local" else "they go on"
-            question = f"{inflight} request{'s' if inflight != 1 else ''} in flight; quit the console ({what})?"
+            question = (
+                f"{inflight} request{'s' if inflight != 1 else ''} in flight; quit the console ({what})?"
+            )
 
             async def answered(yes: bool | None) -> None:
                 if yes:
@@ -277,7 +279,9 @@ class ConsoleApp(App[None]):
         if isinstance(top, Dialog):
             top.note(f"{title}: {message}" if title else message, severity)
             return
-        super().notify(message, title=title, severity=severity, timeout=timeout or NOTIFY_TIMEOUT, markup=markup)
+        super().notify(
+            message, title=title, severity=severity, timeout=timeout or NOTIFY_TIMEOUT, markup=markup
+        )
 
     def action_show_demo_key(self) -> None:
         if self.demo_key is not None:

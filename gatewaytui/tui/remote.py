@@ -65,6 +65,22 @@ class RemoteSource(Source):
             raise SourceUnavailable(_error_message(response))
         return orjson.loads(response.content)
 
+    async def history(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        params: dict[str, Any] = dict(query.get("filters") or {})
+        params |= {
+            "q": query.get("text") or "",
+            "sort": query.get("sort") or "started",
+            "order": "desc" if query.get("descending", True) else "asc",
+            "limit": int(query.get("limit") or 200),
+        }
+        try:
+            response = await self.client.get("/admin/console/history", params=params)
+        except httpx.HTTPError as exc:
+            raise SourceUnavailable(f"{self.base_url}: {exc.__class__.__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise SourceUnavailable(_error_message(response))
+        return orjson.loads(response.content)["requests"]
+
     async def act(self, action: str, **args: Any) -> Any:
         try:
             response = await self.client.post(

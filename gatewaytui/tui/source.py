@@ -63,6 +63,12 @@ class Source:
         """Bus events as ``{"topic", "data", "at"}`` dicts, until the source closes."""
         raise NotImplementedError
 
+    async def history(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Finished requests from the store, newest first unless sorted otherwise. ``query`` holds
+        ``filters`` ({tenant, model, account, status}), ``text``, ``sort``, ``descending`` and ``limit``
+        (see ``gatewaytui.store.requests.history``)."""
+        raise NotImplementedError
+
     async def act(self, action: str, **args: Any) -> Any:
         """Run an operator action (see ``gatewaytui.server.events.ACTIONS``); raises ``ActionError``."""
         raise NotImplementedError
@@ -138,6 +144,15 @@ class LocalSource(Source):
         from ..server.events import request_detail
 
         return await request_detail(self.rt, request_id)
+
+    async def history(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        from ..store import requests as request_store
+
+        args = {k: query[k] for k in ("filters", "text", "sort", "descending", "limit") if k in query}
+        try:
+            return await self.rt.read(lambda c: request_store.history(c, **args))
+        except ValueError as exc:
+            raise ActionError("invalid_request", str(exc)) from None
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         with self.rt.bus.subscribe() as sub:

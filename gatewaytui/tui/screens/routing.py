@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Label, Static
 
-from ..format import usd
+from ..format import price
 from ..widgets import Col, LiveTable
 from .base import ConsoleScreen
 from .dialogs import AliasDialog, ConfirmDialog, HaikuDialog
@@ -71,8 +71,8 @@ class RoutingScreen(ConsoleScreen):
                         name,
                         provider,
                         m["upstream"],
-                        usd(m["input_per_mtok"]),
-                        usd(m["output_per_mtok"]),
+                        price(m["input_per_mtok"]),
+                        price(m["output_per_mtok"]),
                         ", ".join(m["aliases"]),
                     ),
                 )

@@ -45,28 +45,45 @@ def layout(cols: Sequence[Col], natural: dict[str, int], available: int, pad: in
     """The visible columns and their widths for ``available`` cells (each column also costs ``2 * pad``).
 
     Pure, so tests can check it without a terminal: drop by rank until the least widths fit, then share the
-    spare width among growing columns (by their ``grow`` weight) until each shows its widest cell."""
+    spare width among growing columns (by their ``grow`` weight) until each shows its widest cell. While a
+    column is still cut and a less important one (a higher ``drop`` rank) shows, that one goes too."""
     shown = list(cols)
     while sum(c.least + 2 * pad for c in shown) > available and any(c.drop for c in shown):
-        worst = max(shown, key=lambda c: (c.drop, shown.index(c)))
-        shown.remove(worst)
-    widths = {c.key: c.least for c in shown}
-    spare = available - sum(widths[c.key] + 2 * pad for c in shown)
+        shown.remove(max(shown, key=lambda c: (c.drop, shown.index(c))))
 
     def want(c: Col) -> int:
         wanted = max(c.least, natural.get(c.key, 0))
         return min(wanted, c.most) if c.most is not None else wanted
 
-    while spare > 0:
-        hungry = [c for c in shown if c.grow and widths[c.key] < want(c)]
-        if not hungry:
-            break
-        for c in hungry:
-            give = min(c.grow, want(c) - widths[c.key], spare)
-            widths[c.key] += give
-            spare -= give
-            if spare <= 0:
+    def share(shown: list[Col]) -> dict[str, int]:
+        widths = {c.key: c.least for c in shown}
+        spare = available - sum(widths[c.key] + 2 * pad for c in shown)
+        while spare > 0:
+            hungry = [c for c in shown if c.grow and widths[c.key] < want(c)]
+            if not hungry:
                 break
+            for c in hungry:
+                give = min(c.grow, want(c) - widths[c.key], spare)
+                widths[c.key] += give
+                spare -= give
+                if spare <= 0:
+                    break
+        return widths
+
+    def importance(c: Col) -> float:
+        return float("inf") if not c.drop else -c.drop
+
+    widths = share(shown)
+    while True:
+        cut = [c for c in shown if widths[c.key] < want(c)]
+        if not cut:
+            break
+        keenest = max(importance(c) for c in cut)
+        lesser = [c for c in shown if c.drop and importance(c) < keenest]
+        if not lesser:
+            break
+        shown.remove(max(lesser, key=lambda c: (c.drop, shown.index(c))))
+        widths = share(shown)
     return [(c, widths[c.key]) for c in shown]
 
 
@@ -101,7 +118,9 @@ class LiveTable(DataTable[Any]):
         return max(0, self.size.width - 1)
 
     def _layout(self) -> list[tuple[Col, int]]:
-        cols = [Col(c.key, self.labels.get(c.key, c.label), c.width, c.grow, c.drop, c.most) for c in self._spec]
+        cols = [
+            Col(c.key, self.labels.get(c.key, c.label), c.width, c.grow, c.drop, c.most) for c in self._spec
+        ]
         return layout(cols, self._natural, self._available(), self.cell_padding)
 
     def on_mount(self) -> None:
@@ -231,13 +250,16 @@ class LiveTable(DataTable[Any]):
         self._restore(selected, before, scroll_y)
 
     def _restore(self, selected: str | None, before: int, scroll_y: float) -> None:
-        """Put the cursor back on ``selected`` and keep that row where it was on screen (rows arriving above
-        it scroll the view with it rather than slide the selection away)."""
+        """Put the cursor back on ``selected``: rows arriving never move the selection to another row. A view at
+        the top stays there (new rows show, like a log); a view scrolled down moves with its rows."""
         if selected is None or selected not in self._cells:
             return
         after = self.get_row_index(selected)
-        self.move_cursor(row=after, animate=False, scroll=False)
-        self.scroll_to(y=max(0, scroll_y + after - before), animate=False, immediate=True)
+        if scroll_y > 0:
+            self.move_cursor(row=after, animate=False, scroll=False)
+            self.scroll_to(y=max(0, scroll_y + after - before), animate=False, immediate=True)
+        else:
+            self.move_cursor(row=after, animate=False)
 
 
 def _width(cell: Any) -> int:

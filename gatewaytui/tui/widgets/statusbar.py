@@ -72,5 +72,7 @@ class StatusBar(Horizontal):
             text.append(f"{stats.get('inflight', 0)} live · {'' if narrow else 'up '}{up} ")
             if snap.get("draining"):
                 text.append("draining ", style="bold yellow")
-        text.append("●" if narrow and link == "● live" else link, style="green" if link == "● live" else "bold red")
+        text.append(
+            "●" if narrow and link == "● live" else link, style="green" if link == "● live" else "bold red"
+        )
         self.query_one("#vitals", Static).update(text)
