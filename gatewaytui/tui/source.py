@@ -98,6 +98,20 @@ class Source:
             "add_account", provider=provider, label=label, api_key=api_key, base_url=base_url
         )
 
+    # -------------------------------------------------------------- OAuth sign-in (gatewaytui.oauth)
+
+    async def begin_oauth(self, provider: str, label: str | None, base_url: str | None) -> dict[str, Any]:
+        """Start a PKCE sign-in: ``authorize_url`` for the browser, ``state`` to follow it by."""
+        raise NotImplementedError
+
+    async def oauth_status(self, state: str) -> dict[str, Any]:
+        """The sign-in's ``status`` (pending, completed, failed, expired), ``error`` and ``account_id``."""
+        raise NotImplementedError
+
+    async def complete_oauth(self, state: str, code: str) -> dict[str, Any]:
+        """Finish a sign-in with a code the provider showed (``code#state`` as pasted also works)."""
+        raise NotImplementedError
+
     async def set_account_enabled(self, ref: str, enabled: bool) -> dict[str, Any]:
         return await self.act("set_account_enabled", ref=ref, enabled=enabled)
 
@@ -159,6 +173,29 @@ class LocalSource(Source):
             while True:
                 event = await sub.get()
                 yield event.to_dict()
+
+    def _oauth(self) -> Any:
+        if self.rt.oauth is None:
+            raise ActionError("unavailable", "OAuth sign-in needs the running gateway")
+        return self.rt.oauth
+
+    async def begin_oauth(self, provider: str, label: str | None, base_url: str | None) -> dict[str, Any]:
+        try:
+            return await self._oauth().begin(provider, label, None, base_url)
+        except GatewayError as err:
+            raise ActionError(err.kind, err.message) from None
+
+    async def oauth_status(self, state: str) -> dict[str, Any]:
+        flow = self._oauth().flow(state)
+        if flow is None:
+            raise ActionError("not_found", "unknown OAuth sign-in")
+        return flow.public()
+
+    async def complete_oauth(self, state: str, code: str) -> dict[str, Any]:
+        try:
+            return await self._oauth().complete(state, code)
+        except GatewayError as err:
+            raise ActionError(err.kind, err.message) from None
 
     async def act(self, action: str, **args: Any) -> Any:
         from ..server.events import run_action

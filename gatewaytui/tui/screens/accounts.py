@@ -12,7 +12,7 @@ from textual.widgets import Label, Static
 from ..format import HEALTH_STYLE, bar, cooldown, count, duration, percent, short, styled
 from ..widgets import Col, LiveTable
 from .base import ConsoleScreen
-from .dialogs import AddAccountDialog, ConfirmDialog
+from .dialogs import AddAccountDialog, ConfirmDialog, OAuthDialog
 
 PROVIDER_SHORT = {"openai-compatible": "compat", "openrouter": "openrouter"}
 
@@ -139,8 +139,20 @@ class AccountsScreen(ConsoleScreen):
 
     def action_add(self) -> None:
         def added(values: dict[str, Any] | None) -> None:
-            if values:
+            if not values:
+                return
+            if values.pop("oauth", False):
+                self.console.perform(
+                    self.console.source.begin_oauth(values["provider"], values["label"], values["base_url"]),
+                    then=lambda flow: self.app.push_screen(OAuthDialog(flow), signed_in),
+                )
+            else:
                 self.perform(self.console.source.add_account(**values), "account added")
+
+        def signed_in(flow: dict[str, Any] | None) -> None:
+            if flow:
+                self.notify(f"account {flow.get('label') or ''} added", timeout=4, markup=False)
+                self.kick()
 
         self.app.push_screen(AddAccountDialog(), added)
 

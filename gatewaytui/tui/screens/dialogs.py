@@ -126,19 +126,41 @@ class AddAccountDialog(FormDialog):
             "Base URL", Input(placeholder="blank: the provider's default", id="base_url", compact=True)
         )
         yield from _field(
-            "API key",
-            Input(
-                placeholder="stored encrypted; never shown again", password=True, id="api_key", compact=True
+            "Credentials",
+            Select(
+                [("API key", "api_key"), ("OAuth sign-in in a browser (PKCE)", "oauth")],
+                value="api_key",
+                allow_blank=False,
+                id="auth",
+                compact=True,
             ),
         )
+        yield Label("API key", classes="field-label", id="api_key_label")
+        yield Input(
+            placeholder="stored encrypted; never shown again", password=True, id="api_key", compact=True
+        )
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "auth":
+            oauth = event.value == "oauth"
+            self.query_one("#api_key", Input).display = not oauth
+            self.query_one("#api_key_label", Label).display = not oauth
 
     def collect(self) -> dict[str, Any] | str:
         provider = self.choice("provider")
         api_key, base_url = self.value("api_key"), self.value("base_url")
-        if not api_key:
-            return "an API key is required"
+        oauth = self.choice("auth") == "oauth"
         if base_url and not base_url.startswith(("http://", "https://")):
             return "the base URL must start with http:// or https://"
+        if oauth:
+            return {
+                "provider": provider,
+                "label": self.value("label") or None,
+                "base_url": base_url or None,
+                "oauth": True,
+            }
+        if not api_key:
+            return "an API key is required"
         if provider == "openai-compatible" and not base_url:
             return "openai-compatible accounts need a base URL"
         return {
@@ -354,3 +376,98 @@ class SecretDialog(Dialog):
             self.action_copy()
         else:
             self.action_close()
+
+
+class OAuthDialog(Dialog):
+    """An OAuth sign-in under way: the authorize URL to open, and its progress, polled once a second.
+
+    The provider redirects the browser to the gateway's callback listener and the dialog closes by itself
+    once the account is added; a provider that shows a code instead takes it in the code field."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "open", "Open browser", id="oauth.open"),
+        Binding("c", "copy", "Copy URL", id="oauth.copy"),
+        Binding("escape", "close", "Close", id="oauth.close"),
+    ]
+    POLL_S = 1.0
+
+    def __init__(self, flow: dict[str, Any]) -> None:
+        super().__init__()
+        self.flow = flow
+        self.status = flow.get("status") or "pending"
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(f"Sign in to {self.flow.get('provider')} for a new account"), classes="title")
+            yield Label("Open this address in a browser and approve the access:", classes="field-label")
+            yield Static(Text(str(self.flow.get("authorize_url") or "")), id="url")
+            yield Label("Code (only if the provider shows one to paste)", classes="field-label")
+            yield Input(placeholder="code or code#state", id="code", compact=True)
+            yield Label(Text("waiting for the browser…"), id="status")
+            yield self.note_line()
+            with Horizontal(classes="buttons"):
+                yield Button("Open browser", variant="primary", id="open")
+                yield Button("Copy URL", id="copy")
+                yield Button("Close", id="close")
+        yield ConsoleFooter()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.set_interval(self.POLL_S, self.poll)
+
+    @property
+    def source(self) -> Any:
+        return self.app.source  # type: ignore[attr-defined]
+
+    async def poll(self) -> None:
+        if self.status != "pending":
+            return
+        try:
+            flow = await self.source.oauth_status(self.flow["state"])
+        except Exception as exc:  # noqa: BLE001 - shown; the operator may close the dialog
+            self.note(f"cannot follow the sign-in: {exc}", "error")
+            return
+        self._follow(flow)
+
+    def _follow(self, flow: dict[str, Any]) -> None:
+        self.status = flow.get("status") or "pending"
+        if self.status == "completed":
+            self.dismiss(flow)
+        elif self.status in ("failed", "expired"):
+            self.query_one("#status", Label).update(
+                Text(f"sign-in {self.status}: {flow.get('error') or ''}", style="bold red")
+            )
+
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        code = event.value.strip()
+        if not code:
+            return
+        try:
+            account = await self.source.complete_oauth(self.flow["state"], code)
+        except Exception as exc:  # noqa: BLE001 - the provider or the gateway refused: say so, keep the dialog
+            self.note(getattr(exc, "message", None) or str(exc), "error")
+            return
+        self.status = "completed"
+        self.dismiss(
+            {
+                **self.flow,
+                "status": "completed",
+                "account_id": account.get("id"),
+                "label": account.get("label"),
+            }
+        )
+
+    def action_open(self) -> None:
+        self.app.open_url(str(self.flow.get("authorize_url") or ""))
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(str(self.flow.get("authorize_url") or ""))
+        self.note("address copied to the clipboard")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        {"open": self.action_open, "copy": self.action_copy}.get(event.button.id or "", self.action_close)()

@@ -82,6 +82,10 @@ class TenantsScreen(ConsoleScreen):
         Binding("tab", "app.focus_next", "Tenants/keys", id="tenants.next", show=False),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.follow: str | None = None  # a tenant just created: the cursor goes to it once it shows
+
     def compose_body(self) -> ComposeResult:
         yield Label("Tenants", id="tenants-title", classes="section")
         yield LiveTable(TENANT_COLUMNS, id="tenants")
@@ -98,7 +102,11 @@ class TenantsScreen(ConsoleScreen):
         tenants = snap["tenants"]
         total = sum(t["balance_micro"] for t in tenants)
         self.query_one("#tenants-title", Label).update(f"Tenants ({len(tenants)}, {usd(total)} prepaid)")
-        self.query_one("#tenants", LiveTable).sync([tenant_row(t) for t in tenants])
+        table = self.query_one("#tenants", LiveTable)
+        table.sync([tenant_row(t) for t in tenants])
+        if self.follow is not None and table.select(self.follow):
+            self.follow = None
+            table.focus()
         self._show_keys()
 
     def on_data_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
@@ -118,11 +126,17 @@ class TenantsScreen(ConsoleScreen):
     def action_create(self) -> None:
         def created(values: dict[str, Any] | None) -> None:
             if values:
-                self.perform(
-                    self.console.source.create_tenant(values["name"]), f"tenant {values['name']} ready"
+                self.console.perform(
+                    self.console.source.create_tenant(values["name"]),
+                    f"tenant {values['name']} ready",
+                    then=self._follow,
+                    after=self.kick,
                 )
 
         self.app.push_screen(CreateTenantDialog(), created)
+
+    def _follow(self, tenant: dict[str, Any]) -> None:
+        self.follow = str(tenant["id"])
 
     def action_mint(self) -> None:
         t = self.selected_tenant()
