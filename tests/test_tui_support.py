@@ -395,18 +395,35 @@ def test_usd_has_one_style_and_a_balance_moves_when_a_request_is_spent() -> None
     assert fmt.usd(25_000_000) == "$25.0000"
     assert fmt.usd(25_000_000 - 3_100) == "$24.9969"  # a $0.0031 request shows in the balance
     assert fmt.usd(1_234_567_890) == "$1,234.5679"
-    assert [fmt.usd(m) for m in (4_650, 135, 50, 49, 1)] == ["$0.0047", "$0.0001", "$0.0001", "<$0.0001", "<$0.0001"]
+    assert [fmt.usd(m) for m in (4_650, 135, 50, 49, 1)] == [
+        "$0.0047",
+        "$0.0001",
+        "$0.0001",
+        "<$0.0001",
+        "<$0.0001",
+    ]
     assert fmt.usd(-2_500_000) == "-$2.5000"
     assert fmt.usd(123_456_789_000_000) == "$123,456,789.00"  # past $100,000: cents
     assert fmt.usd(None) == "-"
-    assert [fmt.price(m) for m in (3_000_000, 300_000, 75_000, 15_000_000)] == ["$3.00", "$0.30", "$0.075", "$15.00"]
+    assert [fmt.price(m) for m in (3_000_000, 300_000, 75_000, 15_000_000)] == [
+        "$3.00",
+        "$0.30",
+        "$0.075",
+        "$15.00",
+    ]
 
 
 def test_durations_counts_and_bars() -> None:
     assert [fmt.duration(s) for s in (0, 42, 65, 3723, 90_000)] == ["0s", "42s", "1m05s", "1h02m", "1d01h"]
     assert [fmt.count(n) for n in (950, 1_234, 52_000, 4_100_000)] == ["950", "1.2k", "52k", "4.1M"]
     # the unit and decimals follow the rounded figure: never "10.0k" beside "10k"
-    assert [fmt.count(n) for n in (9_949, 9_999, 10_000, 999_499, 999_999)] == ["9.9k", "10k", "10k", "999k", "1.0M"]
+    assert [fmt.count(n) for n in (9_949, 9_999, 10_000, 999_499, 999_999)] == [
+        "9.9k",
+        "10k",
+        "10k",
+        "999k",
+        "1.0M",
+    ]
     assert fmt.count(12.5) == "12.5" and fmt.count(3.0) == "3"
     assert fmt.bar(0.42, 10).plain == "████░░░░░░  42%"
     assert fmt.bar(2.0, 4, label=False).plain == "████"

@@ -209,15 +209,17 @@ async def request_history(rt: Runtime, args: dict[str, str]) -> list[dict[str, A
         raise GatewayError("invalid_request", "limit: expected an integer") from None
     if args.get("order", "desc") not in ("asc", "desc"):
         raise GatewayError("invalid_request", "order: expected asc or desc")
-    query = {
-        "filters": filters,
-        "text": args.get("q") or "",
-        "sort": args.get("sort") or "started",
-        "descending": args.get("order", "desc") == "desc",
-        "limit": limit,
-    }
+    text, sort, descending = (
+        args.get("q") or "",
+        args.get("sort") or "started",
+        args.get("order", "desc") == "desc",
+    )
     try:
-        return await rt.read(lambda c: request_store.history(c, **query))
+        return await rt.read(
+            lambda c: request_store.history(
+                c, filters=filters, text=text, sort=sort, descending=descending, limit=limit
+            )
+        )
     except ValueError as exc:
         raise GatewayError("invalid_request", str(exc)) from None
 

@@ -131,6 +131,7 @@ class StreamsScreen(ConsoleScreen):
         self.limit = PAGE
         self.history: list[dict[str, Any]] = []
         self.history_error: str | None = None
+        self.to_newest = False  # ``g``: the cursor goes to the newest row once the history reloads
 
     def compose_body(self) -> ComposeResult:
         yield Label("In flight", id="inflight-title", classes="section")
@@ -175,6 +176,10 @@ class StreamsScreen(ConsoleScreen):
             self.history_error = str(exc)[:120]
         now = self.snap["at"] if self.snap else 0.0
         self.recent.sync([history_row(r, now) for r in self.history])
+        if self.to_newest and self.recent.row_count:
+            self.to_newest = False
+            self.recent.move_cursor(row=0, animate=False)
+            self.recent.scroll_home(animate=False)
         self._titles()
 
     def show(self, snap: dict[str, Any]) -> None:
@@ -277,11 +282,9 @@ class StreamsScreen(ConsoleScreen):
     def action_newest(self) -> None:
         """Newest first again, cursor on the newest row, live updates on."""
         self.paused = False
+        self.to_newest = True
+        self.recent.focus()
         if self.sort != "started" or not self.descending:
             self._sort("started", True)
         else:
             self.kick()
-        self.recent.focus()
-        if self.recent.row_count:
-            self.recent.move_cursor(row=0, animate=False)
-            self.recent.scroll_home(animate=False)
