@@ -80,8 +80,15 @@ async def test_every_screen_shows_whole_headers_tabs_and_quit(app: Any, size: tu
             assert inside(screen.query_one("#pinned"), screen.size)
         # the streams screen at 80 columns keeps what the issue missed: Cost and Time
         await ready(pilot, "2")
-        shown = [c.key for c, _ in app.screen.query_one("#recent", LiveTable).shown]
-        assert {"cost", "time", "status", "model"} <= set(shown)
+        recent = app.screen.query_one("#recent", LiveTable)
+        assert {"cost", "time", "status", "model"} <= {c.key for c, _ in recent.shown}
+        recent.focus()
+        recent.move_cursor(row=recent.get_row_index("req_0900"), animate=False)
+        await ready(pilot, "enter")  # the request detail
+        problems = [p for t in app.screen.query(LiveTable) for p in headers_whole(t)]
+        assert problems == [], f"request detail at {size}: {problems}"
+        assert "Summarise the attached incident report" in str(app.screen.query_one("#request-body").render())
+        assert "curl http://127.0.0.1:8080/v1/messages -N" in app.screen.curl
 
 
 async def test_wide_terminal_shows_names_whole(app: Any) -> None:

@@ -16,6 +16,7 @@ from gatewaytui import config as configmod
 from gatewaytui.billing.pricing import Price, cost
 from gatewaytui.model import Usage
 from gatewaytui.runtime import Runtime
+from gatewaytui.store import bodies
 from gatewaytui.store import requests as request_store
 from gatewaytui.store import tenants as tenant_store
 from gatewaytui.traffic import Flight
@@ -311,6 +312,21 @@ async def seed_console(rt: Runtime) -> None:
     detail.ended = now - 1.5
     t.close(detail)
     await store_finished(rt, list(t.recent))
+    capture = bodies.Capture(
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "stream": True,
+            "messages": [{"role": "user", "content": "Summarise the attached incident report in three bullets."}],
+        },
+        64 * 1024,
+    )
+    capture.respond(
+        b'event: message_start\ndata: {"type":"message_start"}\n\n'
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":"- The'
+        b' cache tier failed over at 09:12"}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n'
+    )
+    await rt.write(lambda c: c.execute(*capture.entry(detail.id)))
 
 
 def stored_row(rt: Runtime, f: Flight, tenant_ids: dict[str, int]) -> dict[str, Any]:

@@ -287,8 +287,9 @@ class ConsoleApp(App[None]):
         if self.demo_key is not None:
             self.push_screen(
                 SecretDialog(
-                    {"kind": "demo", "id": "key", "tenant": "the demo tenant"},
+                    {"kind": "demo", "tenant": "demo"},
                     self.demo_key,
+                    title=f"The demo tenant's key (clients connect to {self.base_url or 'the gateway'})",
                     shown_once=False,
                     extra=curl_line(self.base_url, self.demo_key) if self.base_url else None,
                 )

@@ -38,12 +38,15 @@ class Dialog(ModalScreen[Any]):
         self.app.clear_notifications()
 
     def note_line(self) -> Label:
-        return Label("", classes="note")
+        note = Label("", classes="note")
+        note.display = False  # takes a line only when there is something to say
+        return note
 
     def note(self, message: str, severity: str = "information") -> None:
         note = self.query_one(".note", Label)
         note.update(Text(message))
         note.set_classes(f"note {SEVERITY_CLASS.get(severity, '')}".strip())
+        note.display = True
 
 
 class FormDialog(Dialog):
@@ -60,11 +63,13 @@ class FormDialog(Dialog):
         with Vertical(classes="dialog"):
             yield Label(self.TITLE_TEXT, classes="title")
             yield from self.fields()
-            yield Label("", classes="problem")
+            problem = Label("", classes="problem")
+            problem.display = False
+            yield problem
             yield self.note_line()
             with Horizontal(classes="buttons"):
-                yield Button(self.OK_LABEL, variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
+                yield Button(self.OK_LABEL, variant="primary", id="ok", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
         yield ConsoleFooter()
 
     def fields(self) -> Iterable[Widget]:
@@ -83,7 +88,9 @@ class FormDialog(Dialog):
     def action_submit(self) -> None:
         result = self.collect()
         if isinstance(result, str):
-            self.query_one(".problem", Label).update(Text(result))
+            problem = self.query_one(".problem", Label)
+            problem.update(Text(result))
+            problem.display = True
             return
         self.dismiss(result)
 
@@ -313,8 +320,8 @@ class ConfirmDialog(Dialog):
             yield Label(Text(self.question), classes="title")
             yield self.note_line()
             with Horizontal(classes="buttons"):
-                yield Button("Yes", variant="error", id="yes")
-                yield Button("No", id="no")
+                yield Button("Yes", variant="error", id="yes", compact=True)
+                yield Button("No", id="no", compact=True)
         yield ConsoleFooter()
 
     def action_answer(self, yes: bool) -> None:
@@ -335,9 +342,16 @@ class SecretDialog(Dialog):
     ]
 
     def __init__(
-        self, key: dict[str, Any], secret: str, *, shown_once: bool = True, extra: str | None = None
+        self,
+        key: dict[str, Any],
+        secret: str,
+        *,
+        shown_once: bool = True,
+        extra: str | None = None,
+        title: str | None = None,
     ) -> None:
         super().__init__()
+        self.title_text = title
         self.key = key
         self.secret = secret
         self.shown_once = shown_once
@@ -345,10 +359,8 @@ class SecretDialog(Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(
-                Text(f"New {self.key.get('kind')} key {self.key.get('id')} for {self.key.get('tenant')}"),
-                classes="title",
-            )
+            title = f"New {self.key.get('kind')} key {self.key.get('id')} for {self.key.get('tenant')}"
+            yield Label(Text(self.title_text or title), classes="title")
             if self.shown_once:
                 yield Label("Copy it now: it is shown once and only its hash is stored.", classes="warning")
             yield Static(Text(self.secret), id="secret")
@@ -357,8 +369,8 @@ class SecretDialog(Dialog):
                 yield Static(Text(self.extra), id="extra")
             yield self.note_line()
             with Horizontal(classes="buttons"):
-                yield Button("Copy", variant="primary", id="copy")
-                yield Button("Done", id="done")
+                yield Button("Copy", variant="primary", id="copy", compact=True)
+                yield Button("Done", id="done", compact=True)
         yield ConsoleFooter()
 
     def action_copy(self) -> None:
@@ -406,9 +418,9 @@ class OAuthDialog(Dialog):
             yield Label(Text("waiting for the browser…"), id="status")
             yield self.note_line()
             with Horizontal(classes="buttons"):
-                yield Button("Open browser", variant="primary", id="open")
-                yield Button("Copy URL", id="copy")
-                yield Button("Close", id="close")
+                yield Button("Open browser", variant="primary", id="open", compact=True)
+                yield Button("Copy URL", id="copy", compact=True)
+                yield Button("Close", id="close", compact=True)
         yield ConsoleFooter()
 
     def on_mount(self) -> None:

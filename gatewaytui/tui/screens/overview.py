@@ -69,7 +69,7 @@ class OverviewScreen(ConsoleScreen):
         if app.demo_key:
             text.append("  demo key ", style="dim")
             text.append(app.demo_key, style="bold")
-            text.append("  (k: show again, copy)", style="dim")
+            text.append("  (k: show it again)", style="dim")
             if app.base_url:
                 text.append("\n" + curl_line(app.base_url, app.demo_key), style="dim")
         return text
