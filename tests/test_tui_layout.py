@@ -242,6 +242,7 @@ async def test_command_palette_offers_the_screens_actions(app: Any) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await ready(pilot, "4")
         commands = {c.title: c for c in app.get_system_commands(app.screen)}
+        assert "Cursor down" not in commands  # a table's own keys are not operator actions
         assert {
             "New tenant",
             "Mint key",
@@ -373,3 +374,27 @@ async def test_oauth_account_added_from_the_console(oauth_gateway: Any, upstream
         await app.screen.reload()
         table = app.screen.query_one("#accounts", LiveTable)
         assert "max-1" in {table.get_cell(k, "label").plain for k in map(str, table._order)}
+
+
+def test_readme_console_table_matches_the_console() -> None:
+    """Every screen has a row in README's console table, and every key it binds is in that row."""
+    from pathlib import Path
+
+    from textual.binding import Binding
+
+    from gatewaytui.tui.app import SCREENS, ConsoleApp
+    from gatewaytui.tui.screens.request import RequestScreen
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## The console\n", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
+    shown = {"slash": "/", "escape": "esc", "question_mark": "?"}
+    wanted = [(f"`{n}` {title}", cls.BINDINGS) for n, (_, title, cls) in enumerate(SCREENS, start=1)]
+    wanted += [("Request details", RequestScreen.BINDINGS), ("Everywhere", ConsoleApp.BINDINGS)]
+    for name, bindings in wanted:
+        assert name in rows, f"README's console table has no row for {name}"
+        for b in Binding.make_bindings(bindings):
+            if b.action.startswith(("show(", "app.focus_next")):
+                continue  # the tabs (numbers) and moving between tables
+            key = shown.get(b.key, b.key)
+            assert f"`{key}`" in rows[name], f"README's {name} row does not mention `{key}` ({b.description})"

@@ -317,7 +317,9 @@ async def seed_console(rt: Runtime) -> None:
             "model": "claude-sonnet-4-5",
             "max_tokens": 1024,
             "stream": True,
-            "messages": [{"role": "user", "content": "Summarise the attached incident report in three bullets."}],
+            "messages": [
+                {"role": "user", "content": "Summarise the attached incident report in three bullets."}
+            ],
         },
         64 * 1024,
     )

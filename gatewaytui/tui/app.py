@@ -296,9 +296,12 @@ class ConsoleApp(App[None]):
             )
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        """Every action the screen in front offers (its keys, the app's keys), then Textual's own."""
+        """Every action the screen in front offers (its keys, the app's keys), then Textual's own. A focused
+        widget's own keys (a table's cursor movement) are left out: they are not operator actions."""
         seen: set[str] = set()
         for _, (node, binding, enabled, _) in screen.active_bindings.items():
+            if node is not screen and node is not self:
+                continue
             if not enabled or not binding.description or binding.action in seen:
                 continue
             if binding.action in ("command_palette", "app.command_palette"):

@@ -89,6 +89,8 @@ def rate(n: float | None) -> str:
 def percent(fraction: float | None) -> str:
     if fraction is None:
         return "-"
+    if fraction == 0:
+        return "0%"
     return f"{fraction * 100:.1f}%" if fraction < 0.1 else f"{fraction * 100:.0f}%"
 
 

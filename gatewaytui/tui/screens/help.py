@@ -17,7 +17,7 @@ from .base import ConsoleScreen
 def binding_groups() -> list[tuple[str, list[Binding]]]:
     """(section title, bindings) for the app, each screen and each dialog, in the order the operator meets them."""
     from ..app import SCREENS, ConsoleApp
-    from .dialogs import ConfirmDialog, FormDialog, SecretDialog
+    from .dialogs import ConfirmDialog, FormDialog, OAuthDialog, SecretDialog
     from .request import RequestScreen
 
     groups: list[tuple[str, list[BindingType]]] = [("Everywhere", ConsoleApp.BINDINGS)]
@@ -29,6 +29,7 @@ def binding_groups() -> list[tuple[str, list[Binding]]]:
         ("Forms", FormDialog.BINDINGS),
         ("Confirmations", ConfirmDialog.BINDINGS),
         ("New key (shown once)", SecretDialog.BINDINGS),
+        ("OAuth sign-in", OAuthDialog.BINDINGS),
     ]
     return [(title, [b for b in Binding.make_bindings(bindings)]) for title, bindings in groups]
 
@@ -70,6 +71,12 @@ class HelpScreen(ConsoleScreen):
         table.add_row("", "", "")
         table.add_row(Text("Notes", style="bold underline"), "", "")
         table.add_row("", "Tables follow the snapshot every refresh; a cooldown counts down live.", "")
+        table.add_row(
+            "", "Click a tab to switch screens; ctrl+p lists every action of the screen in front.", ""
+        )
+        table.add_row(
+            "", "Streams filter: tenant:acme model:sonnet account:anth status:error, and free text.", ""
+        )
         table.add_row("", "Keys are shown once when minted: copy them before closing the dialog.", "")
         return table
 
