@@ -297,10 +297,11 @@ class ConsoleApp(App[None]):
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Every action the screen in front offers (its keys, the app's keys), then Textual's own. A focused
-        widget's own keys (a table's cursor movement) are left out: they are not operator actions."""
+        widget's own keys (a table's cursor movement) and Textual's defaults (ctrl+q, ctrl+c, tab) are left
+        out: the console's own bindings, all with ids, are the operator's actions."""
         seen: set[str] = set()
         for _, (node, binding, enabled, _) in screen.active_bindings.items():
-            if node is not screen and node is not self:
+            if (node is not screen and node is not self) or not binding.id:
                 continue
             if not enabled or not binding.description or binding.action in seen:
                 continue

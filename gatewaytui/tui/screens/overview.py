@@ -67,9 +67,9 @@ class OverviewScreen(ConsoleScreen):
         elif app.notice:
             text.append(app.notice)
         if app.demo_key:
-            text.append("  demo key ", style="dim")
+            text.append("   (k: the key again, with copy)\n", style="dim")
+            text.append("demo key ", style="dim")
             text.append(app.demo_key, style="bold")
-            text.append("  (k: show it again)", style="dim")
             if app.base_url:
                 text.append("\n" + curl_line(app.base_url, app.demo_key), style="dim")
         return text
