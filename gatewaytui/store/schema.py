@@ -165,3 +165,20 @@ def m004_key_budgets_and_token_rates(db: Database) -> None:
         CREATE INDEX requests_key_started ON requests(key_id, started_at);
         """
     )
+
+
+@migrations()
+def m005_request_bodies(db: Database) -> None:
+    """Request and response bodies, kept only when ``[console] store_bodies`` is on (redacted, capped)."""
+    db.executescript(
+        """
+        CREATE TABLE request_bodies (
+            request_id TEXT PRIMARY KEY,
+            request TEXT,
+            response TEXT,
+            request_bytes INTEGER NOT NULL DEFAULT 0,
+            response_bytes INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        """
+    )
