@@ -20,6 +20,7 @@ from hypercorn.config import Config as HypercornConfig
 from .config import Config
 from .runtime import Runtime
 from .server.app import create_app
+from .store.lock import StoreLocked
 
 log = logging.getLogger("gatewaytui")
 
@@ -128,7 +129,7 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
     gateway = Gateway(cfg)
     try:
         await gateway.start()
-    except OSError as exc:
+    except (OSError, StoreLocked) as exc:
         if demo_ctx:
             await demo_ctx.stop()
         announce(f"error: {exc}")

@@ -33,6 +33,7 @@ from .store import db as dbmod
 from .store import keys as key_store
 from .store import ledger as ledger_store
 from .store import settings as settings_store
+from .store.lock import ServerLock
 from .store.writer import Writer
 from .traffic import Traffic
 from .vault import Vault, VaultError
@@ -51,6 +52,7 @@ class Runtime:
         self.wallet = Wallet()
         self.writer = Writer(self.db_path, flush_interval=cfg.database.flush_interval_ms / 1000)
         self.readers = dbmod.Readers(self.db_path)
+        self.server_lock = ServerLock(self.db_path)  # one server per SQLite file (store/lock.py)
         self.pool = Pool(
             self.bus,
             strategy=cfg.routing.strategy,
@@ -81,6 +83,14 @@ class Runtime:
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
+        self.server_lock.acquire()  # raises StoreLocked if another server serves this database
+        try:
+            await self._start()
+        except BaseException:
+            self.server_lock.release()
+            raise
+
+    async def _start(self) -> None:
         dbmod.migrate(self.db_path)
         key_file = self.cfg.security.secret_key_file or str(Path(self.db_path).with_suffix(".key"))
         self.vault = Vault.open(self.cfg.security.secret_key_env, key_file)
@@ -120,6 +130,7 @@ class Runtime:
         if self._watch_conn is not None:
             self._watch_conn.close()
             self._watch_conn = None
+        self.server_lock.release()
 
     def track(self, coro: Any) -> asyncio.Task[Any]:
         """Run work that must finish even if the request that started it is cancelled (settlement)."""
