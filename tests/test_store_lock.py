@@ -10,21 +10,24 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_cli import ENV, cli, wait_for_line, write_config
 
 from gatewaytui.store.lock import ServerLock, StoreLocked
 
-from test_cli import ENV, cli, wait_for_line, write_config
 
-
-def test_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
-    cfg = write_config(tmp_path)
-    first = subprocess.Popen(
+def serve(cfg: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
         [sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), "--no-ui"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=ENV,
     )
+
+
+def test_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path)
+    first = serve(cfg)
     try:
         url = wait_for_line(first, r"listening on (http://\S+)")
         second = subprocess.run(
@@ -48,13 +51,7 @@ def test_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> Non
         code = first.wait(timeout=30)
     assert code == 0
     # the lock ends with the server: the next one starts
-    third = subprocess.Popen(
-        [sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), "--no-ui"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
+    third = serve(cfg)
     try:
         wait_for_line(third, r"listening on (http://\S+)")
     finally:
