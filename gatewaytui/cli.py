@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "attach":
             return attach(args)
         cfg = load_config(args, for_run=False)
-        dbmod.migrate(cfg.database.path)
-        conn = dbmod.connect(cfg.database.path)
+        dbmod.migrate(cfg.database.target)
+        conn = dbmod.connect(cfg.database.target)
         try:
             return COMMANDS[(args.command, args.action)](cfg, conn, args)
         finally:

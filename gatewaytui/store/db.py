@@ -1,10 +1,15 @@
-"""Opening the database: pragmas, migrations, and thread-local reader connections."""
+"""Opening the database: pragmas, migrations, and thread-local reader connections.
+
+A store is named by its target: a SQLite file path, or a ``postgresql://`` URL (then every connection is a
+``pg.PgConnection``, which takes the same SQL and gives the same rows; see ``pg``).
+"""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
 from pathlib import Path
+from typing import cast
 
 import sqlite_utils
 
@@ -13,8 +18,19 @@ from .schema import migrations
 BUSY_TIMEOUT_MS = 10_000
 
 
+def is_shared(target: str | Path) -> bool:
+    """True for a PostgreSQL store (shared by any number of gateway processes)."""
+    from .pg import is_url
+
+    return is_url(target)
+
+
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, with a busy timeout."""
+    """A connection in autocommit mode (transactions are explicit); for SQLite: WAL, with a busy timeout."""
+    if is_shared(path):
+        from .pg import PgConnection
+
+        return cast(sqlite3.Connection, PgConnection(str(path)))  # the same API, by duck typing
     conn = sqlite3.connect(
         str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
     )
@@ -29,6 +45,13 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
 
 def migrate(path: str | Path) -> None:
     """Bring the schema up to date (idempotent; safe while the gateway runs)."""
+    if is_shared(path):
+        pg = connect(path)
+        try:
+            migrations.apply_postgresql(pg)
+        finally:
+            pg.close()
+        return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path)
     try:
@@ -60,7 +83,7 @@ class Readers:
             for conn in self._all:
                 try:
                     conn.close()
-                except sqlite3.Error:
+                except Exception:  # noqa: BLE001 - closing a broken connection
                     pass
             self._all.clear()
 
