@@ -89,13 +89,17 @@ class Readers:
 
 
 class Transaction:
-    """``with Transaction(conn):`` — BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error)."""
+    """``with Transaction(conn):`` — BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error), one at a time."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
     def __enter__(self) -> sqlite3.Connection:
         self.conn.execute("BEGIN IMMEDIATE")
+        if getattr(self.conn, "dialect", "sqlite") == "postgresql":
+            # SQLite's IMMEDIATE serializes writers; on PostgreSQL these transactions (the CLI, start-up's
+            # upserts) take one advisory lock for the same effect. The writer's batches do not.
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('gatewaytui-immediate'))")
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
