@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-ui", action="store_true", help="run headless (logs to stderr); stop with SIGINT/SIGTERM"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run N server processes on one port (headless, PostgreSQL store only)",
+    )
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --workers worker
     p.add_argument("--log-level", default=os.environ.get("GATEWAYTUI_LOG", "info"))
     sub = p.add_subparsers(dest="command")
 
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command is None:
-            return run_gateway(args)
+            return run_gateway(args, argv)
         if args.command == "attach":
             return attach(args)
         cfg = load_config(args, for_run=False)
@@ -161,10 +168,24 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def run_gateway(args: argparse.Namespace) -> int:
+def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     cfg = load_config(args, for_run=True)
     if args.demo:
         cfg.demo = True
+    from . import workers
+
+    try:
+        workers.check(cfg, args.workers, ui=not args.no_ui)
+    except workers.WorkersError as exc:
+        raise CliError(str(exc)) from None
+    if args.workers > 1:
+        passed = list(sys.argv[1:] if argv is None else argv)
+        return workers.supervise(
+            _without_options(passed, ("--workers", "--port")),
+            cfg,
+            args.workers,
+            lambda msg: print(msg, file=sys.stderr, flush=True),
+        )
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     logging.basicConfig(
         level=level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -186,7 +207,21 @@ def run_gateway(args: argparse.Namespace) -> int:
         if args.no_ui
         else (lambda msg: print(msg, flush=True))
     )
-    return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce))
+    return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce, reuse_port=args.reuse_port))
+
+
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """``argv`` without the named options and their values (``--opt V`` or ``--opt=V``)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not arg.startswith(tuple(n + "=" for n in names)):
+            out.append(arg)
+    return out
 
 
 def attach(args: argparse.Namespace) -> int:

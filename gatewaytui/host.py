@@ -26,8 +26,9 @@ log = logging.getLogger("gatewaytui")
 
 
 class Gateway:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, reuse_port: bool = False) -> None:
         self.cfg = cfg
+        self.reuse_port = reuse_port  # one of --workers N processes sharing the port (SO_REUSEPORT)
         self.rt = Runtime(cfg)
         self.shutdown = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -45,6 +46,8 @@ class Gateway:
         family = socket.AF_INET6 if ":" in self.cfg.server.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((self.cfg.server.host, self.cfg.server.port))
         except OSError as exc:
@@ -118,7 +121,7 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             pass
 
 
-async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
+async def run(cfg: Config, *, ui: bool, announce: Any = print, reuse_port: bool = False) -> int:
     """Run until SIGINT/SIGTERM (headless) or until the console quits."""
     demo_ctx = None
     if cfg.demo:
@@ -126,7 +129,7 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
 
         demo_ctx = DemoUpstream()
         await demo_ctx.start(cfg)
-    gateway = Gateway(cfg)
+    gateway = Gateway(cfg, reuse_port=reuse_port)
     try:
         await gateway.start()
     except (OSError, StoreLocked) as exc:

@@ -239,3 +239,63 @@ async def test_the_same_stripe_event_to_two_instances_credits_once(cluster: Any)
     rows = query(cluster.url, "SELECT amount_micro FROM ledger WHERE tenant_id = ? AND kind = 'topup'", tid)
     assert [r[0] for r in rows] == [25_000_000]
     assert query(cluster.url, "SELECT balance FROM credit WHERE tenant_id = ?", tid)[0][0] == 25_000_000
+
+
+async def test_workers_serve_one_port_and_stop_together(cluster: Any, tmp_path: Path, upstream: Any) -> None:
+    node = Node(tmp_path / "workers", upstream.base_url, cluster.url)
+    _, _, key = seed(cluster.url, "acme", 1_000_000)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gatewaytui.cli",
+        "--config",
+        str(node.config),
+        "--no-ui",
+        "--workers",
+        "2",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=str(node.tmp),
+    )
+    try:
+        assert proc.stderr is not None
+        urls: list[str] = []
+        while len(urls) < 2:
+            line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
+            assert line, "the supervisor exited early"
+            if "listening on" in line:
+                urls.append(line.rsplit(" ", 1)[1].strip())
+        assert urls[0] == urls[1]  # one port
+        async with httpx.AsyncClient(timeout=30) as http:
+            for _ in range(10):  # fresh connections: the kernel spreads them over the workers
+                r = await http.post(
+                    urls[0] + "/v1/messages",
+                    json=ask("hi", max_tokens=10),
+                    headers={"x-api-key": key, "connection": "close"},
+                )
+                assert r.status_code == 200, r.text
+        pids = {r[0] for r in query(cluster.url, "SELECT pid FROM instances")}
+        assert len(pids) == 2  # two live instances in the cluster
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+        assert query(cluster.url, "SELECT COUNT(*) FROM instances")[0][0] == 0  # both left cleanly
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_workers_need_the_postgresql_store(tmp_path: Path) -> None:
+    from test_cli import ENV, write_config
+
+    cfg = write_config(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), "--no-ui", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "needs the PostgreSQL store" in done.stderr and "postgresql://" in done.stderr
