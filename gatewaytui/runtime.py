@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -20,7 +20,6 @@ from .billing.caps import Caps
 from .billing.keyring import Keyring
 from .billing.plans import Plans
 from .billing.quota import Quota
-from .billing.shared_wallet import SharedWallet
 from .billing.stripe_billing import StripeBilling
 from .billing.wallet import Wallet
 from .bus import EventBus
@@ -40,6 +39,9 @@ from .store.writer import Writer
 from .traffic import Traffic
 from .vault import Vault, VaultError
 
+if TYPE_CHECKING:
+    from .billing.shared_wallet import SharedWallet
+
 log = logging.getLogger("gatewaytui")
 T = TypeVar("T")
 
@@ -52,9 +54,14 @@ class Runtime:
         self.bus = EventBus()
         self.traffic = Traffic()
         self.catalog = Catalog(cfg.models, cfg.routing)
-        self.wallet = (
-            SharedWallet(cfg.database.target, lease=cfg.database.lease_seconds) if self.shared else Wallet()
-        )
+        self.wallet = Wallet()
+        self.shared_wallet: SharedWallet | None = None  # the same object as wallet, on a PostgreSQL store
+        if self.shared:
+            from .billing.shared_wallet import SharedWallet
+
+            self.wallet = self.shared_wallet = SharedWallet(
+                cfg.database.target, lease=cfg.database.lease_seconds
+            )
         self.writer = Writer(self.db_path, flush_interval=cfg.database.flush_interval_ms / 1000)
         self.readers = dbmod.Readers(self.db_path)
         # one server per SQLite file (store/lock.py); a PostgreSQL store takes any number
@@ -113,10 +120,10 @@ class Runtime:
             self._load(conn)
         finally:
             conn.close()
-        if isinstance(self.wallet, SharedWallet):
-            self.wallet.public_url = self.cfg.server.public_url
-            await self.wallet.open()  # joins the cluster: lease, balances and holds of every instance
-            self._tasks.append(asyncio.create_task(self.wallet.run_lease(), name="gatewaytui-lease"))
+        if self.shared_wallet is not None:
+            self.shared_wallet.public_url = self.cfg.server.public_url
+            await self.shared_wallet.open()  # joins the cluster: lease, balances and holds of every instance
+            self._tasks.append(asyncio.create_task(self.shared_wallet.run_lease(), name="gatewaytui-lease"))
         else:
             self._watch_conn = dbmod.connect(self.db_path, readonly=True)
             self._data_version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
@@ -142,8 +149,8 @@ class Runtime:
             await self.http.aclose()
             self.http = None
         await asyncio.to_thread(self.writer.stop)
-        if isinstance(self.wallet, SharedWallet):
-            await self.wallet.close_pool()
+        if self.shared_wallet is not None:
+            await self.shared_wallet.close_pool()
         self.readers.close()
         if self._watch_conn is not None:
             self._watch_conn.close()
@@ -343,9 +350,9 @@ class Runtime:
             listener.cancel()
 
     async def _apply_shared(self, tables: set[str]) -> None:
-        assert isinstance(self.wallet, SharedWallet)
+        assert self.shared_wallet is not None
         if "ledger" in tables:
-            for tenant_id in await self.wallet.refresh():
+            for tenant_id in await self.shared_wallet.refresh():
                 self.bus.publish(
                     "tenant.balance", tenant_id=tenant_id, balance_micro=self.wallet.balance[tenant_id]
                 )

@@ -122,8 +122,8 @@ class GatewayHandle:
         """Wait until every queued database write is committed (and, on a shared store, its balances read:
         there, other instances' changes arrive by notification)."""
         await self.rt.write(lambda conn: None)
-        if self.rt.shared:
-            await self.rt.wallet.refresh()
+        if self.rt.shared_wallet is not None:
+            await self.rt.shared_wallet.refresh()
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ import os
 import socket
 from typing import Any
 
+from psycopg import OperationalError
+
 from ..model import GatewayError
 from ..store import credit as credit_store
 from .wallet import Hold, Wallet, refusal
@@ -83,12 +85,10 @@ class SharedWallet(Wallet):
             return
         ok = False
         try:
-            async with self._pool.connection() as conn:
-                ok = await credit_store.admit(conn, h.tenant_id, h.amount, h.request_id, self.origin)
-                if not ok:
-                    left = await credit_store.available(conn, h.tenant_id)
-                    self.balance[h.tenant_id] = left + self.cluster_held.get(h.tenant_id, 0)
-                    raise refusal(h.amount, left)
+            try:
+                ok = await self._admit(h)
+            except OperationalError:  # a pooled connection the server dropped (a restart): once more
+                ok = await self._admit(h)
         except GatewayError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store: fail closed
@@ -103,6 +103,14 @@ class SharedWallet(Wallet):
         finally:
             if not ok:
                 self._undo(h)
+
+    async def _admit(self, h: Hold) -> bool:
+        async with self._pool.connection() as conn:
+            if await credit_store.admit(conn, h.tenant_id, h.amount, h.request_id, self.origin):
+                return True
+            left = await credit_store.available(conn, h.tenant_id)
+        self.balance[h.tenant_id] = left + self.cluster_held.get(h.tenant_id, 0)
+        raise refusal(h.amount, left)
 
     def _undo(self, h: Hold) -> None:
         if h.done:

@@ -30,7 +30,7 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     if is_shared(path):
         from .pg import PgConnection
 
-        return cast(sqlite3.Connection, PgConnection(str(path)))  # the same API, by duck typing
+        return cast(sqlite3.Connection, PgConnection(str(path), readonly=readonly))  # the same API
     conn = sqlite3.connect(
         str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
     )
@@ -71,6 +71,10 @@ class Readers:
 
     def get(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(conn, "closed", False):  # a PostgreSQL connection the server dropped
+            with self._lock:
+                self._all.remove(conn)
+            conn = None
         if conn is None:
             conn = connect(self.path, readonly=True)
             self._local.conn = conn

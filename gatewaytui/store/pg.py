@@ -124,13 +124,29 @@ class PgConnection:
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, connect_timeout: float = 5.0) -> None:
-        self.raw = psycopg.connect(
-            url, autocommit=True, connect_timeout=max(1, int(connect_timeout)), row_factory=_row_factory
+    def __init__(self, url: str, *, readonly: bool = False, connect_timeout: float = 5.0) -> None:
+        self.url = url
+        self.readonly = readonly  # a reader: a statement cut by a lost connection is retried once
+        self.connect_timeout = max(1, int(connect_timeout))
+        self.raw = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        raw = psycopg.connect(
+            self.url, autocommit=True, connect_timeout=self.connect_timeout, row_factory=_row_factory
         )
-        self.raw.adapters.register_loader("numeric", _NumericLoader)
+        raw.adapters.register_loader("numeric", _NumericLoader)
+        return raw
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        try:
+            return self._execute(sql, params)
+        except psycopg.OperationalError:
+            if not (self.readonly and self.raw.closed):
+                raise
+            self.raw = self._connect()  # the server restarted: a read is safe to repeat
+            return self._execute(sql, params)
+
+    def _execute(self, sql: str, params: Sequence[Any] | None) -> Any:
         try:
             if params is None:
                 return self.raw.execute(translate(sql, False).encode())
