@@ -89,6 +89,7 @@ class Runtime:
         self._settlements: set[asyncio.Task[Any]] = set()
         # by request id, until settled (shutdown cuts these)
         self.request_tasks: dict[str, asyncio.Task[Any]] = {}
+        self._quota_read_at = 0.0
         self._persisted_at: dict[
             str, float
         ] = {}  # account id -> the version of its state last written/applied
@@ -124,6 +125,10 @@ class Runtime:
             self.shared_wallet.public_url = self.cfg.server.public_url
             await self.shared_wallet.open()  # joins the cluster: lease, balances and holds of every instance
             self._tasks.append(asyncio.create_task(self.shared_wallet.run_lease(), name="gatewaytui-lease"))
+            from .billing.shared_rate import SharedRates
+
+            self.keyring.peers = rates = SharedRates(self.shared_wallet)
+            self._tasks.append(asyncio.create_task(rates.run(), name="gatewaytui-rates"))
         else:
             self._watch_conn = dbmod.connect(self.db_path, readonly=True)
             self._data_version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
@@ -358,7 +363,10 @@ class Runtime:
                 )
         if "tenants" in tables:
             self.plans.clear()  # tiers, subscription status and caps are read afresh
-        if tables - {"ledger", "tenants"}:
+        if ("requests" in tables and time.monotonic() - self._quota_read_at >= 1.0) or "tenants" in tables:
+            self._quota_read_at = time.monotonic()
+            self.quota.forget()  # subscription tokens used on every instance are read afresh (once a second)
+        if tables - {"ledger", "tenants", "requests"}:
             keys, _, rows, states, settings = await self.read(self._read_state)
             self._apply_changes(keys, [], rows, states, settings)
             self._apply_states(rows, states)

@@ -188,6 +188,10 @@ class SharedWallet(Wallet):
             except Exception as exc:  # noqa: BLE001 - the store is down: retried next period
                 log.warning("lease renewal failed: %s", str(exc).strip() or type(exc).__name__)
 
+    @property
+    def pool(self) -> Any:
+        return self._pool
+
     async def instances(self) -> list[dict[str, Any]]:
         async with self._pool.connection() as conn:
             return await credit_store.instances(conn)

@@ -226,7 +226,8 @@ def m004_shared_store(db: Database) -> None:
     UPDATE of that row (``billing/shared_wallet.py``). ``credit_holds`` names each hold's owner instance;
     ``instances`` are the live gateway processes, each with a lease it renews: when a lease runs out, the
     survivors release that instance's holds. A settle or release entry in the ledger drops its hold in the
-    same transaction, so a hold ends exactly once. Changes that other instances must see at once raise a
+    same transaction, so a hold ends exactly once. ``key_rates`` counts each instance's requests per key
+    and second (``billing/shared_rate.py``). Changes that other instances must see at once raise a
     notification on channel ``gatewaytui``, its payload the table's name.
     """
     if dialect(db) != "postgresql":
@@ -254,6 +255,13 @@ def m004_shared_store(db: Database) -> None:
             url TEXT,
             started_at REAL NOT NULL,
             lease_until REAL NOT NULL
+        );
+        CREATE TABLE key_rates (
+            instance TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            second BIGINT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (instance, key_id, second)
         );
         CREATE FUNCTION ledger_credit_fn() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE released BIGINT;
@@ -284,4 +292,4 @@ def m004_shared_store(db: Database) -> None:
 
 
 # tables whose changes every instance must see within a second (see runtime's watcher)
-NOTIFYING_TABLES = ("api_keys", "tenants", "accounts", "account_state", "settings", "ledger")
+NOTIFYING_TABLES = ("api_keys", "tenants", "accounts", "account_state", "settings", "ledger", "requests")
