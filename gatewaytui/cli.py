@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             return COMMANDS[(args.command, args.action)](cfg, conn, args)
         finally:
             conn.close()
-    except (CliError, configmod.ConfigError, ValueError) as exc:
+    except (CliError, configmod.ConfigError, ValueError, GatewayError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

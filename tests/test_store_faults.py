@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gatewaytui.store import keys as key_store
 from gatewaytui.store import ledger as ledger_store
 
 
@@ -19,6 +20,8 @@ async def test_store_outage_refuses_paid_admission_and_spools_settlement(
 ) -> None:
     gw = await make_gateway()
     key = await gw.mint("acme", usd=1)
+    tenant = gw.rt.keyring.authenticate(key)["tenant_id"]
+    _, unseen = await gw.rt.write(lambda conn: key_store.mint(conn, tenant))  # not in the keyring's cache
     tid = gw.rt.keyring.authenticate(key)["tenant_id"]
     body = {
         "model": "claude-sonnet-4-5",
@@ -38,7 +41,7 @@ async def test_store_outage_refuses_paid_admission_and_spools_settlement(
                 assert r.status_code == 503, r.text
                 assert (
                     r.json()["type"] == "error"
-                    and "billing store is unreachable" in r.json()["error"]["message"]
+                    and "store is unreachable" in r.json()["error"]["message"]
                 )
                 chat = await http.post(
                     "/v1/chat/completions",
@@ -50,6 +53,12 @@ async def test_store_outage_refuses_paid_admission_and_spools_settlement(
                 assert "message_stop" in text
                 await asyncio.sleep(0.5)
                 assert gw.rt.writer.pending > 0 and gw.rt.writer.outage_since is not None  # spooled
+                # what needs a read (an uncached key; a tenant's plan past its cache) is a 503 too, never a 500
+                r = await http.post("/v1/messages", json=quick, headers={"x-api-key": unseen})
+                assert r.status_code == 503 and "store is unreachable" in r.json()["error"]["message"], r.text
+                gw.rt.plans.clear()
+                r = await http.post("/v1/messages", json=quick, headers=headers)
+                assert r.status_code == 503, r.text
             finally:
                 pg_cluster.launch()
         await gw.flush()  # the spooled settlement commits once the store is back

@@ -97,7 +97,7 @@ class SharedWallet(Wallet):
             )
             raise GatewayError(
                 "unavailable",
-                "the gateway's billing store is unreachable; paid requests are refused until it is back",
+                "the gateway's store is unreachable; paid requests are refused until it is back",
                 retry_after=5,
             ) from None
         finally:

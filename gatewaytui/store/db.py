@@ -74,7 +74,7 @@ class Readers:
         if conn is not None and getattr(conn, "closed", False):  # a PostgreSQL connection the server dropped
             with self._lock:
                 self._all.remove(conn)
-            conn = None
+            conn = self._local.conn = None
         if conn is None:
             conn = connect(self.path, readonly=True)
             self._local.conn = conn

@@ -22,6 +22,8 @@ from typing import Any
 import psycopg
 from psycopg.adapt import Loader
 
+from ..model import GatewayError
+
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 # tables whose INSERT OR REPLACE needs a conflict target in PostgreSQL: table -> primary key
@@ -34,6 +36,19 @@ def is_url(target: object) -> bool:
 
 class IntegrityError(sqlite3.IntegrityError):
     """A PostgreSQL constraint violation, catchable as the SQLite one."""
+
+
+class StoreUnavailable(GatewayError):
+    """The server cannot be reached (or dropped the connection): a 503 in the client's protocol wherever it
+    surfaces in a request; the writer retries its batch."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(
+            "unavailable",
+            "the gateway's store is unreachable; try again shortly",
+            retry_after=5,
+        )
+        self.cause = str(cause).strip()
 
 
 class Row:
@@ -131,20 +146,26 @@ class PgConnection:
         self.raw = self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        raw = psycopg.connect(
-            self.url, autocommit=True, connect_timeout=self.connect_timeout, row_factory=_row_factory
-        )
+        try:
+            raw = psycopg.connect(
+                self.url, autocommit=True, connect_timeout=self.connect_timeout, row_factory=_row_factory
+            )
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(exc) from exc
         raw.adapters.register_loader("numeric", _NumericLoader)
         return raw
 
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         try:
-            return self._execute(sql, params)
-        except psycopg.OperationalError:
-            if not (self.readonly and self.raw.closed):
-                raise
-            self.raw = self._connect()  # the server restarted: a read is safe to repeat
-            return self._execute(sql, params)
+            try:
+                return self._execute(sql, params)
+            except psycopg.OperationalError:
+                if not (self.readonly and self.raw.closed):
+                    raise
+                self.raw = self._connect()  # the server restarted: a read is safe to repeat
+                return self._execute(sql, params)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(exc) from exc
 
     def _execute(self, sql: str, params: Sequence[Any] | None) -> Any:
         try:
@@ -160,6 +181,8 @@ class PgConnection:
             cur.executemany(translate(sql, True).encode(), [tuple(p) for p in seq])
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(str(exc).strip()) from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailable(exc) from exc
         return cur
 
     def executescript(self, script: str) -> None:
@@ -207,4 +230,4 @@ def retryable(exc: BaseException) -> bool:
     """A failure of the connection or the transaction, not of the statement: the same work, retried on a
     fresh connection (after a rollback), can succeed — the server went away, restarted, or chose this
     transaction as a deadlock victim."""
-    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+    return isinstance(exc, (StoreUnavailable, psycopg.OperationalError, psycopg.InterfaceError))

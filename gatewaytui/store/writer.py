@@ -163,7 +163,8 @@ class Writer:
                     raise
                 if self.outage_since is None:
                     self.outage_since = time.time()
-                    log.error("store write failed (%s); spooling writes and retrying", str(exc).strip())
+                    cause = getattr(exc, "cause", None) or str(exc).strip()
+                    log.error("store write failed (%s); spooling writes and retrying", cause)
                 if conn is not None:
                     try:
                         conn.close()
