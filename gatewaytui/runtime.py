@@ -367,7 +367,16 @@ class Runtime:
             self._quota_read_at = time.monotonic()
             self.quota.forget()  # subscription tokens used on every instance are read afresh (once a second)
         if tables - {"ledger", "tenants", "requests"}:
-            keys, _, rows, states, settings = await self.read(self._read_state)
+            for _ in range(3):
+                # this instance's own writes first, and none while reading: else the read could undo a
+                # change made here a moment ago (an account removed, then re-added from a stale read)
+                await self.write(lambda conn: None)
+                before = self.writer.submitted
+                keys, _, rows, states, settings = await self.read(self._read_state)
+                if self.writer.submitted == before:
+                    break
+            else:
+                return  # busy with changes of its own: the next notification reads again
             self._apply_changes(keys, [], rows, states, settings)
             self._apply_states(rows, states)
 

@@ -39,10 +39,7 @@ async def test_store_outage_refuses_paid_admission_and_spools_settlement(
                 quick = {**body, "stream": False, "messages": [{"role": "user", "content": "hi"}]}
                 r = await http.post("/v1/messages", json=quick, headers=headers)
                 assert r.status_code == 503, r.text
-                assert (
-                    r.json()["type"] == "error"
-                    and "store is unreachable" in r.json()["error"]["message"]
-                )
+                assert r.json()["type"] == "error" and "store is unreachable" in r.json()["error"]["message"]
                 chat = await http.post(
                     "/v1/chat/completions",
                     json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},

@@ -84,6 +84,7 @@ class Writer:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.pending = 0
+        self.submitted = 0  # ``submit`` calls so far (state changes; settlement inserts are not counted)
         self.batches = 0
         self.on_commit: list[Callable[[], None]] = []
 
@@ -94,6 +95,7 @@ class Writer:
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         fut: Future[T] = Future()
         self.pending += 1
+        self.submitted += 1
         self._queue.put((fn, fut))
         return fut
 
