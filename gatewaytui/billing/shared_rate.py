@@ -15,6 +15,8 @@ import time
 from collections import defaultdict
 from typing import Any
 
+from ..store import credit as credit_store
+
 log = logging.getLogger("gatewaytui.billing")
 
 SYNC_S = 0.5
@@ -44,28 +46,13 @@ class SharedRates:
         now = int(time.time())
         try:
             async with self.wallet.pool.connection() as conn:
-                async with conn.transaction():
-                    if pending:
-                        async with conn.cursor() as cur:
-                            await cur.executemany(
-                                "INSERT INTO key_rates (instance, key_id, second, n) VALUES (%s, %s, %s, %s)"
-                                " ON CONFLICT (instance, key_id, second) DO UPDATE SET n = key_rates.n + EXCLUDED.n",
-                                [(me, k, s, n) for (k, s), n in pending.items()],
-                            )
-                    await conn.execute("DELETE FROM key_rates WHERE second < %s", (now - 2 * WINDOW_S,))
-                cur = await conn.execute(
-                    "SELECT key_id, second, SUM(n) FROM key_rates WHERE instance <> %s AND second > %s"
-                    " GROUP BY key_id, second",
-                    (me, now - WINDOW_S),
-                )
-                others: dict[str, list[tuple[int, int]]] = defaultdict(list)
-                for key_id, second, n in await cur.fetchall():
-                    others[key_id].append((int(second), int(n)))
+                await credit_store.record_rates(conn, me, pending, now - 2 * WINDOW_S)
+                others = await credit_store.other_rates(conn, me, now - WINDOW_S)
         except Exception:
             for k, n in pending.items():  # counted next time
                 self._pending[k] += n
             raise
-        self._others = dict(others)
+        self._others = others
 
     async def run(self) -> None:
         while True:
