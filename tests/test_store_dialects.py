@@ -88,3 +88,18 @@ def test_postgresql_migrations_record_each_step_once_and_keep_credit_equal_to_th
             conn.close()
     finally:
         pg_cluster.drop_database(url)
+
+
+def test_text_with_nul_is_a_clear_400_on_postgresql(pg_cluster: Any) -> None:
+    from gatewaytui.store import keys as key_store
+    from gatewaytui.store.pg import NulInText
+
+    url = pg_cluster.new_database()
+    conn = dbmod.connect(url)
+    try:
+        with pytest.raises(NulInText) as caught:  # SQLite would look it up and find nothing
+            key_store.get(conn, "key_a\x00b")
+        assert caught.value.status == 400 and "NUL" in caught.value.message
+    finally:
+        conn.close()
+        pg_cluster.drop_database(url)

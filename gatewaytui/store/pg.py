@@ -38,6 +38,13 @@ class IntegrityError(sqlite3.IntegrityError):
     """A PostgreSQL constraint violation, catchable as the SQLite one."""
 
 
+class NulInText(GatewayError):
+    """Text with a NUL character, which PostgreSQL cannot hold: a 400 in the client's protocol."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid_request", "text may not contain NUL (\\u0000) characters")
+
+
 class StoreUnavailable(GatewayError):
     """The server cannot be reached (or dropped the connection): a 503 in the client's protocol wherever it
     surfaces in a request; the writer retries its batch."""
@@ -174,6 +181,10 @@ class PgConnection:
             return self.raw.execute(translate(sql, True).encode(), tuple(params))
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(str(exc).strip()) from exc
+        except psycopg.DataError as exc:
+            if params is not None and any(isinstance(p, str) and "\x00" in p for p in params):
+                raise NulInText() from exc  # SQLite stores such text; PostgreSQL cannot, so none can match
+            raise
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Any:
         cur = self.raw.cursor()
