@@ -18,6 +18,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from .config import Config
+from .model import GatewayError
 from .runtime import Runtime
 from .server.app import create_app
 from .store.lock import StoreLocked
@@ -132,7 +133,7 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print, reuse_port: bool 
     gateway = Gateway(cfg, reuse_port=reuse_port)
     try:
         await gateway.start()
-    except (OSError, StoreLocked) as exc:
+    except (OSError, StoreLocked, GatewayError) as exc:  # GatewayError: the store is unreachable
         if demo_ctx:
             await demo_ctx.stop()
         announce(f"error: {exc}")

@@ -82,3 +82,26 @@ def test_lock_is_dropped_by_the_kernel_when_its_holder_dies(tmp_path: Path) -> N
     lock = ServerLock(db)
     lock.acquire()  # a lock file left behind by a killed server does not block the next one
     lock.release()
+
+
+def test_an_unreachable_postgresql_store_is_a_clear_start_failure(tmp_path: Path) -> None:
+    from pgcluster import free_port
+
+    cfg = write_config(tmp_path)
+    text = cfg.read_text().replace('path = "state.db"', f'url = "postgresql://gw@127.0.0.1:{free_port()}/gw"')
+    cfg.write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), "--no-ui"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "error: the gateway's store is unreachable" in done.stderr and "Traceback" not in done.stderr
+    listed = cli("keys", "list", cfg=cfg)  # the admin CLI says the same
+    assert (
+        listed.returncode != 0
+        and "store is unreachable" in listed.stderr
+        and "Traceback" not in listed.stderr
+    )

@@ -51,7 +51,9 @@ class SharedWallet(Wallet):
     # ------------------------------------------------------------ life cycle
 
     async def open(self) -> None:
-        from psycopg_pool import AsyncConnectionPool
+        from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+        from ..store.pg import StoreUnavailable
 
         self._pool = AsyncConnectionPool(
             self.url,
@@ -62,7 +64,11 @@ class SharedWallet(Wallet):
             timeout=ADMISSION_TIMEOUT,
             reconnect_timeout=0,  # keep trying for ever: the store may come back
         )
-        await self._pool.open(wait=True, timeout=30)
+        try:
+            await self._pool.open(wait=True, timeout=30)
+        except PoolTimeout as exc:
+            await self._pool.close()
+            raise StoreUnavailable(exc) from exc
         await self.heartbeat()
         await self.refresh()
 

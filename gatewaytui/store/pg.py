@@ -57,6 +57,9 @@ class StoreUnavailable(GatewayError):
         )
         self.cause = str(cause).strip()
 
+    def __str__(self) -> str:
+        return f"{self.message} ({self.cause})" if self.cause else self.message
+
 
 class Row:
     """A result row: by index, by column name, ``dict(row)``, ``row.keys()`` — as ``sqlite3.Row``."""
