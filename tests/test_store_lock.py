@@ -30,13 +30,7 @@ def test_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> Non
     first = serve(cfg)
     try:
         url = wait_for_line(first, r"listening on (http://\S+)")
-        second = subprocess.run(
-            [sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), "--no-ui"],
-            capture_output=True,
-            text=True,
-            env=ENV,
-            timeout=60,
-        )
+        second = cli("--no-ui", cfg=cfg)  # runs to its end
         assert second.returncode != 0
         assert f"pid {first.pid}" in second.stderr
         assert "already serving the SQLite database" in second.stderr
@@ -90,13 +84,7 @@ def test_an_unreachable_postgresql_store_is_a_clear_start_failure(tmp_path: Path
     cfg = write_config(tmp_path)
     text = cfg.read_text().replace('path = "state.db"', f'url = "postgresql://gw@127.0.0.1:{free_port()}/gw"')
     cfg.write_text(text)
-    done = subprocess.run(
-        [sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), "--no-ui"],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=60,
-    )
+    done = cli("--no-ui", cfg=cfg)
     assert done.returncode != 0
     assert "error: the gateway's store is unreachable" in done.stderr and "Traceback" not in done.stderr
     listed = cli("keys", "list", cfg=cfg)  # the admin CLI says the same
