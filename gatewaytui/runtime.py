@@ -90,9 +90,8 @@ class Runtime:
         # by request id, until settled (shutdown cuts these)
         self.request_tasks: dict[str, asyncio.Task[Any]] = {}
         self._quota_read_at = 0.0
-        self._persisted_at: dict[
-            str, float
-        ] = {}  # account id -> the version of its state last written/applied
+        # account id -> the version (updated_at) of its state last written or applied here
+        self._persisted_at: dict[str, float] = {}
         self._watch_conn: sqlite3.Connection | None = None
         self._data_version = -1
         self.base_url = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -105,8 +104,10 @@ class Runtime:
         try:
             await self._start()
         except BaseException:
-            if self.server_lock is not None:
-                self.server_lock.release()
+            try:
+                await self.stop()  # what started stops (the writer thread, pools); the lock is released
+            except Exception:  # noqa: BLE001 - the start-up error is the one to report
+                log.exception("cleaning up after a failed start")
             raise
 
     async def _start(self) -> None:

@@ -68,6 +68,7 @@ class SharedWallet(Wallet):
             await self._pool.open(wait=True, timeout=30)
         except PoolTimeout as exc:
             await self._pool.close()
+            self._pool = None
             raise StoreUnavailable(exc) from exc
         await self.heartbeat()
         await self.refresh()
