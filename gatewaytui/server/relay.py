@@ -144,6 +144,8 @@ async def handle(
             req.extras.update(extras)
         apply_preset(rt, route, req)
         model_cfg, hold, price, subscription, ticket = admit(rt, key, req, route, raw_len, request_id)
+        if getattr(rt, "shared", False):  # a PostgreSQL store: the cluster-wide reservation (shared_wallet)
+            await rt.wallet.secure(hold)
     except GatewayError as err:
         rt.telemetry.rejected(protocol_name, route, request_id, err, key, received)
         return error_reply(protocol_name, err, request_id)
