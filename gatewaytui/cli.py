@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-ui", action="store_true", help="run headless (logs to stderr); stop with SIGINT/SIGTERM"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run N server processes on one port (headless, PostgreSQL store only)",
+    )
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --workers worker
     p.add_argument("--log-level", default=os.environ.get("GATEWAYTUI_LOG", "info"))
     p.add_argument(
         "--log-format",
@@ -173,8 +180,10 @@ INITIALISING = frozenset({("accounts", "add")})
 def open_database(cfg: configmod.Config, args: argparse.Namespace) -> Any:
     """The database an admin command acts on; one that does not exist is an error, not a new empty file."""
     path = Path(cfg.database.path)
-    if not path.exists() and not (
-        (args.command, args.action) in INITIALISING or getattr(args, "create", False)
+    if (
+        not cfg.database.shared
+        and not path.exists()
+        and not ((args.command, args.action) in INITIALISING or getattr(args, "create", False))
     ):
         if cfg.demo:
             hint = "the demo is not running (start it with `gatewaytui --demo`)"
@@ -186,8 +195,8 @@ def open_database(cfg: configmod.Config, args: argparse.Namespace) -> Any:
                 "or give --config"
             )
         raise CliError(f"no database at {path}: {hint}")
-    dbmod.migrate(cfg.database.path)
-    return dbmod.connect(cfg.database.path)
+    dbmod.migrate(cfg.database.target)
+    return dbmod.connect(cfg.database.target)
 
 
 def catalog_of(cfg: configmod.Config, conn: Any) -> Catalog:
@@ -207,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command is None:
-            return run_gateway(args)
+            return run_gateway(args, argv)
         if args.command == "attach":
             return attach(args)
         cfg = load_config(args, for_run=False)
@@ -225,17 +234,17 @@ def main(argv: list[str] | None = None) -> int:
         for line in lines:
             print(f"  {line}", file=sys.stderr)
         return 2
+    except GatewayError as err:  # an action's spec refused the arguments, or the store is unreachable
+        print(f"error: {err.message}", file=sys.stderr)
+        return 2
     except (CliError, VaultError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except GatewayError as err:  # an action's spec refused the arguments
-        print(f"error: {err.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
 
 
-def run_gateway(args: argparse.Namespace) -> int:
+def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     cfg = load_config(args, for_run=True)
     if args.keep and not cfg.demo:
         raise CliError("--keep applies to the demo only (--demo, or no config file)")
@@ -247,6 +256,20 @@ def run_gateway(args: argparse.Namespace) -> int:
             raise CliError(str(exc)) from None
     if args.log_format:
         cfg.log.format = args.log_format
+    from . import workers
+
+    try:
+        workers.check(cfg, args.workers, ui=not args.no_ui)
+    except workers.WorkersError as exc:
+        raise CliError(str(exc)) from None
+    if args.workers > 1:
+        passed = list(sys.argv[1:] if argv is None else argv)
+        return workers.supervise(
+            _without_options(passed, ("--workers", "--port")),
+            cfg,
+            args.workers,
+            lambda msg: print(msg, file=sys.stderr, flush=True),
+        )
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     listener = None
     if args.no_ui:
@@ -281,7 +304,7 @@ def run_gateway(args: argparse.Namespace) -> int:
             f"demo: database {db} (admin commands reach it with --demo, e.g. `gatewaytui --demo keys list`)"
         )
     try:
-        return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce))
+        return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce, reuse_port=args.reuse_port))
     except OSError as exc:  # cannot listen (the message says why and what to do)
         print(f"error: {exc.strerror or exc}", file=sys.stderr)
         return 1
@@ -290,6 +313,20 @@ def run_gateway(args: argparse.Namespace) -> int:
             listener.stop()  # writes out what is still queued
         if demo_lock is not None:
             demo_lock.close()
+
+
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """``argv`` without the named options and their values (``--opt V`` or ``--opt=V``)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not arg.startswith(tuple(n + "=" for n in names)):
+            out.append(arg)
+    return out
 
 
 def attach(args: argparse.Namespace) -> int:

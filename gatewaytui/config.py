@@ -72,6 +72,18 @@ class ServerConfig:
 class DatabaseConfig:
     path: str = "gatewaytui.db"
     flush_interval_ms: int = 50  # usage/ledger writes are batched on this period
+    url: str = ""  # postgresql://user@host:port/db: a PostgreSQL store shared by any number of instances
+    url_env: str = ""  # or the name of an environment variable holding that URL (one with a password)
+    lease_seconds: float = 30.0  # PostgreSQL: a dead instance's credit holds are released after this lease
+
+    @property
+    def target(self) -> str:
+        """What the store opens: the PostgreSQL URL when one is configured, else the SQLite file."""
+        return self.url or self.path
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.url)
 
 
 @dataclass(slots=True)
@@ -109,6 +121,12 @@ class ModelConfig:
     cache_write_per_mtok: int = 0
     cache_write_1h_per_mtok: int = 0
     max_tokens: int = 8192  # default/ceiling output tokens; sizes the worst-case hold
+    # server tools (web search, web fetch, code execution): fees in micro-USD per use, and the hold's bound
+    web_search_per_use: int = 10_000  # Anthropic's public price: $10 per 1,000 searches
+    web_fetch_per_use: int = 0
+    code_execution_per_use: int = 0
+    server_tool_max_uses: int = 5  # uses held per server tool that sets no max_uses; 0 refuses server tools
+    server_tool_input_tokens: int = 20_000  # input tokens held per use (results the upstream adds)
     context_window: int = 200_000
     api: str = ""  # "responses" to reach an OpenAI model through the Responses API
     display_name: str = ""
@@ -175,6 +193,8 @@ class ConsoleConfig:
     theme: str = "textual-dark"
     refresh_ms: int = 500
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys (see the console's help)
+    store_bodies: bool = False  # keep request/response bodies (redacted, capped) for the request detail
+    body_limit_kb: int = 64  # the most kept of each body
 
 
 @dataclass(slots=True)
@@ -299,6 +319,21 @@ class _Source:
         return f"{self.name}:{line_no + 1}: {dotted.strip()}"
 
 
+def _database_url(db: DatabaseConfig, fail: Any) -> None:
+    """Resolve ``url_env`` into ``url`` and check the URL names PostgreSQL."""
+    if db.url_env:
+        if db.url:
+            raise fail("database", "url_env", "give url or url_env, not both")
+        value = os.environ.get(db.url_env, "").strip()
+        if not value:
+            raise fail("database", "url_env", f"environment variable {db.url_env} is not set")
+        db.url = value
+    if not 1.0 <= db.lease_seconds <= 600:
+        raise fail("database", "lease_seconds", "must be between 1 and 600 seconds")
+    if db.url and not db.url.startswith(("postgresql://", "postgres://")):
+        raise fail("database", "url", "must be a postgresql:// URL (for SQLite, set path instead)")
+
+
 KNOWN_TOP = frozenset(
     {
         "server",
@@ -348,6 +383,7 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
         section = errors.attempt(_table, cls, data.get(table, {}), table, fail)
         if section is not None:
             setattr(cfg, attr, section)
+    errors.attempt(_database_url, cfg.database, fail)
     billing = errors.attempt(_table, BillingConfig, data.get("billing", {}), "billing", fail)
     if billing is not None:
         cfg.billing = billing
@@ -356,6 +392,8 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
     if "claude_home" in data:
         home = errors.attempt(_check, str, data["claude_home"], "", "claude_home", fail)
         cfg.claude_home = home if home is not None else cfg.claude_home
+    if cfg.console.body_limit_kb < 1:
+        errors.note(fail("console", "body_limit_kb", "body_limit_kb must be at least 1"))
     if cfg.routing.strategy not in STRATEGIES:
         errors.note(fail("routing", "strategy", f"must be one of {', '.join(STRATEGIES)}"))
     if not (0 <= cfg.server.port < 65536):
@@ -445,6 +483,9 @@ def _model(raw: dict[str, Any], i: int, fail: Any) -> ModelConfig:
         "cache_read_per_mtok",
         "cache_write_per_mtok",
         "cache_write_1h_per_mtok",
+        "web_search_per_use",
+        "web_fetch_per_use",
+        "code_execution_per_use",
     ):
         if key in raw:
             raw[key] = problems.attempt(_micro, raw[key], lambda msg, k=key: fail("models", k, msg, i))
@@ -452,6 +493,9 @@ def _model(raw: dict[str, Any], i: int, fail: Any) -> ModelConfig:
     if "cache_write_1h_per_mtok" not in raw and "input_per_mtok" in raw:
         raw["cache_write_1h_per_mtok"] = raw["input_per_mtok"] * 2  # Anthropic's 1-hour write price
     model: ModelConfig = _table(ModelConfig, raw, "models", fail, i)
+    for key in ("server_tool_max_uses", "server_tool_input_tokens"):
+        if getattr(model, key) < 0:
+            raise fail("models", key, "must be >= 0", i)
     if model.provider not in PROVIDERS:
         raise fail(
             "models", "provider", f"unknown provider {model.provider!r}; one of {', '.join(PROVIDERS)}", i
@@ -477,9 +521,9 @@ def resolve_secrets(cfg: Config) -> None:
 
 
 def _micro(value: Any, fail: Any) -> int:
-    """USD per million tokens (a TOML float or int) -> integer micro-USD per million tokens, exactly."""
+    """USD (per million tokens, or per use) as a TOML float or int -> integer micro-USD, exactly."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise fail("must be a number (USD per million tokens)")
+        raise fail("must be a number of USD")
     try:
         micro = Decimal(str(value)) * 1_000_000
     except InvalidOperation:

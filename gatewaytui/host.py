@@ -19,15 +19,18 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from .config import Config
+from .model import GatewayError
 from .runtime import Runtime
 from .server.app import create_app
+from .store.lock import StoreLocked
 
 log = logging.getLogger("gatewaytui")
 
 
 class Gateway:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, reuse_port: bool = False) -> None:
         self.cfg = cfg
+        self.reuse_port = reuse_port  # one of --workers N processes sharing the port (SO_REUSEPORT)
         self.rt = Runtime(cfg)
         self.shutdown = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -45,6 +48,8 @@ class Gateway:
         family = socket.AF_INET6 if ":" in self.cfg.server.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((self.cfg.server.host, self.cfg.server.port))
         except OSError as exc:
@@ -123,7 +128,7 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             pass
 
 
-async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
+async def run(cfg: Config, *, ui: bool, announce: Any = print, reuse_port: bool = False) -> int:
     """Run until SIGINT/SIGTERM (headless) or until the console quits."""
     demo_ctx = None
     if cfg.demo:
@@ -131,13 +136,16 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
 
         demo_ctx = DemoUpstream()
         await demo_ctx.start(cfg)
-    gateway = Gateway(cfg)
+    gateway = Gateway(cfg, reuse_port=reuse_port)
     try:
         await gateway.start()
-    except BaseException:  # the port is taken, the key does not match...: the caller reports it
+    except BaseException as exc:  # the port is taken, the key does not match, the store is locked...
         if demo_ctx:
             await demo_ctx.stop()
-        raise
+        if isinstance(exc, (StoreLocked, GatewayError)):  # GatewayError: the store is unreachable
+            announce(f"error: {exc}")
+            return 1
+        raise  # the caller reports it (cannot listen, wrong secret key, unset api_key_env)
     stop = asyncio.Event()
     install_signal_handlers(stop)
     if not ui:
@@ -146,11 +154,12 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
         gc.freeze()
     traffic_task = None
     notice: str | None = None
+    demo_key: str | None = None
     try:
         if cfg.demo:
             from .demo.setup import seed, traffic
 
-            key = await seed(gateway.rt)
+            key = demo_key = await seed(gateway.rt)
             notice = (
                 f"Demo gateway at {gateway.base_url}\nDemo tenant key (shown once; also printed on exit):\n{key}\n"
                 f"Demo database: {cfg.database.path} (admin commands: gatewaytui --demo keys list)"
@@ -172,6 +181,8 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
             app = ConsoleApp(
                 LocalSource(gateway.rt),
                 notice=notice,
+                base_url=gateway.base_url,
+                demo_key=demo_key,
                 refresh_ms=cfg.console.refresh_ms,
                 theme=cfg.console.theme,
             )

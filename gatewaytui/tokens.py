@@ -10,6 +10,8 @@ Counting heuristic for a request (documented in the README):
 - tool definitions: tokens of their JSON (name, description, schema);
 - images: 1,600 tokens each (a ~1.15-megapixel image; Anthropic's own estimate is width*height/750);
 - PDF documents: 1,500 tokens per estimated page, a page being ~3 KB of the decoded file.
+Counting is CPU work proportional to the text: callers run it off the event loop, and a request with more
+than ``MAX_COUNT_CHARS`` characters of text is refused (413) rather than counted.
 Anthropic models use ``o200k_base`` as the nearest public encoding (Claude's tokenizer is not public);
 OpenAI models their own; Gemini ``o200k_base``. Counts are estimates, never a fake zero.
 """
@@ -28,9 +30,10 @@ from typing import Any
 import tiktoken
 
 from .codec import dumps_str
-from .model import ChatRequest, Document, Image, Text, Thinking, ToolCall, ToolResult
+from .model import ChatRequest, Document, GatewayError, Image, Text, Thinking, ToolCall, ToolResult
 
 IMAGE_TOKENS = 1600
+MAX_COUNT_CHARS = 4_000_000  # text a count encodes, at most (~1M tokens of English: the largest contexts)
 PDF_PAGE_TOKENS = 1500
 PDF_PAGE_BYTES = 3000
 _lock = threading.Lock()
@@ -102,35 +105,52 @@ def count_text(text: str, enc: tiktoken.Encoding) -> int:
     return len(enc.encode(text, disallowed_special=())) if text else 0
 
 
-def count_request(req: ChatRequest, encoding_name: str = "o200k_base") -> int:
+def count_request(
+    req: ChatRequest, encoding_name: str = "o200k_base", max_chars: int = MAX_COUNT_CHARS
+) -> int:
+    """The request's prompt tokens. CPU-heavy for large prompts: call it off the event loop (``Offload``).
+
+    More than ``max_chars`` characters of text to encode is refused (413) before any encoding."""
+    texts, fixed = _pieces(req)
+    size = sum(map(len, texts))
+    if size > max_chars:
+        raise GatewayError(
+            "request_too_large",
+            f"token counting takes at most {max_chars:,} characters of text; this request has {size:,}",
+        )
     enc = encoding(encoding_name)
-    total = 0
-    for t in req.system:
-        total += count_text(t.text, enc)
+    return max(1, fixed + sum(count_text(t, enc) for t in texts))
+
+
+def _pieces(req: ChatRequest) -> tuple[list[str], int]:
+    """The texts a request's count encodes, and the tokens it counts without encoding (media, framing)."""
+    texts = [t.text for t in req.system]
+    fixed = 0
     for m in req.messages:
-        total += 3
+        fixed += 3
         for p in m.content:
-            total += _count_part(p, enc)
+            fixed += _part(p, texts)
     for tool in req.tools:
         spec = tool.raw or {"name": tool.name, "description": tool.description, "schema": tool.schema}
-        total += count_text(dumps_str(spec), enc)
-    return max(1, total)
+        texts.append(dumps_str(spec))
+    return texts, fixed
 
 
-def _count_part(p: Any, enc: tiktoken.Encoding) -> int:
-    if isinstance(p, Text):
-        return count_text(p.text, enc)
-    if isinstance(p, Image):
+def _part(p: Any, texts: list[str]) -> int:
+    """Append ``p``'s texts to ``texts``; return the tokens it counts without encoding."""
+    if isinstance(p, (Text, Thinking)):
+        texts.append(p.text)
+    elif isinstance(p, Image):
         return IMAGE_TOKENS
-    if isinstance(p, Document):
+    elif isinstance(p, Document):
         if p.text is not None:
-            return count_text(p.text, enc)
+            texts.append(p.text)
+            return 0
         size = len(p.data or "") * 3 // 4
         return PDF_PAGE_TOKENS * max(1, -(-size // PDF_PAGE_BYTES))
-    if isinstance(p, ToolCall):
-        return count_text(p.name, enc) + count_text(dumps_str(p.arguments), enc)
-    if isinstance(p, ToolResult):
-        return sum(_count_part(c, enc) for c in p.content) + 3
-    if isinstance(p, Thinking):
-        return count_text(p.text, enc)
+    elif isinstance(p, ToolCall):
+        texts.append(p.name)
+        texts.append(dumps_str(p.arguments))
+    elif isinstance(p, ToolResult):
+        return sum(_part(c, texts) for c in p.content) + 3
     return 0

@@ -20,7 +20,12 @@ from gatewaytui.store import ledger
 from gatewaytui.store import requests as request_store
 
 SONNET = pricing.Price(
-    input=3_000_000, output=15_000_000, cache_read=300_000, cache_write_5m=3_750_000, cache_write_1h=6_000_000
+    input=3_000_000,
+    output=15_000_000,
+    cache_read=300_000,
+    cache_write_5m=3_750_000,
+    cache_write_1h=6_000_000,
+    per_use=(("web_search", 10_000), ("web_fetch", 0), ("code_execution", 0)),  # the configured defaults
 )
 
 

@@ -165,3 +165,19 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert len(found) == len(expected), found
     for line, prefix in zip(found, expected, strict=True):
         assert line.startswith(prefix), (line, prefix)
+
+
+def test_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config.parse({"database": {"url": "postgresql://gw@db:5432/gatewaytui"}})
+    assert cfg.database.shared and cfg.database.target == "postgresql://gw@db:5432/gatewaytui"
+    assert not config.parse({}).database.shared and config.parse({}).database.target == "gatewaytui.db"
+    monkeypatch.setenv("GW_DSN", "postgresql://gw:secret@db/gatewaytui")
+    assert config.parse({"database": {"url_env": "GW_DSN"}}).database.target.endswith("secret@db/gatewaytui")
+    for section, message in [
+        ({"url": "mysql://db/x"}, "must be a postgresql:// URL"),
+        ({"url_env": "GW_UNSET_DSN"}, "environment variable GW_UNSET_DSN is not set"),
+        ({"url": "postgresql://a/b", "url_env": "GW_DSN"}, "give url or url_env, not both"),
+        ({"lease_seconds": 0.5}, "between 1 and 600"),
+    ]:
+        with pytest.raises(config.ConfigError, match=message):
+            config.parse({"database": section})

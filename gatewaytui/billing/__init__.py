@@ -1,6 +1,7 @@
 """Money: prices, costs in integer micro-USD, holds, the ledger, subscriptions and Stripe.
 
 Modules: ``pricing`` (prices and exact costs), ``wallet`` (holds over the ledger-derived balance),
+``server_tools`` (the hold's bound for tools the upstream runs), ``limits`` (per-key budgets and token rates),
 ``keyring`` (key authentication and per-key RPM), ``plans`` (each tenant's tier, subscription status and
 per-call caps, cached), ``quota`` (subscription tokens per rolling 24 hours), ``caps`` (per-call spending
 caps), ``stripe_billing`` (Checkout and portal sessions) and ``stripe_events`` (webhook events to ledger
@@ -22,6 +23,10 @@ Billing rules (for the README)
   under any concurrency the spend admitted never exceeds the balance. When the answer ends the hold is
   settled at the real cost computed from the upstream's usage; on failure it is released in full.
   Not enough credit: 402 in the client's protocol.
+* Server tools (web search, web fetch, code execution) add uses x per-use fee and uses x an input bound to
+  the hold (``server_tools``); the uses the upstream reports are billed as line items.
+* Upstream usage that is not non-negative integers is billed at the hold, which always closes.
+* Per-key budgets and token rates are held at admission like credit (``limits``).
 * Streamed and non-streamed requests are charged by the same function from the same usage numbers, so
   the same usage costs exactly the same.
 * A stream cut by the client is charged for what was generated: the input the upstream reported, and

@@ -3,7 +3,7 @@
 Admission reads plans on every request, so they are kept in memory and re-read from the database at
 most every ``ttl`` seconds per tenant. Changes made by this process (webhooks, operator actions) are
 applied at once with ``put``; when the runtime's watcher sees the database changed by another process (the
-CLI) it calls ``invalidate``, so those reach admission at the next request.
+CLI) it calls ``clear``, so those reach admission at the next request.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Plan:
     stripe_customer_id: str | None = None
     per_call_cap_micro: int | None = None
     model_caps: dict[str, int] = field(default_factory=dict)
+    tpm: int | None = None  # tokens per minute across the tenant's keys (billing.limits)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Plan:
@@ -70,6 +71,7 @@ class Plan:
             stripe_customer_id=row.get("stripe_customer_id"),
             per_call_cap_micro=row.get("per_call_cap_micro"),
             model_caps=caps,
+            tpm=row.get("tpm"),
         )
 
     def subscription_state(self, now: float | None = None, grace: float = 86400.0) -> str:
@@ -101,8 +103,8 @@ class Plans:
         self._cache[tenant_id] = (now + self._ttl, plan)
         return plan
 
-    def invalidate(self) -> None:
-        """Forget every cached plan (the database was changed elsewhere)."""
+    def clear(self) -> None:
+        """Forget every cached plan (a shared store reported a tenant change)."""
         self._cache.clear()
 
     def put(self, row: dict[str, Any]) -> Plan:

@@ -1,15 +1,16 @@
 """Prices and costs. Every amount is an integer number of micro-USD (1 USD = 1,000,000).
 
 Prices are integer micro-USD per million tokens, so a line item's exact cost is
-``tokens * price / 1_000_000`` micro-USD. A request's cost is the exact sum of its line items rounded
-up once to a whole micro-dollar; line items keep their exact values (as strings) for audit.
+``tokens * price / 1_000_000`` micro-USD. Server tools (web search, web fetch, code execution) add a fee
+in integer micro-USD per use the upstream reports. A request's cost is the exact sum of its line items
+rounded up once to a whole micro-dollar; line items keep their exact values (as strings) for audit.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -17,6 +18,12 @@ from typing import Any
 from ..model import ChatRequest, Document, Image, ToolResult, Usage
 
 MTOK = 1_000_000
+TOKEN_PRICES = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+SERVER_TOOLS = (
+    "web_search",
+    "web_fetch",
+    "code_execution",
+)  # kinds with a per-use fee ([[models]] *_per_use)
 
 
 @dataclass(slots=True, frozen=True)
@@ -26,6 +33,7 @@ class Price:
     cache_read: int = 0
     cache_write_5m: int = 0
     cache_write_1h: int = 0
+    per_use: tuple[tuple[str, int], ...] = ()  # server-tool fees: (kind, micro-USD per use)
 
     @classmethod
     def of(cls, model: Any) -> Price:
@@ -35,10 +43,18 @@ class Price:
             cache_read=model.cache_read_per_mtok,
             cache_write_5m=model.cache_write_per_mtok or model.input_per_mtok,
             cache_write_1h=model.cache_write_1h_per_mtok or model.input_per_mtok,
+            per_use=tuple((kind, getattr(model, f"{kind}_per_use")) for kind in SERVER_TOOLS),
         )
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def fee(self, kind: str) -> int:
+        """Micro-USD per use of a server tool (0 for a kind without a configured fee)."""
+        return dict(self.per_use).get(kind, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: getattr(self, k) for k in TOKEN_PRICES}
+        if self.per_use:
+            out["per_use"] = dict(self.per_use)
+        return out
 
     @property
     def json(self) -> str:
@@ -46,7 +62,7 @@ class Price:
         return _price_json(self)
 
     def usd_per_mtok(self) -> dict[str, str]:
-        return {k: _usd(Fraction(v)) for k, v in asdict(self).items()}
+        return {k: _usd(Fraction(getattr(self, k))) for k in TOKEN_PRICES}
 
 
 @dataclass(slots=True, frozen=True)
@@ -70,6 +86,11 @@ def cost(usage: Usage, price: Price) -> Cost:
         amount = tokens * per_mtok
         total += amount
         items[name] = {"tokens": tokens, "per_mtok_micro": per_mtok, "cost_micro": _decimal_micro(amount)}
+    for kind, uses in sorted(usage.server_tool_uses.items()):
+        if uses:
+            fee = price.fee(kind)
+            total += uses * fee * MTOK
+            items[kind] = {"uses": uses, "per_use_micro": fee, "cost_micro": str(uses * fee)}
     return Cost(total_micro=-(-total // MTOK), items=items)
 
 
@@ -79,10 +100,19 @@ def _decimal_micro(amount: int) -> str:
     return f"{whole}.{part:06d}".rstrip("0") if part else str(whole)
 
 
-def worst_case(price: Price, input_bound: int, max_tokens: int) -> int:
-    """The most a request can cost: every input token at the dearest input rate, plus max_tokens out."""
+def worst_case(
+    price: Price, input_bound: int, max_tokens: int, tool_uses: dict[str, int] | None = None
+) -> int:
+    """The most a request can cost: every input token at the dearest input rate, plus max_tokens out, plus
+    each server tool's fee times the uses it may make."""
     dearest = max(price.input, price.cache_write_5m, price.cache_write_1h, price.cache_read)
-    return -(-(input_bound * dearest + max_tokens * price.output) // MTOK)
+    fees = sum(uses * price.fee(kind) for kind, uses in (tool_uses or {}).items())
+    return -(-(input_bound * dearest + max_tokens * price.output) // MTOK) + fees
+
+
+def bound_cost(amount: int, reason: str) -> Cost:
+    """A charge that is not computed from usage (the upstream's report was unusable): the hold's bound."""
+    return Cost(total_micro=amount, items={"bound": {"cost_micro": str(amount), "reason": reason}})
 
 
 URL_IMAGE_TOKENS = 5_000  # an image fetched by URL: its pixels are not in the request body

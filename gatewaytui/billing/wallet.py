@@ -21,6 +21,15 @@ from ..model import GatewayError
 from .pricing import format_usd
 
 
+def refusal(amount: int, available: int) -> GatewayError:
+    """The client's answer when a request's worst case exceeds the available balance."""
+    return GatewayError(
+        "billing",
+        f"insufficient credit: this request may cost up to {format_usd(amount)} and the available balance is "
+        f"{format_usd(max(0, available))}; add credit or lower max_tokens",
+    )
+
+
 @dataclass(slots=True)
 class Hold:
     id: str
@@ -50,15 +59,14 @@ class Wallet:
 
     def hold(self, tenant_id: int, amount: int, request_id: str) -> Hold:
         if amount > self.available(tenant_id):
-            raise GatewayError(
-                "billing",
-                f"insufficient credit: this request may cost up to {format_usd(amount)} and the available balance is "
-                f"{format_usd(max(0, self.available(tenant_id)))}; add credit or lower max_tokens",
-            )
+            raise refusal(amount, self.available(tenant_id))
         h = Hold(id="hold_" + request_id, tenant_id=tenant_id, amount=amount, request_id=request_id)
         self.held[tenant_id] += amount
         self.holds[h.id] = h
         return h
+
+    async def secure(self, h: Hold) -> None:
+        """Nothing to do: admission was decided by ``hold`` (the shared wallet reserves in the store here)."""
 
     def free_hold(self, tenant_id: int, request_id: str) -> Hold:
         """A hold of nothing (subscription traffic): tracked alike, never journaled as credit."""

@@ -16,7 +16,7 @@ from .events import (
     ToolArgsDelta,
 )
 from .request import ChatRequest, Message, ResponseFormat, ThinkingConfig, Tool, ToolChoice, ToolChoiceMode
-from .response import ChatResponse, StopReason, Usage
+from .response import ChatResponse, StopReason, Usage, UsageReader
 
 __all__ = [
     "STATUS_BY_KIND",
@@ -50,5 +50,6 @@ __all__ = [
     "ToolChoiceMode",
     "ToolResult",
     "Usage",
+    "UsageReader",
     "kind_for_status",
 ]

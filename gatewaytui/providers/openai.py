@@ -84,7 +84,7 @@ def build_request(
     if passthrough:
         body: dict[str, Any] = dict(req.raw or {})
         body["model"] = upstream_model
-        _apply_overrides(body, req)
+        _apply_overrides(body, req, flavor.max_tokens_field)
     else:
         body = wire.encode_request(
             req,
@@ -109,17 +109,18 @@ def build_request(
     return json_post(chat_url(creds.base_url), body, req, creds, auth=auth, passthrough=passthrough)
 
 
-def _apply_overrides(body: dict[str, Any], req: ChatRequest) -> None:
-    """Gateway-side changes to a passthrough body (presets prepend a system prompt, set defaults)."""
+def _apply_overrides(body: dict[str, Any], req: ChatRequest, max_tokens_field: str) -> None:
+    """Gateway-side changes to a passthrough body (presets prepend a system prompt, set defaults, and the
+    output ceiling the credit hold was computed for is always sent, also when the client sent none)."""
     preset = req.extras.get("preset_system")
     if preset and isinstance(body.get("messages"), list):
         body["messages"] = [{"role": "system", "content": preset}, *body["messages"]]
     for key, value in (req.extras.get("preset_defaults") or {}).items():
         body.setdefault(key, value)
     if req.max_tokens is not None:
-        for key in ("max_completion_tokens", "max_tokens"):
-            if key in body:
-                body[key] = req.max_tokens
+        present: list[str] = [k for k in ("max_completion_tokens", "max_tokens") if k in body]
+        for key in present or [max_tokens_field]:
+            body[key] = req.max_tokens
 
 
 def is_reasoning_model(model: str) -> bool:

@@ -392,7 +392,7 @@ class StreamParser(SSEStreamParser):
             stop = "tool_use"
         else:
             stop = "refusal" if self.refused else "end_turn"
-        out.append(MessageDelta(stop, wire.decode_usage(response.get("usage"))))
+        out.append(MessageDelta(stop, wire.decode_usage(response.get("usage"), response.get("output"))))
         out.append(MessageStop())
 
 

@@ -4,12 +4,10 @@ in front of it (lane.py)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..codec import loads_request
 from ..model import GatewayError
 from ..runtime import Runtime
 from . import admin, discovery, events, limits, metrics_route, openapi, stripe_webhook, tenant
@@ -33,11 +31,6 @@ def create_app(rt: Runtime) -> Quart:
     async def bounded_headers() -> None:
         limits.check_header_size(sum(len(k) + len(v) for k, v in request.headers.items()))
 
-    async def read_json() -> tuple[dict[str, Any], int]:
-        data = await request.get_data(cache=False)
-        assert isinstance(data, bytes)
-        return loads_request(data), len(data)
-
     @app.post("/v1beta/models/<path:target>")
     @app.post("/v1/models/<path:target>")
     async def gemini(target: str) -> Response:  # :generateContent and :streamGenerateContent are the lane's
@@ -50,7 +43,7 @@ def create_app(rt: Runtime) -> Quart:
         )
         return error_response("gemini", err, new_request_id())
 
-    discovery.register(app, rt, ROUTE_PREFIX, read_json)
+    discovery.register(app, rt, ROUTE_PREFIX)
     _register_blueprints(app, rt)
     # the chat routes skip Quart's router. Quart types asgi_app (a method) with TypedDict ASGI messages, the
     # lane with the plain dicts the server really passes: the same protocol, so mypy's objections don't apply

@@ -102,7 +102,9 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
     if acc.oauth and rt.oauth is not None:
         await rt.oauth.ensure_fresh(acc)  # refreshes an expiring token (one refresh per account at a time)
     try:
-        up = call.provider.build_request(call.req, call.model.upstream, acc.credentials())
+        up = await rt.decoding.sized(  # encoding a huge request is CPU work: off the loop
+            call.raw_len, call.provider.build_request, call.req, call.model.upstream, acc.credentials()
+        )
     except (
         orjson.JSONEncodeError
     ) as exc:  # a value the upstream's JSON cannot carry (an integer past 64 bits)

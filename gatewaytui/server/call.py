@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..billing import pricing
+from ..billing.limits import Ticket
 from ..billing.wallet import Hold
 from ..config import ModelConfig
 from ..model import ChatRequest, ChatResponse, Event
@@ -39,6 +40,8 @@ class Call:
     settled: bool = False
     upstream: asyncio.Task[Attempt] | None = None  # a stream's upstream try (connect), once started
     raw_len: int = 0  # the request body's size in bytes
+    ticket: Ticket | None = None  # what it holds against its key's budget and the token-rate windows
+    capture: Any = None  # a store.bodies.Capture when [console] store_bodies is on
 
 
 @dataclass(slots=True)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quart import Quart, Response, request
 
 from .. import tokens
 from ..billing.pricing import Price
-from ..codec import dumps
+from ..codec import dumps, loads_request
 from ..config import ModelConfig
 from ..model import GatewayError
 from ..protocols import anthropic
@@ -70,9 +69,7 @@ def gemini_model(name: str, m: ModelConfig) -> dict[str, Any]:
     }
 
 
-def register(
-    app: Quart, rt: Runtime, route_prefix: str, read_json: Callable[[], Awaitable[tuple[dict[str, Any], int]]]
-) -> None:
+def register(app: Quart, rt: Runtime, route_prefix: str) -> None:
     def authed(protocol: str) -> GatewayError | None:
         try:
             rt.keyring.authenticate(
@@ -161,10 +158,8 @@ def register(
     async def count_tokens(route: str) -> Response:
         try:
             require_route(rt.keyring.authenticate(presented_key(request.headers)), route)
-            body, _ = await read_json()
-            req = anthropic.decode_request(body, count_only=True)
-            apply_preset(rt, route, req)  # the route's preset system prompt is sent too: it counts
-            return _json({"input_tokens": count_for(rt, req)})
+            data = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+            return _json({"input_tokens": await rt.counting.run(_count_messages, rt, route, data)})
         except GatewayError as err:
             return error_response("anthropic", err, new_request_id())
 
@@ -212,6 +207,7 @@ def register(
 
 
 def count_for(rt: Runtime, req: Any) -> int:
+    """A decoded request's prompt tokens (CPU work: runs in ``rt.counting``'s threads, never on the loop)."""
     m = rt.catalog.resolve(req.model)
     try:
         return tokens.count_request(req, tokens.encoding_for(rt.catalog.provider_module(m), m.upstream))
@@ -219,20 +215,27 @@ def count_for(rt: Runtime, req: Any) -> int:
         raise GatewayError("not_found", f"cannot count tokens for model {req.model!r}: {exc}") from None
 
 
+def _count_messages(rt: Runtime, route: str, data: bytes) -> int:
+    """Anthropic count_tokens: parse, decode and count, all off the loop."""
+    req = anthropic.decode_request(loads_request(data), count_only=True)
+    apply_preset(rt, route, req)  # the route's preset system prompt is sent too: it counts
+    return count_for(rt, req)
+
+
+def _count_gemini(rt: Runtime, model: str, data: bytes) -> int:
+    """Gemini countTokens (a bare request or one wrapped in ``generateContentRequest``), off the loop."""
+    body = loads_request(data)
+    inner = body.get("generateContentRequest")
+    req = PROTOCOLS["gemini"].decode_request(
+        inner if isinstance(inner, dict) else body, model=model, stream=False
+    )
+    return count_for(rt, req)
+
+
 async def gemini_count_tokens(rt: Runtime, model: str) -> Response:
     try:
         rt.keyring.authenticate(presented_key(request.headers, request.args))
         data = await request.get_data(cache=False, as_text=False, parse_form_data=False)  # the bytes overload
-        from ..codec import loads_request
-
-        body = loads_request(data)
-        inner = (
-            body.get("generateContentRequest")
-            if isinstance(body.get("generateContentRequest"), dict)
-            else body
-        )
-        mod = PROTOCOLS["gemini"]
-        req = mod.decode_request(inner, model=model, stream=False)
-        return _json({"totalTokens": count_for(rt, req)})
+        return _json({"totalTokens": await rt.counting.run(_count_gemini, rt, model, data)})
     except GatewayError as err:
         return error_response("gemini", err, new_request_id())

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..codec import loads_request
 from ..model import GatewayError
 from ..runtime import Runtime
 from . import limits, relay
@@ -110,7 +109,6 @@ class ChatLane:
             require_route(key, route.route)
             rt.keyring.check_rpm(key)
             data = await self.read_body(headers, receive)
-            body = loads_request(data)
         except GatewayError as err:
             rt.telemetry.rejected(route.protocol, route.route, request_id, err)
             return error_reply(route.protocol, err, request_id)
@@ -120,7 +118,7 @@ class ChatLane:
             route.protocol,
             route.route,
             key,
-            body,
+            data,  # parsed and decoded by the relay (off the loop when large)
             len(data),
             headers,
             request_id,

@@ -19,9 +19,10 @@ import asyncio
 import time
 from typing import Any
 
-from ..billing import pricing
+from ..billing import pricing, server_tools
+from ..billing.limits import Ticket
 from ..billing.wallet import Hold
-from ..codec import dumps
+from ..codec import dumps, loads_request
 from ..config import ModelConfig
 from ..model import (
     ChatRequest,
@@ -30,6 +31,7 @@ from ..model import (
 )
 from ..providers import registry
 from ..runtime import Runtime
+from ..store import bodies
 from ..traffic import Flight
 from .attempts import connect
 from .call import Call
@@ -69,6 +71,17 @@ def strip_hostile(node: Any, depth: int = 0) -> Any:
     return node
 
 
+def decode(
+    proto: Any, body: dict[str, Any] | bytes, model: str | None, stream: bool | None, headers: dict[str, str]
+) -> ChatRequest:
+    """Parse (when given bytes), strip upstream-steering fields and decode into the model: CPU work that grows
+    with the body, so ``handle`` runs it off the loop for large bodies."""
+    if isinstance(body, bytes):
+        body = loads_request(body)
+    strip_hostile(body)
+    return proto.decode_request(body, model=model, stream=stream, headers=headers)
+
+
 def input_bound(raw_len: int, req: ChatRequest) -> int:
     """An upper bound on prompt tokens: a token is at least one byte of the request body."""
     return max(1, raw_len)
@@ -76,7 +89,7 @@ def input_bound(raw_len: int, req: ChatRequest) -> int:
 
 def admit(
     rt: Runtime, call_key: dict[str, Any], req: ChatRequest, route: str, raw_len: int, request_id: str
-) -> tuple[ModelConfig, Hold, pricing.Price, bool]:
+) -> tuple[ModelConfig, Hold, pricing.Price, bool, Ticket]:
     model = rt.catalog.resolve(req.model)
     allowed = call_key.get("models") or []
     if allowed and model.name not in allowed and req.model not in allowed:
@@ -84,20 +97,26 @@ def admit(
     price = pricing.Price.of(model)
     max_tokens = req.max_tokens if req.max_tokens is not None else model.max_tokens
     subscription = call_key["kind"] == "subscription"
+    tools = server_tools.bound(req, model)
     if subscription:
         rt.quota.check(call_key, model, route)
-        return model, rt.wallet.free_hold(call_key["tenant_id"], request_id), price, True
-    if req.max_tokens is None:
+    elif req.max_tokens is None:
         req.max_tokens = max_tokens  # the hold's ceiling is sent upstream, so output cannot outgrow it
-    if req.thinking is not None and req.thinking.budget_tokens:
-        max_tokens = max(
-            max_tokens, req.thinking.budget_tokens + 1024
-        )  # encoders may raise max_tokens past the budget
     preset_bytes = len(str(req.extras.get("preset_system") or "").encode("utf-8", "surrogatepass"))
-    bound = input_bound(raw_len, req) + preset_bytes + pricing.url_media_tokens(req)
-    worst = pricing.worst_case(price, bound, max_tokens)
-    rt.caps.check(call_key["tenant_id"], model, worst)
-    return model, rt.wallet.hold(call_key["tenant_id"], worst, request_id), price, False
+    bound = input_bound(raw_len, req) + preset_bytes + pricing.url_media_tokens(req) + tools.input_tokens
+    worst = 0 if subscription else pricing.worst_case(price, bound, max_tokens, tools.uses)
+    if not subscription:
+        rt.caps.check(call_key["tenant_id"], model, worst)
+    ticket = rt.limits.admit(call_key, worst, bound + max_tokens)  # key budget, token rates
+    try:
+        if subscription:
+            hold = rt.wallet.free_hold(call_key["tenant_id"], request_id)
+        else:
+            hold = rt.wallet.hold(call_key["tenant_id"], worst, request_id)
+    except GatewayError:
+        rt.limits.close(ticket, None, 0)
+        raise
+    return model, hold, price, subscription, ticket
 
 
 async def handle(
@@ -105,7 +124,7 @@ async def handle(
     protocol_name: str,
     route: str,
     key: dict[str, Any],
-    body: dict[str, Any],
+    body: dict[str, Any] | bytes,
     raw_len: int,
     headers: dict[str, str],
     request_id: str,
@@ -114,16 +133,19 @@ async def handle(
     stream: bool | None = None,
     extras: dict[str, Any] | None = None,
 ) -> Reply:
-    """Serve one chat request; every error comes back in the client's protocol."""
+    """Serve one chat request (``body``: the JSON bytes, or already parsed); every error comes back in the
+    client's protocol."""
     proto = PROTOCOLS[protocol_name]
     received = time.time()
     try:
-        strip_hostile(body)
-        req = proto.decode_request(body, model=model, stream=stream, headers=headers)
+        # one huge body must not stall every other request on the loop
+        req = await rt.decoding.sized(raw_len, decode, proto, body, model, stream, headers)
         if extras:
             req.extras.update(extras)
         apply_preset(rt, route, req)
-        model_cfg, hold, price, subscription = admit(rt, key, req, route, raw_len, request_id)
+        model_cfg, hold, price, subscription, ticket = admit(rt, key, req, route, raw_len, request_id)
+        if getattr(rt, "shared", False):  # a PostgreSQL store: the cluster-wide reservation (shared_wallet)
+            await rt.wallet.secure(hold)
     except GatewayError as err:
         rt.telemetry.rejected(protocol_name, route, request_id, err, key, received)
         return error_reply(protocol_name, err, request_id)
@@ -167,7 +189,9 @@ async def handle(
         price,
         subscription,
         raw_len=raw_len,
+        ticket=ticket,
     )
+    call.capture = bodies.Capture.begin(rt.cfg.console, body)  # None unless [console] store_bodies
     task = asyncio.current_task()
     if task is not None:  # the handler's task also sends the stream: cancelling it cuts the request cleanly
         rt.request_tasks[request_id] = task
@@ -235,6 +259,8 @@ async def unary_response(call: Call) -> Reply:
             if not at.result.model or at.result.model == call.model.upstream:
                 at.result.model = call.req.model or call.model.name
             payload = dumps(call.protocol.encode_response(at.result, call.req))
+        if call.capture is not None:
+            call.capture.respond(payload)
         settle(call, at.result.usage, status="ok", http_status=200)
         return Reply(200, payload, headers=_response_headers(call))
     finally:
@@ -257,4 +283,7 @@ async def stream_response(call: Call) -> Reply:
         if exc is not None:
             raise exc
     headers = {**_response_headers(call), "cache-control": "no-cache", "x-accel-buffering": "no"}
-    return Reply(200, stream_body(call, task), stream_content_type(call), headers, ready=task in done)
+    body = stream_body(call, task)
+    if call.capture is not None:
+        body = call.capture.tee(body)
+    return Reply(200, body, stream_content_type(call), headers, ready=task in done)

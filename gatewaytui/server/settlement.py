@@ -3,13 +3,36 @@ entries (one batched write), update the live traffic and publish."""
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable
 
 from ..billing import pricing
 from ..model import Usage
 from ..store import ledger as ledger_store
 from ..store import requests as request_store
 from .call import Call
+
+log = logging.getLogger("gatewaytui.billing")
+
+
+def charge(call: Call, usage: Usage | None) -> pricing.Cost | None:
+    """What a request costs (None: nothing to bill, the hold is released).
+
+    Usage the upstream reported wrongly (not non-negative integers) is never trusted: the request is billed
+    its hold, the bound it was admitted for. So is usage that cannot be priced for any other reason.
+    """
+    if usage is None:
+        return None
+    if usage.invalid:
+        return pricing.bound_cost(call.hold.amount, f"the upstream reported invalid usage: {usage.invalid}")
+    if not (usage.total_tokens or any(usage.server_tool_uses.values())):
+        return None
+    try:
+        return pricing.cost(usage, call.price)
+    except Exception:  # noqa: BLE001 - a usage shape nothing foresaw must not leave the hold open
+        log.exception("request %s: usage could not be priced; billing its hold", call.request_id)
+        return pricing.bound_cost(call.hold.amount, "the upstream's usage could not be priced")
 
 
 def settle(
@@ -19,13 +42,45 @@ def settle(
     if call.settled:
         return
     call.settled = True
+    _close(call, usage, status=status, http_status=http_status, error=error)
+
+
+def settle_estimated(
+    call: Call,
+    usage: Usage,
+    estimate: Awaitable[int],
+    *,
+    status: str,
+    http_status: int,
+    error: str | None = None,
+) -> None:
+    """Settle a cut stream whose input the upstream never reported, once ``estimate`` (the prompt's tokens,
+    counted off the loop) is known. The call counts as settled at once, so nothing else settles it; the hold
+    stays open until the count is done, and ``rt.track`` keeps the work alive through cancellation and
+    shutdown."""
+    if call.settled:
+        return
+    call.settled = True
+
+    async def finish() -> None:
+        usage.input_tokens = await estimate
+        _close(call, usage, status=status, http_status=http_status, error=error)
+
+    call.rt.track(finish())
+
+
+def _close(call: Call, usage: Usage | None, *, status: str, http_status: int, error: str | None) -> None:
     rt = call.rt
     flight = call.flight
-    billable = usage is not None and (
-        usage.output_tokens or usage.input_tokens or usage.cache_read_tokens or usage.cache_write_tokens
-    )
-    cost = pricing.cost(usage, call.price) if billable and usage is not None else None
+    cost = charge(call, usage)
     entries = rt.wallet.close(call.hold, cost.total_micro if cost is not None else None)
+    used = None if usage is not None and usage.invalid else (usage.total_tokens if usage is not None else 0)
+    rt.limits.close(call.ticket, cost.total_micro if cost is not None else None, used)
+    if usage is not None and usage.invalid:
+        log.warning(
+            "request %s: upstream usage invalid (%s); billed its hold", call.request_id, usage.invalid
+        )
+        error = error or f"upstream reported invalid usage ({usage.invalid}); billed the hold"
     now = time.time()
     flight.ended = now
     flight.state = {"ok": "done", "cancelled": "cancelled"}.get(status, "error")
@@ -75,6 +130,8 @@ def settle(
         )
         for kind, amount, idem in entries
     ]
+    if call.capture is not None:  # [console] store_bodies: the bodies go with the usage row
+        journal.append(call.capture.entry(call.request_id))
     rt.writer.insert(journal)  # the usage row and its ledger entries, in one go
     if call.subscription and cost is not None and usage is not None:
         rt.quota.record(call.key["tenant_id"], usage)

@@ -26,7 +26,7 @@ from ..runtime import Runtime
 from ..upstream import TransportError
 from .attempts import scrub_events
 from .call import Attempt, Call
-from .settlement import settle
+from .settlement import settle, settle_estimated
 
 log = logging.getLogger("gatewaytui.relay")
 
@@ -147,13 +147,13 @@ async def stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[
         usage = meter.usage() if at is not None else None
         if outcome == "cancelled":
             error = "client disconnected"
-        settle(
-            call,
-            usage,
-            status=outcome,
-            http_status=200 if outcome == "ok" else (499 if outcome == "cancelled" else 502),
-            error=error,
-        )
+        http_status = 200 if outcome == "ok" else (499 if outcome == "cancelled" else 502)
+        if usage is not None and meter.input_unreported():  # count the prompt off the loop, then settle
+            settle_estimated(
+                call, usage, estimate_input(call), status=outcome, http_status=http_status, error=error
+            )
+        else:
+            settle(call, usage, status=outcome, http_status=http_status, error=error)
         if at is not None:
             rt.pool.end(at.account)
             rt.track(at.response.aclose())
@@ -200,20 +200,26 @@ class Meter:
         return events
 
     def usage(self) -> Usage:
-        """Usage to bill: the upstream's report; for a cut stream, what was generated (estimated from text)."""
-        u = Usage(**{f: getattr(self.usage_seen, f) for f in Usage.__dataclass_fields__})
-        if not self.finished:
+        """Usage to bill: the upstream's report; for a cut stream, what was generated (estimated from text).
+        A cut stream whose input was never reported (OpenAI reports it last) needs ``estimate_input`` too."""
+        u = self.usage_seen.copy()
+        if not self.finished or not u.output_tokens:  # a stream that ended without usage is estimated alike
             u.output_tokens = max(u.output_tokens, (self.chars + 3) // 4)
-            if not u.prompt_tokens:  # cut before the upstream reported usage (OpenAI reports it last)
-                u.input_tokens = estimate_input(self.call)
         return u
 
+    def input_unreported(self) -> bool:
+        """The upstream never reported the prompt (cut before OpenAI's last chunk, or a server without usage)."""
+        return not self.usage_seen.prompt_tokens and not self.usage_seen.invalid
 
-def estimate_input(call: Call) -> int:
-    """Prompt tokens the upstream consumed, counted with the model's tokenizer (a byte bound if none loads)."""
+
+async def estimate_input(call: Call) -> int:
+    """Prompt tokens the upstream consumed, counted with the model's tokenizer in ``rt.counting``'s threads
+    (never on the loop); by the body's size (a byte is at most a token; 4 bytes a token is the estimate)
+    when no tokenizer loads, the text is too large to count or the counting threads are saturated."""
     provider = call.rt.catalog.provider_module(call.model)
     try:
-        return tokens.count_request(call.req, tokens.encoding_for(provider, call.model.upstream))
-    except Exception:  # noqa: BLE001 - a tokenizer that cannot load must not lose the charge
-        log.warning("no tokenizer for %s: billing a cut stream's input by its size", call.model.name)
+        encoding = tokens.encoding_for(provider, call.model.upstream)
+        return await call.rt.counting.run(tokens.count_request, call.req, encoding)
+    except Exception as exc:  # noqa: BLE001 - whatever went wrong, the charge must not be lost
+        log.warning("cannot count a cut stream's input on %s (%s): billing it by size", call.model.name, exc)
         return max(1, call.raw_len // 4)

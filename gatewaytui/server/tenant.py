@@ -135,7 +135,7 @@ def register(app: Quart, rt: Runtime) -> None:
     async def list_keys() -> Response:
         key = caller()
         rows = await rt.read(lambda c: key_store.listing(c, key["tenant_id"]))
-        return _json({"object": "list", "data": [_public(r, key) for r in rows]})
+        return _json({"object": "list", "data": [_public(r, key) | rt.limits.key_status(r) for r in rows]})
 
     @bp.post("/tenant/keys")
     @api
@@ -168,7 +168,8 @@ def register(app: Quart, rt: Runtime) -> None:
     @api
     async def get_key(key_id: str) -> Response:
         key = caller()
-        return _json(_public(await own_key(key, key_id), key))
+        row = await own_key(key, key_id)
+        return _json(_public(row, key) | rt.limits.key_status(row))  # budget spent/remaining, token rate
 
     @bp.delete("/tenant/keys/<key_id>")
     @api
@@ -176,7 +177,8 @@ def register(app: Quart, rt: Runtime) -> None:
         key = caller()
         await own_key(key, key_id)
         await tenant_ops.revoke_key(rt, key_id, key["tenant_id"])
-        return _json(_public(await own_key(key, key_id), key))
+        row = await own_key(key, key_id)
+        return _json(_public(row, key) | rt.limits.key_status(row))  # budget spent/remaining, token rate
 
     # ------------------------------------------------------------------ usage and credit
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import sqlite3
 import time
@@ -11,6 +12,14 @@ from typing import Any
 
 KEY_PREFIX = "gw-"
 KINDS = ("payg", "subscription")
+ROLLING = re.compile(r"([1-9][0-9]{0,3})h")  # a budget over a rolling window of 1..9999 hours
+
+
+def check_period(period: str) -> str:
+    """A budget period: ``day``, ``month`` (calendar, UTC) or ``<N>h`` (rolling); else ValueError."""
+    if period in ("day", "month") or ROLLING.fullmatch(period):
+        return period
+    raise ValueError(f"budget period must be day, month or a rolling window like 24h (got {period!r})")
 
 
 def hash_key(secret: str) -> str:
@@ -30,18 +39,31 @@ def mint(
     expires_at: float | None = None,
     models: list[str] | None = None,
     rpm: int | None = None,
+    budget_micro: int | None = None,
+    budget_period: str | None = None,
+    tpm: int | None = None,
 ) -> tuple[dict[str, Any], str]:
+    """A new key (its row and its secret). ``budget_micro`` per ``budget_period`` (day, month or ``<N>h``
+    rolling; day when omitted) and ``tpm`` (tokens per minute) are enforced by ``billing.limits``."""
     if kind not in KINDS:
         raise ValueError(f"key kind must be one of {', '.join(KINDS)}")
     if label is not None and len(label) > 200:
         raise ValueError("label must be at most 200 characters")
     if rpm is not None and rpm <= 0:
         raise ValueError("rpm must be positive")
+    if tpm is not None and tpm <= 0:
+        raise ValueError("tpm must be positive")
+    if budget_micro is not None and budget_micro <= 0:
+        raise ValueError("a budget must be a positive amount")
+    if budget_period is not None and budget_micro is None:
+        raise ValueError("a budget period needs a budget")
+    if budget_micro is not None:
+        budget_period = check_period(budget_period or "day")
     secret = new_secret()
     key_id = "key_" + secrets.token_hex(8)
     conn.execute(
-        "INSERT INTO api_keys (id, tenant_id, kind, prefix, hash, label, created_at, expires_at, models, rpm)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO api_keys (id, tenant_id, kind, prefix, hash, label, created_at, expires_at, models, rpm,"
+        " budget_micro, budget_period, tpm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             key_id,
             tenant_id,
@@ -53,6 +75,9 @@ def mint(
             expires_at,
             json.dumps(models) if models else None,
             rpm,
+            budget_micro,
+            budget_period,
+            tpm,
         ),
     )
     return get(conn, key_id) or {}, secret
@@ -124,5 +149,8 @@ def public(key: dict[str, Any]) -> dict[str, Any]:
         "revoked_at": key.get("revoked_at"),
         "models": key.get("models") or [],
         "rpm": key.get("rpm"),
+        "tpm": key.get("tpm"),
+        "budget_micro": key.get("budget_micro"),
+        "budget_period": key.get("budget_period"),
         "state": state(key),
     }

@@ -15,8 +15,10 @@ def get_or_create(conn: sqlite3.Connection, name: str) -> tuple[dict[str, Any], 
     row = conn.execute("SELECT * FROM tenants WHERE name = ?", (name,)).fetchone()
     if row is not None:
         return dict(row), False
-    cur = conn.execute("INSERT INTO tenants (name, created_at) VALUES (?, ?)", (name, time.time()))
-    return dict(conn.execute("SELECT * FROM tenants WHERE id = ?", (cur.lastrowid,)).fetchone()), True
+    row = conn.execute(
+        "INSERT INTO tenants (name, created_at) VALUES (?, ?) RETURNING *", (name, time.time())
+    ).fetchone()
+    return dict(row), True
 
 
 def by_name(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
@@ -42,6 +44,7 @@ def update(conn: sqlite3.Connection, tenant_id: int, **fields: Any) -> None:
         "stripe_customer_id",
         "per_call_cap_micro",
         "model_caps",
+        "tpm",
     }
     bad = set(fields) - allowed
     if bad:
@@ -56,6 +59,15 @@ def set_tier(conn: sqlite3.Connection, name: str, tier: str | None) -> dict[str,
     """Put a tenant on a tier by hand (active until removed) or take it off (``None``); creates the tenant."""
     t, _ = get_or_create(conn, name)
     update(conn, t["id"], tier=tier, subscription_status="active" if tier else None, period_end=None)
+    return by_id(conn, t["id"]) or t
+
+
+def set_tpm(conn: sqlite3.Connection, name: str, tpm: int | None) -> dict[str, Any]:
+    """Limit a tenant to ``tpm`` tokens per minute across its keys (``None``: no limit); creates the tenant."""
+    if tpm is not None and (isinstance(tpm, bool) or not isinstance(tpm, int) or tpm <= 0):
+        raise ValueError("a token rate must be a positive number of tokens per minute")
+    t, _ = get_or_create(conn, name)
+    update(conn, t["id"], tpm=tpm)
     return by_id(conn, t["id"]) or t
 
 

@@ -1,4 +1,4 @@
-"""Usage reads for tenants: per-day totals and the subscription tokens of the last 24 hours."""
+"""Usage reads: tenants' per-day totals, subscription tokens of the last 24 hours, a key's spend."""
 
 from __future__ import annotations
 
@@ -29,3 +29,13 @@ def subscription_usage(conn: sqlite3.Connection, tenant_id: int, since: float) -
         (tenant_id, since - 86400),
     )
     return [(float(r[0]), int(r[1])) for r in rows if r[0] >= since and r[1]]
+
+
+def key_costs(conn: sqlite3.Connection, key_id: str, since: float) -> list[tuple[float, int]]:
+    """(start time, cost) of the key's billed requests that started at or after ``since``, oldest first."""
+    rows = conn.execute(
+        "SELECT started_at, cost_micro FROM requests WHERE key_id = ? AND started_at >= ? AND cost_micro != 0"
+        " ORDER BY started_at",
+        (key_id, since),
+    )
+    return [(float(r[0]), int(r[1])) for r in rows]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...model import Usage
+from ...model import Usage, UsageReader
 
 
 def encode_usage(u: Usage) -> dict[str, Any]:
@@ -23,21 +23,24 @@ def encode_usage(u: Usage) -> dict[str, Any]:
 def decode_usage(u: dict[str, Any] | None, prev: Usage | None = None) -> Usage:
     """Anthropic usage JSON -> Usage. ``prev`` (an earlier report in the same stream) resolves a later
     report that gives the cache-write total without its 5m/1h split."""
-    if not u:
-        return Usage()
-    cc = u.get("cache_creation") or {}
-    write_total = u.get("cache_creation_input_tokens") or 0
-    w5 = cc.get("ephemeral_5m_input_tokens") or 0
-    w1 = cc.get("ephemeral_1h_input_tokens") or 0
+    if not isinstance(u, dict) or not u:
+        return UsageReader.unreadable(u or None)
+    read = UsageReader()
+    cc = read.section(u, "cache_creation")
+    write_total = read.count(u, "cache_creation_input_tokens")
+    w5 = read.count(cc, "ephemeral_5m_input_tokens")
+    w1 = read.count(cc, "ephemeral_1h_input_tokens")
     if w5 + w1 != write_total:  # unsplit report: keep an earlier 1h share, the rest is 5-minute writes
         w1 = min(write_total, prev.cache_write_1h_tokens) if prev is not None and not cc else w1
         w5 = max(0, write_total - w1)
-    details = u.get("output_tokens_details") or {}
+    details = read.section(u, "output_tokens_details")
     return Usage(
-        input_tokens=u.get("input_tokens") or 0,
-        output_tokens=u.get("output_tokens") or 0,
-        cache_read_tokens=u.get("cache_read_input_tokens") or 0,
+        input_tokens=read.count(u, "input_tokens"),
+        output_tokens=read.count(u, "output_tokens"),
+        cache_read_tokens=read.count(u, "cache_read_input_tokens"),
         cache_write_5m_tokens=w5,
         cache_write_1h_tokens=w1,
-        reasoning_tokens=details.get("thinking_tokens") or 0,
+        reasoning_tokens=read.count(details, "thinking_tokens"),
+        server_tool_uses=read.server_tools(u, "server_tool_use"),
+        invalid=read.invalid,
     )

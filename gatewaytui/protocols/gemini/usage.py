@@ -4,26 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...model import Usage
+from ...model import Usage, UsageReader
 
 
 def decode_usage(u: dict[str, Any] | None) -> Usage:
     """Gemini usageMetadata: the prompt count includes cached tokens; thoughts are outside candidates."""
     if not isinstance(u, dict):
-        return Usage()
-
-    def count(key: str) -> int:
-        value = u.get(key)
-        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-    prompt = count("promptTokenCount") + count("toolUsePromptTokenCount")
-    cached = min(count("cachedContentTokenCount"), prompt)
-    thoughts = count("thoughtsTokenCount")
+        return UsageReader.unreadable(u)
+    read = UsageReader()
+    prompt = read.count(u, "promptTokenCount") + read.count(u, "toolUsePromptTokenCount")
+    cached = min(read.count(u, "cachedContentTokenCount"), prompt)
+    thoughts = read.count(u, "thoughtsTokenCount")
     return Usage(
         input_tokens=max(0, prompt - cached),
-        output_tokens=count("candidatesTokenCount") + thoughts,
+        output_tokens=read.count(u, "candidatesTokenCount") + thoughts,
         cache_read_tokens=cached,
         reasoning_tokens=thoughts,
+        invalid=read.invalid,
     )
 
 

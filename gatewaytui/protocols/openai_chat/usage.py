@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...model import Usage
+from ...model import Usage, UsageReader
 
 
 def encode_usage(u: Usage) -> dict[str, Any]:
@@ -23,22 +23,20 @@ def encode_usage(u: Usage) -> dict[str, Any]:
 def decode_usage(u: dict[str, Any] | None) -> Usage:
     """Chat usage -> internal: ``prompt_tokens`` includes cached and cache-written tokens."""
     if not isinstance(u, dict):
-        return Usage()
-    prompt = _int(u.get("prompt_tokens"))
-    details = u.get("prompt_tokens_details") or {}
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+        return UsageReader.unreadable(u)
+    read = UsageReader()
+    prompt = read.count(u, "prompt_tokens")
+    details = read.section(u, "prompt_tokens_details")
+    cached = read.count(details, "cached_tokens")
     if not cached:
-        cached = _int(u.get("prompt_cache_hit_tokens"))  # DeepSeek
-    written = _int(details.get("cache_write_tokens")) if isinstance(details, dict) else 0
-    completion = u.get("completion_tokens_details") or {}
+        cached = read.count(u, "prompt_cache_hit_tokens")  # DeepSeek
+    written = read.count(details, "cache_write_tokens")
+    completion = read.section(u, "completion_tokens_details")
     return Usage(
         input_tokens=max(0, prompt - cached - written),
-        output_tokens=_int(u.get("completion_tokens")),
+        output_tokens=read.count(u, "completion_tokens"),
         cache_read_tokens=cached,
         cache_write_5m_tokens=written,
-        reasoning_tokens=_int(completion.get("reasoning_tokens")) if isinstance(completion, dict) else 0,
+        reasoning_tokens=read.count(completion, "reasoning_tokens"),
+        invalid=read.invalid,
     )
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

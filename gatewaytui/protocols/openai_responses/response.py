@@ -199,7 +199,7 @@ def decode_response(body: dict[str, Any]) -> ChatResponse:
         model=body.get("model") or "",
         content=content,
         stop_reason=stop_reason_for(status, body.get("incomplete_details"), content, refused),
-        usage=decode_usage(body.get("usage")),
+        usage=decode_usage(body.get("usage"), body.get("output")),
     )
 
 
