@@ -248,10 +248,10 @@ def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     cfg = load_config(args, for_run=True)
     if args.keep and not cfg.demo:
         raise CliError("--keep applies to the demo only (--demo, or no config file)")
-    demo_lock = None
+    removed = False
     if cfg.demo:
         try:
-            demo_lock = demo_profile.claim(Path(cfg.database.path))
+            removed = demo_profile.prepare(Path(cfg.database.path), keep=args.keep)
         except demo_profile.DemoRunning as exc:
             raise CliError(str(exc)) from None
     if args.log_format:
@@ -298,7 +298,7 @@ def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         announce = announcer.info
     if cfg.demo:
         db = Path(cfg.database.path)
-        if not args.keep and demo_profile.reset(db):
+        if removed:
             announce(f"demo: starting fresh (the previous run's database {db} was removed; --keep reuses it)")
         announce(
             f"demo: database {db} (admin commands reach it with --demo, e.g. `gatewaytui --demo keys list`)"
@@ -311,8 +311,6 @@ def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     finally:
         if listener is not None:
             listener.stop()  # writes out what is still queued
-        if demo_lock is not None:
-            demo_lock.close()
 
 
 def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:

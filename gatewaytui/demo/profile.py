@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 from ..config import Config, ModelConfig
+from ..store.lock import ServerLock, StoreLocked
 
 DEMO_DB = "demo.db"
 
@@ -37,37 +37,32 @@ def demo_config() -> Config:
 
 
 class DemoRunning(Exception):
-    """Another demo holds this database."""
+    """Another demo (a gateway server) holds this database."""
 
 
-def claim(path: Path) -> Any:
-    """Hold the demo's lock for the life of the process (the open file is the lock): a second demo would
-    otherwise wipe the database of the one running. ``DemoRunning`` if another holds it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = open(path.with_name(path.name + ".lock"), "a+")  # noqa: SIM115 - held until the process exits
+def prepare(path: Path, *, keep: bool) -> bool:
+    """Make the demo's database ready: removed (with SQLite's side files) unless ``keep``, so a run starts
+    fresh; whether a previous run's was removed. Done under the server lock (``store.lock``), so a second
+    demo never wipes the database of one that is running: ``DemoRunning`` instead."""
+    lock = ServerLock(path)
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not Unix: no lock, as before
-        return lock
-    try:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.close()
+        lock.acquire()
+    except StoreLocked:
         raise DemoRunning(
             f"another demo is running on {path}; stop it first, or reach it with `gatewaytui --demo keys list`"
         ) from None
-    return lock
-
-
-def reset(path: Path) -> bool:
-    """Delete a demo database (and SQLite's side files) so a run starts fresh; whether there was one."""
-    found = False
-    for suffix in ("", "-wal", "-shm"):
-        side = path.with_name(path.name + suffix)
-        if side.exists():
-            side.unlink()
-            found = True
-    return found
+    try:
+        if keep:
+            return False
+        found = False
+        for suffix in ("", "-wal", "-shm"):
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.unlink()
+                found = True
+        return found
+    finally:
+        lock.release()  # the server takes it again when it starts
 
 
 def demo_models() -> list[ModelConfig]:
