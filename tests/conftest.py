@@ -153,6 +153,9 @@ BOTH_STORES = {
     "test_admin_api",
     "test_stripe",
     "test_cli",
+    "test_key_limits",
+    "test_billing_bounds",
+    "test_tui_bodies",
 }
 
 

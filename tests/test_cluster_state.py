@@ -13,8 +13,9 @@ import httpx
 import pytest
 from test_billing_subscription import TIERS, post
 
-from gatewaytui import admin
 from gatewaytui.billing.shared_rate import SYNC_S
+from gatewaytui.ops import accounts as account_ops
+from gatewaytui.ops import tenants as tenant_ops
 
 pytestmark = pytest.mark.parametrize("store", ["postgresql"], indirect=True)
 
@@ -46,9 +47,9 @@ async def test_topups_and_tiers_reach_the_other_instance(make_gateway: Any) -> N
     await one.mint("acme", usd=1)
     tid = one.rt.keyring.authenticate(await one.mint("acme", usd=None))["tenant_id"]
     await within_a_second(lambda: two.rt.wallet.balance[tid] == 1_000_000)
-    await admin.credit(one.rt, "acme", 250_000)
+    await tenant_ops.credit(one.rt, "acme", 250_000)
     await within_a_second(lambda: two.rt.wallet.balance[tid] == 1_250_000)
-    await admin.set_tier(one.rt, "acme", "pro")
+    await tenant_ops.set_tier(one.rt, "acme", "pro")
     await within_a_second(lambda: getattr(two.rt.plans.get(tid), "tier", None) == "pro")
 
 
@@ -74,11 +75,11 @@ async def test_a_cooldown_seen_by_one_instance_stops_the_other_routing_there(
 
 async def test_a_disable_and_enable_reach_the_other_instance(make_gateway: Any) -> None:
     one, two = await make_gateway(), await make_gateway()
-    await admin.set_account_enabled(one.rt, "openai-1", False)
+    await account_ops.set_account_enabled(one.rt, "openai-1", False)
     other = two.rt.pool.find("openai-1")
     assert other is not None
     await within_a_second(lambda: not other.enabled)
-    await admin.set_account_enabled(one.rt, "openai-1", True)
+    await account_ops.set_account_enabled(one.rt, "openai-1", True)
     await within_a_second(lambda: other.enabled)
 
 
@@ -96,7 +97,7 @@ async def test_rpm_windows_are_shared(make_gateway: Any) -> None:
 async def test_subscription_quota_is_shared(make_gateway: Any) -> None:
     one, two = await make_gateway(tiers=TIERS), await make_gateway(tiers=TIERS)
     key = await one.mint("subs", usd=None, kind="subscription")
-    await admin.set_tier(one.rt, "subs", "pro")  # 1,000 tokens a day
+    await tenant_ops.set_tier(one.rt, "subs", "pro")  # 1,000 tokens a day
     r = await post(one, key, "claudecode", "use it [usage in=600 out=500]")
     assert r.status_code == 200, r.text
     await one.flush()

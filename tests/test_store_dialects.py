@@ -105,3 +105,20 @@ def test_text_with_nul_is_a_clear_400_on_postgresql(pg_cluster: Any) -> None:
     finally:
         conn.close()
         pg_cluster.drop_database(url)
+
+
+def test_every_insert_or_replace_in_the_package_has_a_postgresql_conflict_target() -> None:
+    """``INSERT OR REPLACE`` becomes ``ON CONFLICT (pk) DO UPDATE`` on PostgreSQL: a table missing from
+    ``pg.PRIMARY_KEYS`` would fail there only (the request bodies table once did)."""
+    import re
+
+    from gatewaytui.store import pg
+
+    package = Path(pg.__file__).resolve().parent.parent
+    tables = {
+        m.group(1)
+        for path in package.rglob("*.py")
+        for m in re.finditer(r"INSERT OR REPLACE INTO (\w+)", path.read_text())
+    }
+    assert tables, "the scan found no INSERT OR REPLACE at all"
+    assert tables <= set(pg.PRIMARY_KEYS), sorted(tables - set(pg.PRIMARY_KEYS))

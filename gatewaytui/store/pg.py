@@ -27,7 +27,12 @@ from ..model import GatewayError
 URL_SCHEMES = ("postgresql://", "postgres://")
 
 # tables whose INSERT OR REPLACE needs a conflict target in PostgreSQL: table -> primary key
-PRIMARY_KEYS = {"requests": "id", "settings": "key", "account_state": "account_id"}
+PRIMARY_KEYS = {
+    "requests": "id",
+    "settings": "key",
+    "account_state": "account_id",
+    "request_bodies": "request_id",
+}
 
 
 def is_url(target: object) -> bool:
