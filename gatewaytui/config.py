@@ -6,6 +6,7 @@ file ``config.example.toml`` documents every key and is parsed by the test suite
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -547,6 +548,13 @@ def _check(typ: Any, value: Any, table: str, key: str, fail: Any, index: int | N
     return value
 
 
+# keys earlier releases accepted that no longer do anything: ignored with a warning, so an upgrade
+# never refuses a config that used to start ("table.key" -> what to do instead)
+RETIRED = {
+    "server.upstream_transport": "the relay has one upstream client (aiohttp) now; remove the key",
+}
+
+
 def _table(cls: Any, raw: Any, table: str, fail: Any, index: int | None = None) -> Any:
     import dataclasses
     import typing
@@ -558,6 +566,11 @@ def _table(cls: Any, raw: Any, table: str, fail: Any, index: int | None = None) 
     kwargs: dict[str, Any] = {}
     problems = _Errors()
     for key, value in raw.items():
+        if key not in names and f"{table}.{key}" in RETIRED:
+            logging.getLogger("gatewaytui").warning(
+                "config: [%s] %s is retired and ignored: %s", table, key, RETIRED[f"{table}.{key}"]
+            )
+            continue
         if key not in names:
             problems.note(fail(table, key, f"unknown key {key!r} (known: {', '.join(sorted(names))})", index))
             continue

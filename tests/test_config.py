@@ -181,3 +181,14 @@ def test_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch) -> Non
     ]:
         with pytest.raises(config.ConfigError, match=message):
             config.parse({"database": section})
+
+
+def test_a_retired_key_warns_instead_of_refusing_the_config(caplog: pytest.LogCaptureFixture) -> None:
+    """Configs written for an earlier release still start: ``[server] upstream_transport`` chose between
+    upstream clients that no longer exist."""
+    with caplog.at_level("WARNING", logger="gatewaytui"):
+        cfg = config.parse({"server": {"port": 9000, "upstream_transport": "lean"}})
+    assert cfg.server.port == 9000
+    assert "upstream_transport is retired" in caplog.text
+    with pytest.raises(config.ConfigError, match="unknown key 'upstream_transprot'"):
+        config.parse({"server": {"upstream_transprot": "lean"}})
