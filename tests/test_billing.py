@@ -336,6 +336,9 @@ async def test_per_call_cap_refuses_dear_requests(gateway: GatewayHandle) -> Non
             model="claude-sonnet-4-5", max_tokens=4000, messages=[{"role": "user", "content": "hi"}]
         )
     assert "per-call cap of $0.020000" in exc.value.message
+    assert (
+        "output ceiling of 8,192 tokens" in exc.value.message
+    )  # what a request without max_tokens is priced at
     ok = await c.messages.create(
         model="claude-sonnet-4-5", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
     )

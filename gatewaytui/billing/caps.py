@@ -29,6 +29,7 @@ class Caps:
             raise GatewayError(
                 "invalid_request",
                 f"this request may cost up to {format_usd(worst)} on {model.name}, above this tenant's per-call cap of "
-                f"{format_usd(cap)}; lower max_tokens or shorten the prompt",
+                f"{format_usd(cap)}; set a lower max_tokens (without one, a request is priced at the model's "
+                f"output ceiling of {model.max_tokens:,} tokens) or shorten the prompt",
                 code="per_call_cap_exceeded",
             )
