@@ -137,7 +137,10 @@ class Runtime:
         finally:
             conn.close()
         if self.shared_wallet is not None:
+            from .billing.shared_wallet import live_state
+
             self.shared_wallet.public_url = self.cfg.server.public_url
+            self.shared_wallet.summary = lambda: live_state(list(self.traffic.inflight.values()))
             await self.shared_wallet.open()  # joins the cluster: lease, balances and holds of every instance
             self._tasks.append(asyncio.create_task(self.shared_wallet.run_lease(), name="gatewaytui-lease"))
             from .billing.shared_rate import SharedRates
