@@ -38,6 +38,7 @@ from .store import ledger as ledger_store
 from .store import notify
 from .store import settings as settings_store
 from .store.lock import ServerLock
+from .store.spool import default_dir as spool_default_dir
 from .store.writer import Writer
 from .telemetry import Telemetry
 from .traffic import Traffic
@@ -67,7 +68,11 @@ class Runtime:
             self.wallet = self.shared_wallet = SharedWallet(
                 cfg.database.target, lease=cfg.database.lease_seconds
             )
-        self.writer = Writer(self.db_path, flush_interval=cfg.database.flush_interval_ms / 1000)
+        self.writer = Writer(
+            self.db_path,
+            flush_interval=cfg.database.flush_interval_ms / 1000,
+            spool_dir=(cfg.database.spool_dir or spool_default_dir()) if self.shared else None,
+        )
         self.readers = dbmod.Readers(self.db_path)
         # one server per SQLite file (store/lock.py); a PostgreSQL store takes any number
         self.server_lock = ServerLock(cfg.database.path) if not self.shared else None
