@@ -233,6 +233,7 @@ async def make_gateway(
             "database": {
                 "path": db or str(tmp_path / "gateway.db"),
                 "flush_interval_ms": 5,
+                "spool_dir": str(tmp_path / "spool"),
                 **({"url": store} if store and db is None else {}),
                 **sections.pop("database", {}),
             },
