@@ -115,7 +115,9 @@ def ledger_checks(db: Path | str) -> dict[str, Any]:
             " SUM(CASE WHEN kind IN ('settle', 'release') THEN 1 ELSE 0 END) AS closes, "
             "SUM(amount_micro) AS net FROM ledger WHERE request_id IS NOT NULL GROUP BY request_id"
         )
-        unsettled = q(f"SELECT COUNT(*) FROM ({per_request}) WHERE holds > 0 AND closes = 0").fetchone()[0]
+        unsettled = q(f"SELECT COUNT(*) FROM ({per_request}) AS p WHERE holds > 0 AND closes = 0").fetchone()[
+            0
+        ]
         mismatched = q(
             f"SELECT COUNT(*) FROM requests r JOIN ({per_request}) l ON l.request_id = r.id WHERE l.net != -r.cost_micro"
         ).fetchone()[0]
@@ -325,6 +327,23 @@ async def drive_cluster(
     def elapsed() -> float:
         return round(time.monotonic() - start, 1)
 
+    async def kill_and_restart(victim: procs.Proc) -> None:
+        assert victim.popen is not None
+        os.killpg(victim.popen.pid, signal.SIGKILL)
+        await asyncio.to_thread(victim.popen.wait)
+        faults.append({"t_s": elapsed(), "fault": f"kill -9 of instance 2 (pid {victim.pid})"})
+        await asyncio.to_thread(victim.start)
+        faults.append({"t_s": elapsed(), "fault": f"instance 2 restarted (pid {victim.pid})"})
+
+    async def restart_store() -> None:
+        faults.append({"t_s": elapsed(), "fault": "PostgreSQL stopped"})
+        await asyncio.to_thread(pg.stop)
+        await asyncio.sleep(3.0)
+        await asyncio.to_thread(pg.launch)
+        faults.append({"t_s": elapsed(), "fault": "PostgreSQL started again"})
+
+    fault_tasks: list[asyncio.Task[None]] = []
+
     while (now := time.monotonic()) - start < seconds:
         due = int((now - start) * rate) + 1
         while sent < due:
@@ -332,24 +351,15 @@ async def drive_cluster(
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             sent += 1
+        # the faults run beside the load: requests keep arriving while an instance or the store is down
         if not killed and now - start >= seconds / 3:
             killed = True
-            victim = gws[1]
-            assert victim.popen is not None
-            os.killpg(victim.popen.pid, signal.SIGKILL)
-            victim.popen.wait()
-            faults.append({"t_s": elapsed(), "fault": f"kill -9 of instance 2 (pid {victim.pid})"})
-            await asyncio.to_thread(victim.start)
-            faults.append({"t_s": elapsed(), "fault": f"instance 2 restarted (pid {victim.pid})"})
+            fault_tasks.append(asyncio.create_task(kill_and_restart(gws[1])))
         if not restarted_pg and now - start >= 2 * seconds / 3:
             restarted_pg = True
-            faults.append({"t_s": elapsed(), "fault": "PostgreSQL stopped"})
-            await asyncio.to_thread(pg.stop)
-            await asyncio.sleep(3.0)
-            await asyncio.to_thread(pg.launch)
-            faults.append({"t_s": elapsed(), "fault": "PostgreSQL started again"})
+            fault_tasks.append(asyncio.create_task(restart_store()))
         if now >= next_sample:
-            rss = [round(g.rss_kb() / 1024, 1) for g in gws]
+            rss = [round(_rss_mb(g), 1) for g in gws]
             samples.append({"t_s": round(now - start, 1), "rss_mb": rss, "sent": sent, "ok": stats["ok"]})
             print(
                 f"  t={now - start:6.1f}s rss {' / '.join(f'{r:6.1f}' for r in rss)} MB  sent {sent}  ok {stats['ok']}"
@@ -358,9 +368,18 @@ async def drive_cluster(
             )
             next_sample += 5.0
         await asyncio.sleep(min(0.01, max(0.0, start + sent / rate - time.monotonic())))
+    await asyncio.gather(*fault_tasks)
     if tasks:
         await asyncio.wait(tasks, timeout=90)
     return {"sent": sent, "stats": dict(stats), "samples": samples, "latencies": latencies, "faults": faults}
+
+
+def _rss_mb(proc: procs.Proc) -> float:
+    """A process's RSS, 0 while it is down (killed, not yet restarted)."""
+    try:
+        return proc.rss_kb() / 1024
+    except (OSError, RuntimeError):
+        return 0.0
 
 
 def cluster_checks(url: str) -> dict[str, Any]:
