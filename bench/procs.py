@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import os
 import platform
 import resource
@@ -174,6 +175,7 @@ def gateway_config(
     accounts_per_provider: int = 1,
     metrics: bool = True,
     database_url: str | None = None,
+    database: dict[str, Any] | None = None,
 ) -> Path:
     up = f"http://127.0.0.1:{upstream_port}"
     lines = [
@@ -184,6 +186,7 @@ def gateway_config(
         "[database]",
         f'path = "{run_dir / "gateway.db"}"',
         *([f'url = "{database_url}"'] if database_url else []),
+        *(f"{k} = {json.dumps(v)}" for k, v in (database or {}).items()),
         "",
         "[routing]",
         'default_model = "claude-sonnet-4-5"',
@@ -262,6 +265,8 @@ def gateway(
     accounts_per_provider: int = 1,
     variant: str = "",
     extra_env: dict[str, str] | None = None,
+    database_url: str | None = None,
+    database: dict[str, Any] | None = None,
 ) -> tuple[Proc, str]:
     """A configured gatewaytui with a minted tenant key and plenty of credit; returns (process, key).
 
@@ -271,7 +276,8 @@ def gateway(
     port = free_port()
     if variant and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
-    database_url = pg_cluster().new_database() if variant.startswith("postgresql") else None
+    if database_url is None and variant.startswith("postgresql"):
+        database_url = pg_cluster().new_database()
     cfg = gateway_config(
         run_dir,
         port,
@@ -279,6 +285,7 @@ def gateway(
         accounts_per_provider=accounts_per_provider,
         metrics=variant != "no-metrics",
         database_url=database_url,
+        database=database,
     )
     env = {**os.environ, **GATEWAY_ENV}
     base = [*gateway_cli(), "--config", str(cfg)]

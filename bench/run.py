@@ -327,6 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--soak", action="store_true", help="run the soak instead (see --minutes, --rate)")
     p.add_argument("--minutes", type=float, default=1.0, help="soak length (the full soak is --minutes 10)")
     p.add_argument("--rate", type=float, default=100.0, help="soak arrival rate, requests per second")
+    p.add_argument(
+        "--instances", type=int, default=1, help="soak: gateway processes (more than 1: --store postgresql)"
+    )
+    p.add_argument(
+        "--store", choices=("sqlite", "postgresql"), default="sqlite", help="soak: the gateways' store"
+    )
     args = p.parse_args(argv)
     args.command = " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]).strip()
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]

@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
+import signal
 import sqlite3
 import statistics
 import time
@@ -97,16 +99,25 @@ def _health(base: str) -> dict[str, Any]:
         return json.loads(r.read())  # type: ignore[no-any-return]
 
 
-def ledger_checks(db: Path) -> dict[str, Any]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+def ledger_checks(db: Path | str) -> dict[str, Any]:
+    """The money checks, on the SQLite file or (a ``postgresql://`` URL) the shared store."""
+    if isinstance(db, str):
+        from gatewaytui.store import db as dbmod
+
+        conn: Any = dbmod.connect(db)
+    else:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         q = conn.execute
         # one pass over the ledger grouped by request (a correlated NOT EXISTS is quadratic: no index on request_id)
         per_request = (
-            "SELECT request_id, SUM(kind = 'hold') AS holds, SUM(kind IN ('settle', 'release')) AS closes, "
+            "SELECT request_id, SUM(CASE WHEN kind = 'hold' THEN 1 ELSE 0 END) AS holds,"
+            " SUM(CASE WHEN kind IN ('settle', 'release') THEN 1 ELSE 0 END) AS closes, "
             "SUM(amount_micro) AS net FROM ledger WHERE request_id IS NOT NULL GROUP BY request_id"
         )
-        unsettled = q(f"SELECT COUNT(*) FROM ({per_request}) WHERE holds > 0 AND closes = 0").fetchone()[0]
+        unsettled = q(f"SELECT COUNT(*) FROM ({per_request}) AS p WHERE holds > 0 AND closes = 0").fetchone()[
+            0
+        ]
         mismatched = q(
             f"SELECT COUNT(*) FROM requests r JOIN ({per_request}) l ON l.request_id = r.id WHERE l.net != -r.cost_micro"
         ).fetchone()[0]
@@ -172,6 +183,10 @@ async def drive(
 
 
 def soak(args: argparse.Namespace) -> int:
+    if getattr(args, "store", "sqlite") == "postgresql" or getattr(args, "instances", 1) > 1:
+        if args.store != "postgresql":
+            raise SystemExit("--instances N needs --store postgresql (several processes share one store)")
+        return cluster_soak(args)
     procs.raise_fd_limit()
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = (Path(args.out) if args.out else procs.RESULTS) / f"soak-{stamp}"
@@ -272,5 +287,234 @@ def render_soak(s: dict[str, Any]) -> str:
         + ", ".join(
             f"{x['t_s']:.0f}s {x['rss_mb']}" for x in s["samples"][:: max(1, len(s["samples"]) // 24)]
         ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ several instances on one PostgreSQL store
+
+CLUSTER_LEASE_S = 6.0  # short, so the killed instance's holds are released within the run
+
+
+def _ports_round_robin(ports: list[int]) -> Any:
+    n = 0
+
+    def pick() -> int:
+        nonlocal n
+        n += 1
+        return ports[n % len(ports)]
+
+    return pick
+
+
+async def drive_cluster(
+    gws: list[procs.Proc], key: str, rate: float, seconds: float, pg: Any
+) -> dict[str, Any]:
+    """The soak's open-loop load spread over the instances, with one kill -9 of an instance (restarted at
+    once) a third of the way in and one PostgreSQL restart two thirds in."""
+    rng = random.Random(7)
+    stats: Counter[str] = Counter()
+    latencies: list[float] = []
+    samples: list[dict[str, Any]] = []
+    faults: list[dict[str, Any]] = []
+    tasks: set[asyncio.Task[None]] = set()
+    pick = _ports_round_robin([g.port for g in gws])
+    start = time.monotonic()
+    next_sample = start
+    sent = 0
+    killed = restarted_pg = False
+
+    def elapsed() -> float:
+        return round(time.monotonic() - start, 1)
+
+    async def kill_and_restart(victim: procs.Proc) -> None:
+        assert victim.popen is not None
+        os.killpg(victim.popen.pid, signal.SIGKILL)
+        await asyncio.to_thread(victim.popen.wait)
+        faults.append({"t_s": elapsed(), "fault": f"kill -9 of instance 2 (pid {victim.pid})"})
+        await asyncio.to_thread(victim.start)
+        faults.append({"t_s": elapsed(), "fault": f"instance 2 restarted (pid {victim.pid})"})
+
+    async def restart_store() -> None:
+        faults.append({"t_s": elapsed(), "fault": "PostgreSQL stopped"})
+        await asyncio.to_thread(pg.stop)
+        await asyncio.sleep(3.0)
+        await asyncio.to_thread(pg.launch)
+        faults.append({"t_s": elapsed(), "fault": "PostgreSQL started again"})
+
+    fault_tasks: list[asyncio.Task[None]] = []
+
+    while (now := time.monotonic()) - start < seconds:
+        due = int((now - start) * rate) + 1
+        while sent < due:
+            task = asyncio.create_task(one(pick(), key, rng, stats, latencies))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            sent += 1
+        # the faults run beside the load: requests keep arriving while an instance or the store is down
+        if not killed and now - start >= seconds / 3:
+            killed = True
+            fault_tasks.append(asyncio.create_task(kill_and_restart(gws[1])))
+        if not restarted_pg and now - start >= 2 * seconds / 3:
+            restarted_pg = True
+            fault_tasks.append(asyncio.create_task(restart_store()))
+        if now >= next_sample:
+            rss = [round(_rss_mb(g), 1) for g in gws]
+            samples.append({"t_s": round(now - start, 1), "rss_mb": rss, "sent": sent, "ok": stats["ok"]})
+            print(
+                f"  t={now - start:6.1f}s rss {' / '.join(f'{r:6.1f}' for r in rss)} MB  sent {sent}  ok {stats['ok']}"
+                f"  other {sum(v for k, v in stats.items() if k not in ('ok', 'client_aborted'))}",
+                flush=True,
+            )
+            next_sample += 5.0
+        await asyncio.sleep(min(0.01, max(0.0, start + sent / rate - time.monotonic())))
+    await asyncio.gather(*fault_tasks)
+    if tasks:
+        await asyncio.wait(tasks, timeout=90)
+    return {"sent": sent, "stats": dict(stats), "samples": samples, "latencies": latencies, "faults": faults}
+
+
+def _rss_mb(proc: procs.Proc) -> float:
+    """A process's RSS, 0 while it is down (killed, not yet restarted)."""
+    try:
+        return proc.rss_kb() / 1024
+    except (OSError, RuntimeError):
+        return 0.0
+
+
+def cluster_checks(url: str) -> dict[str, Any]:
+    """The shared store's own counters: holds left in ``credit_holds``, ``credit.held``, and the credit
+    balance against the ledger."""
+    from gatewaytui.store import db as dbmod
+
+    conn = dbmod.connect(url)
+    try:
+        q = conn.execute
+        return {
+            "credit_holds_left": q("SELECT COUNT(*) FROM credit_holds").fetchone()[0],
+            "credit_held_micro": q("SELECT COALESCE(SUM(held), 0) FROM credit").fetchone()[0],
+            "credit_balance_micro": q("SELECT COALESCE(SUM(balance), 0) FROM credit").fetchone()[0],
+        }
+    finally:
+        conn.close()
+
+
+def cluster_soak(args: argparse.Namespace) -> int:
+    """``--soak --instances N --store postgresql``: N gateway processes on one PostgreSQL store."""
+    procs.raise_fd_limit()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = (Path(args.out) if args.out else procs.RESULTS) / f"soak-cluster-{stamp}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    seconds = args.minutes * 60
+    n = args.instances
+    print(
+        f"soak {args.minutes:g} min at {args.rate:g} req/s over {n} instances on PostgreSQL; output in {run_dir}"
+    )
+    pg = procs.pg_cluster()
+    url = pg.new_database()
+    up = procs.upstream(run_dir)
+    up.start()
+    database = {"lease_seconds": CLUSTER_LEASE_S, "spool_dir": str(run_dir / "spool")}
+    gws: list[procs.Proc] = []
+    key = ""
+    try:
+        for i in range(n):
+            gw, minted = procs.gateway(
+                run_dir / f"gw{i + 1}", up.port, accounts_per_provider=16, database_url=url, database=database
+            )
+            key = key or minted
+            gw.start()
+            gws.append(gw)
+        result = asyncio.run(drive_cluster(gws, key, args.rate, seconds, pg))
+        deadline = time.monotonic() + 60
+        while sum(_health(g.base)["inflight"] for g in gws) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        # the writers' batches land; the killed instance's holds go when its lease has run out
+        time.sleep(CLUSTER_LEASE_S + CLUSTER_LEASE_S / 6 + 3)
+        health = [_health(g.base) for g in gws]
+        rss_end = [round(g.rss_kb() / 1024, 1) for g in gws]
+        checks = ledger_checks(url)
+        checks.update(cluster_checks(url))
+    finally:
+        for g in gws:
+            g.stop()
+        up.stop()
+    checks["health_inflight"] = sum(h["inflight"] for h in health)
+    checks["accounts_inflight"] = sum(
+        int(a.get("inflight") or 0) for h in health for a in h.get("accounts", [])
+    )
+    samples = result["samples"]
+    warm_from = min(WARMUP_S, seconds / 2)
+    warm = [s for s in samples if s["t_s"] >= warm_from] or samples
+    growth = [round(warm[-1]["rss_mb"][i] - warm[0]["rss_mb"][i], 1) if warm else 0.0 for i in range(n)]
+    restart_at = next(
+        (f["t_s"] for f in result["faults"] if f["fault"].startswith("instance 2 restarted")), 0.0
+    )
+    after_restart = [s["rss_mb"][1] for s in samples if s["t_s"] >= max(warm_from, restart_at + 30)]
+    if n > 1 and len(after_restart) >= 2:  # the restarted instance: from its own warm-up
+        growth[1] = round(after_restart[-1] - after_restart[0], 1)
+    lat = sorted(result["latencies"])
+    ok = (
+        checks["unsettled_holds"] == 0
+        and checks["ledger_vs_cost_mismatches"] == 0
+        and checks["health_inflight"] == 0
+        and checks["accounts_inflight"] == 0
+        and checks["balance_micro"] == checks["topups_minus_costs_micro"]
+        and checks["holds"] == checks["settles_and_releases"]
+        and checks["credit_holds_left"] == 0
+        and checks["credit_held_micro"] == 0
+        and checks["credit_balance_micro"] == checks["balance_micro"]
+    )
+    summary = {
+        "machine": procs.machine(),
+        "command": args.command,
+        "instances": n,
+        "rate": args.rate,
+        "minutes": args.minutes,
+        "sent": result["sent"],
+        "outcomes": result["stats"],
+        "faults": result["faults"],
+        "latency_p50_ms": statistics.median(lat) * 1000 if lat else None,
+        "latency_p99_ms": lat[int(0.99 * (len(lat) - 1))] * 1000 if lat else None,
+        "rss_mb": {
+            "first": samples[0]["rss_mb"] if samples else None,
+            "end": rss_end,
+            "growth_after_warmup_mb": growth,
+        },
+        "checks": checks,
+        "money_exact_and_counters_zero": ok,
+        "samples": samples,
+    }
+    (run_dir / "soak.json").write_text(json.dumps(summary, indent=2))
+    print()
+    print(render_cluster_soak(summary))
+    return 0 if ok else 1
+
+
+def render_cluster_soak(s: dict[str, Any]) -> str:
+    c = s["checks"]
+    m = s["rss_mb"]
+    lines = [
+        f"Cluster soak: {s['instances']} instances, {s['minutes']:g} min at {s['rate']:g} req/s ({s['sent']} requests),"
+        f" {s['machine']['date']}; `{s['command']}`",
+        "",
+        "| Check | Result |",
+        "|---|---|",
+        "| faults | " + "; ".join(f"{f['t_s']:.0f}s {f['fault']}" for f in s["faults"]) + " |",
+        f"| outcomes (client side) | {', '.join(f'{k} {v}' for k, v in sorted(s['outcomes'].items()))} |",
+        f"| latency p50 / p99 (completed) | {s['latency_p50_ms']:.1f} ms / {s['latency_p99_ms']:.1f} ms |"
+        if s["latency_p50_ms"]
+        else "| latency | – |",
+        f"| RSS per instance first / end | {m['first']} / {m['end']} MB |",
+        f"| RSS growth after warm-up, per instance | {', '.join(f'{g:+.1f}' for g in m['growth_after_warmup_mb'])} MB |",
+        f"| in flight at the end (/health, accounts) | {c['health_inflight']}, {c['accounts_inflight']} |",
+        f"| holds without settlement or release (ledger) | {c['unsettled_holds']} |",
+        f"| holds vs settles+releases | {c['holds']} vs {c['settles_and_releases']} |",
+        f"| requests whose hold+settle != -cost | {c['ledger_vs_cost_mismatches']} |",
+        f"| ledger balance vs top-ups − costs | {c['balance_micro']} vs {c['topups_minus_costs_micro']} micro-USD |",
+        f"| credit_holds rows / credit.held left | {c['credit_holds_left']} / {c['credit_held_micro']} |",
+        f"| credit.balance vs ledger | {c['credit_balance_micro']} vs {c['balance_micro']} |",
+        f"| request rows by status | {', '.join(f'{k} {v}' for k, v in sorted(c['requests_by_status'].items()))} |",
+        f"| money exact, counters back to zero | {'yes ✅' if s['money_exact_and_counters_zero'] else 'NO ❌'} |",
     ]
     return "\n".join(lines) + "\n"

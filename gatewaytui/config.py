@@ -76,6 +76,7 @@ class DatabaseConfig:
     url: str = ""  # postgresql://user@host:port/db: a PostgreSQL store shared by any number of instances
     url_env: str = ""  # or the name of an environment variable holding that URL (one with a password)
     lease_seconds: float = 30.0  # PostgreSQL: a dead instance's credit holds are released after this lease
+    spool_dir: str = ""  # PostgreSQL: settlements kept on disk while the store is down; "" = the user's data dir
 
     @property
     def target(self) -> str:
@@ -281,6 +282,8 @@ def load(path: str | Path) -> Config:
     base = p.parent
     if not Path(cfg.database.path).is_absolute():
         cfg.database.path = str(base / cfg.database.path)
+    if cfg.database.spool_dir and not Path(cfg.database.spool_dir).expanduser().is_absolute():
+        cfg.database.spool_dir = str(base / cfg.database.spool_dir)
     return cfg
 
 

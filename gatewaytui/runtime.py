@@ -38,6 +38,7 @@ from .store import ledger as ledger_store
 from .store import notify
 from .store import settings as settings_store
 from .store.lock import ServerLock
+from .store.spool import default_dir as spool_default_dir
 from .store.writer import Writer
 from .telemetry import Telemetry
 from .traffic import Traffic
@@ -67,7 +68,11 @@ class Runtime:
             self.wallet = self.shared_wallet = SharedWallet(
                 cfg.database.target, lease=cfg.database.lease_seconds
             )
-        self.writer = Writer(self.db_path, flush_interval=cfg.database.flush_interval_ms / 1000)
+        self.writer = Writer(
+            self.db_path,
+            flush_interval=cfg.database.flush_interval_ms / 1000,
+            spool_dir=(cfg.database.spool_dir or spool_default_dir()) if self.shared else None,
+        )
         self.readers = dbmod.Readers(self.db_path)
         # one server per SQLite file (store/lock.py); a PostgreSQL store takes any number
         self.server_lock = ServerLock(cfg.database.path) if not self.shared else None
@@ -138,7 +143,10 @@ class Runtime:
         finally:
             conn.close()
         if self.shared_wallet is not None:
+            from .billing.shared_wallet import live_state
+
             self.shared_wallet.public_url = self.cfg.server.public_url
+            self.shared_wallet.summary = lambda: live_state(list(self.traffic.inflight.values()))
             await self.shared_wallet.open()  # joins the cluster: lease, balances and holds of every instance
             self._tasks.append(asyncio.create_task(self.shared_wallet.run_lease(), name="gatewaytui-lease"))
             from .billing.shared_rate import SharedRates

@@ -236,7 +236,9 @@ async def make_gateway(
             "database": {
                 "path": db or str(tmp_path / "gateway.db"),
                 "flush_interval_ms": 5,
+                "spool_dir": str(tmp_path / "spool"),
                 **({"url": store} if store and db is None else {}),
+                **sections.pop("database", {}),
             },
             "accounts": accounts if accounts is not None else default_accounts(upstream.base_url),
             "models": models if models is not None else DEFAULT_MODELS,

@@ -43,7 +43,8 @@ class Node(GatewayProcess):
         tmp.mkdir(parents=True, exist_ok=True)
         super().__init__(tmp, upstream_url)
         text = self.config.read_text().replace(
-            'path = "gateway.db"', f'url = "{url}"\nlease_seconds = {LEASE}'
+            'path = "gateway.db"',
+            f'url = "{url}"\nlease_seconds = {LEASE}\nspool_dir = "{tmp.parent / "spool"}"',
         )
         self.config.write_text(text + METERED)
 
@@ -301,3 +302,58 @@ def test_workers_need_the_postgresql_store(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "needs the PostgreSQL store" in done.stderr and "postgresql://" in done.stderr
+
+
+def spooled_lines(directory: Path) -> list[str]:
+    return [line for f in directory.glob("spool-*.jsonl") for line in f.read_text().splitlines() if line]
+
+
+async def test_a_settlement_spooled_by_a_killed_instance_lands_once_at_the_next_start(
+    cluster: Any, pg_cluster: Any, tmp_path: Path
+) -> None:
+    (first,) = await cluster(1)
+    tid, _, key = seed(cluster.url, "acme", 1_000_000)
+    spool = tmp_path / "spool"
+    async with httpx.AsyncClient(timeout=60) as http:
+        async with http.stream(
+            "POST",
+            first.base_url + "/v1/messages",
+            json=ask("slow [sleep:1500] [usage in=3 out=40]", stream=True),
+            headers={"x-api-key": key},
+        ) as r:
+            assert r.status_code == 200
+            request_id = r.headers["request-id"]
+            pg_cluster.stop()
+            try:
+                assert b"message_stop" in await r.aread()  # it finishes, and settles, with the store down
+                deadline = time.monotonic() + 10
+                while not spooled_lines(spool):  # the settlement is on disk, fsynced
+                    assert time.monotonic() < deadline, "the settlement was not spooled to disk"
+                    await asyncio.sleep(0.05)
+                (line,) = spooled_lines(spool)
+                assert request_id in line and "ledger" in line and "requests" in line
+                assert {oct(f.stat().st_mode & 0o777) for f in spool.glob("spool-*.jsonl")} == {"0o600"}
+                first.signal(signal.SIGKILL)
+                assert await first.wait() == -signal.SIGKILL
+            finally:
+                pg_cluster.launch()
+    await cluster(1)  # a new gateway process on the same store and spool directory replays it
+    deadline = time.monotonic() + 15
+    while not query(cluster.url, "SELECT 1 FROM requests WHERE id = ?", request_id):
+        assert time.monotonic() < deadline, "the spooled settlement never landed"
+        await asyncio.sleep(0.1)
+    entries = query(
+        cluster.url, "SELECT kind, amount_micro FROM ledger WHERE request_id = ? ORDER BY id", request_id
+    )
+    assert [kind for kind, _ in entries] == ["hold", "settle"]  # exactly once
+    (cost,) = query(cluster.url, "SELECT cost_micro FROM requests WHERE id = ?", request_id)[0]
+    assert cost == 40 * 15  # 40 tokens out at $15/MTok
+    (total,) = query(cluster.url, "SELECT SUM(amount_micro) FROM ledger WHERE tenant_id = ?", tid)[0]
+    assert total == 1_000_000 - cost  # the ledger is balanced: charged, once
+    (balance,) = query(cluster.url, "SELECT balance FROM credit WHERE tenant_id = ?", tid)[0]
+    assert balance == total
+    assert spooled_lines(spool) == []  # emptied once committed
+    assert [f.name for f in spool.glob("spool-*.jsonl") if request_id in f.read_text()] == []
+    while query(cluster.url, "SELECT held FROM credit WHERE tenant_id = ?", tid)[0][0]:
+        assert time.monotonic() < deadline + LEASE, "the killed instance's hold stayed"
+        await asyncio.sleep(0.2)

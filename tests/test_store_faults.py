@@ -5,6 +5,7 @@ spool), and the gateway serves again without a restart."""
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import httpx
@@ -67,3 +68,32 @@ async def test_store_outage_refuses_paid_admission_and_spools_settlement(
         assert conn.execute("SELECT COUNT(*) FROM requests WHERE id = ?", (request_id,)).fetchone()[0] == 1
         r = await http.post("/v1/messages", json={**body, "stream": False}, headers=headers)
         assert r.status_code == 200, r.text  # admission works again, no restart
+
+
+def test_the_spool_adopts_only_files_no_live_process_holds(tmp_path: Any) -> None:
+    from gatewaytui.store.spool import Spool
+
+    store = "postgresql://u@h:1/db"
+    live, dead = Spool(tmp_path, store), Spool(tmp_path, store)
+    assert live.open() == [] and dead.open() == []
+    live.append([[("INSERT INTO t VALUES (?, ?)", (1, b"\x00raw"))]])
+    dead.append([[("INSERT INTO t VALUES (?, ?)", (2, "two"))], [("INSERT INTO t VALUES (?)", (3,))]])
+    with open(dead.path, "a") as f:
+        f.write('[["INSERT INTO t VALUES (?)", [4')  # an append cut short by a crash
+    dead.written = 0  # as if killed: its lock goes with it, its file stays
+    assert dead._fd is not None
+    os.close(dead._fd)
+    dead._fd = None
+    other = Spool(tmp_path, "postgresql://u@h:1/another")
+    assert other.open() == []  # another store's files are not its business
+    newcomer = Spool(tmp_path, store)
+    adopted = newcomer.open()
+    assert adopted == [[("INSERT INTO t VALUES (?, ?)", (2, "two"))], [("INSERT INTO t VALUES (?)", (3,))]]
+    assert dead.path.exists()  # kept (and locked) until its entries commit
+    newcomer.committed()
+    assert not dead.path.exists() and live.path.read_text()  # the live process's file is untouched
+    assert oct(live.path.stat().st_mode & 0o777) == "0o600"
+    live.close()
+    assert live.path.exists()  # not empty: left for the next start
+    again = Spool(tmp_path, store).open()
+    assert again == [[("INSERT INTO t VALUES (?, ?)", (1, b"\x00raw"))]]

@@ -9,7 +9,10 @@ database hold (a trigger), exactly once.
 
 Each instance renews a lease every ``lease / 6`` seconds and sweeps as often: an instance that stops
 renewing (killed, cut off) has its holds released by the survivors once its lease has run out, so credit
-held by a dead process comes back within ``lease + lease / 6`` seconds (35 s by default).
+held by a dead process comes back within ``lease + lease / 6`` seconds (35 s by default). With each renewal
+the instance publishes a compact summary of its live state (``live_state``: in-flight count and up to
+``LIVE_STREAMS`` in-flight streams, no secrets, no prompts) and reads the cluster-wide balances and holds, so
+every instance's console shows the whole cluster within ``lease / 6`` seconds.
 
 When the database cannot be reached, paid admission fails with 503 ``unavailable`` (in the client's
 protocol); subscription traffic, which reserves no credit, is not affected.
@@ -18,9 +21,11 @@ protocol); subscription traffic, which reserves no credit, is not affected.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from psycopg import OperationalError
@@ -33,6 +38,18 @@ log = logging.getLogger("gatewaytui.billing")
 
 ADMISSION_TIMEOUT = 3.0  # seconds to get a connection for an admission before answering 503
 ORPHAN_AFTER = 10.0  # own holds untracked for this long are released (a cancelled admission)
+LIVE_STREAMS = 20  # in-flight streams an instance publishes with its lease (the oldest first)
+LIVE_FIELDS = ("id", "tenant", "model", "account", "state", "started", "input_tokens", "output_tokens")
+
+
+def live_state(flights: Iterable[Any], limit: int = LIVE_STREAMS) -> dict[str, Any]:
+    """What an instance publishes of its traffic: the in-flight count and the oldest ``limit`` in-flight
+    requests (``traffic.Flight``), each only by the fields in ``LIVE_FIELDS``."""
+    live = sorted((f for f in flights if f.ended is None), key=lambda f: (f.started, f.id))
+    return {
+        "inflight": len(live),
+        "streams": [{name: getattr(f, name) for name in LIVE_FIELDS} for f in live[:limit]],
+    }
 
 
 class SharedWallet(Wallet):
@@ -45,6 +62,7 @@ class SharedWallet(Wallet):
         self.cluster_held: dict[int, int] = {}  # held by every instance, as of the last refresh
         self.public_url = ""
         self.lease_lapsed = 0  # times this instance found its own lease gone (it was cut off that long)
+        self.summary: Callable[[], dict[str, Any]] | None = None  # live state published with the lease
         self._pool: Any = None
         self._reads = self._applied = 0  # refreshes started / the latest one applied
 
@@ -127,7 +145,12 @@ class SharedWallet(Wallet):
         self.held[h.tenant_id] -= h.amount
 
     def available(self, tenant_id: int) -> int:
-        return self.balance[tenant_id] - max(self.cluster_held.get(tenant_id, 0), self.held[tenant_id])
+        return self.balance[tenant_id] - self.held_by_all(tenant_id)
+
+    def held_by_all(self, tenant_id: int) -> int:
+        """Credit held by requests in flight on every instance (as of the last refresh; never less than what
+        this instance holds now)."""
+        return max(self.cluster_held.get(tenant_id, 0), self.held[tenant_id])
 
     def hold(self, tenant_id: int, amount: int, request_id: str) -> Hold:
         """Track the hold locally; the decision is ``secure``'s (the store's), not this process's."""
@@ -157,9 +180,10 @@ class SharedWallet(Wallet):
         return changed
 
     async def heartbeat(self) -> None:
+        live = json.dumps(self.summary() if self.summary is not None else {}, separators=(",", ":"))
         async with self._pool.connection() as conn:
             renewed = await credit_store.renew(
-                conn, self.origin, self.lease, socket.gethostname(), os.getpid(), self.public_url
+                conn, self.origin, self.lease, socket.gethostname(), os.getpid(), self.public_url, live
             )
         if not renewed and self.holds:
             self.lease_lapsed += 1
@@ -183,13 +207,15 @@ class SharedWallet(Wallet):
         return released
 
     async def run_lease(self) -> None:
-        """Renew the lease and sweep, every ``lease / 6`` seconds, for the life of the process."""
+        """Renew the lease (publishing the live state), sweep, and read the cluster-wide balances and holds,
+        every ``lease / 6`` seconds, for the life of the process."""
         period = max(0.5, self.lease / 6)
         while True:
             await asyncio.sleep(period)
             try:
                 await self.heartbeat()
                 await self.sweep()
+                await self.refresh()  # holds taken elsewhere raise no notification
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the store is down: retried next period
@@ -199,6 +225,7 @@ class SharedWallet(Wallet):
     def pool(self) -> Any:
         return self._pool
 
-    async def instances(self) -> list[dict[str, Any]]:
-        async with self._pool.connection() as conn:
+    async def instances(self, timeout: float = ADMISSION_TIMEOUT) -> list[dict[str, Any]]:
+        """The live instances of the cluster (``store.credit.instances``)."""
+        async with self._pool.connection(timeout=timeout) as conn:
             return await credit_store.instances(conn)

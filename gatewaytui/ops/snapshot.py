@@ -7,6 +7,9 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import os
+import socket
 import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,7 +23,10 @@ from .tenants import tenants_overview
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
+log = logging.getLogger("gatewaytui.ops")
+
 RECENT = 50
+CLUSTER_TIMEOUT = 1.0  # seconds a console frame waits for the store's list of instances
 _HIDDEN = ("headers", "line_items")  # per-request detail, fetched on demand
 
 
@@ -44,6 +50,7 @@ async def build_snapshot(rt: Runtime, recent: int = RECENT) -> dict[str, Any]:
         "accounts": accounts,
         "tenants": tenants,
         "routing": routing_snapshot(rt),
+        "cluster": await cluster_snapshot(rt),
         "stats": _stats(traffic, accounts, tenants),
         "console": {
             "refresh_ms": rt.cfg.console.refresh_ms,
@@ -64,8 +71,57 @@ def _flight(flight: Flight, now: float, models: dict[str, Any] | None = None) ->
     return out
 
 
+async def cluster_snapshot(rt: Runtime) -> dict[str, Any] | None:
+    """Every live instance on a shared (PostgreSQL) store, oldest first: id, host, pid, url, started_at,
+    ``lease_age`` (seconds since its last renewal), ``lease_left``, ``self``, and its live state as of that
+    renewal (``inflight``, ``streams``: see ``billing.shared_wallet.live_state``); this instance's own live
+    state is current. None on an embedded (SQLite) store. When the store is unreachable: this instance
+    alone, with ``error``."""
+    wallet = rt.shared_wallet
+    if wallet is None:
+        return None
+    from ..billing.shared_wallet import live_state
+
+    mine = {
+        "id": wallet.origin,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "url": wallet.public_url,
+        "started_at": rt.started_at,
+        "lease_age": None,
+        "lease_left": None,
+        **live_state(list(rt.traffic.inflight.values())),
+    }
+    try:
+        rows = await wallet.instances(timeout=CLUSTER_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - the store is down: show what this instance knows
+        error = str(exc).strip() or type(exc).__name__
+        log.debug("cluster snapshot: the store is unreachable (%s)", error)
+        return {"instances": [{**mine, "self": True}], "error": error}
+    instances = []
+    for row in rows:
+        live = row.pop("live")
+        if row["id"] == wallet.origin:
+            instances.append({**row, **{k: mine[k] for k in ("inflight", "streams")}, "self": True})
+        else:
+            instances.append(
+                {
+                    **row,
+                    "inflight": int(live.get("inflight") or 0),
+                    "streams": live.get("streams") or [],
+                    "self": False,
+                }
+            )
+    if not any(i["self"] for i in instances):  # not renewed yet, or its lease lapsed
+        instances.append({**mine, "self": True})
+    return {"instances": instances, "error": None}
+
+
 async def _tenants(rt: Runtime, now: float) -> list[dict[str, Any]]:
     tenants = await tenants_overview(rt)
+    if rt.shared_wallet is not None:  # held by the whole cluster, not this instance alone
+        for t in tenants:
+            t["held_micro"] = rt.shared_wallet.held_by_all(t["id"])
     tiers = {t.name: t for t in rt.cfg.tiers}
     subscribed = {t["id"]: tiers[t["tier"]] for t in tenants if t.get("tier") in tiers}
     used: dict[int, int] = {}

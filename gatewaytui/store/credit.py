@@ -9,6 +9,7 @@ Times are the database's clock, so instances on machines with skewed clocks agre
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
@@ -43,17 +44,21 @@ async def totals(conn: Any) -> list[tuple[int, int, int]]:
     return [(int(r[0]), int(r[1]), int(r[2])) for r in await cur.fetchall()]
 
 
-async def renew(conn: Any, instance: str, lease: float, host: str, pid: int, url: str) -> bool:
-    """Register or renew this instance's lease; False if it had lapsed (its holds were released)."""
+async def renew(
+    conn: Any, instance: str, lease: float, host: str, pid: int, url: str, live: str = "{}"
+) -> bool:
+    """Register or renew this instance's lease and publish its live state (JSON text, schema ``m008``);
+    False if the lease had lapsed (its holds were released)."""
     cur = await conn.execute(
-        f"UPDATE instances SET lease_until = {NOW} + %s, url = %s WHERE id = %s", (lease, url, instance)
+        f"UPDATE instances SET lease_until = {NOW} + %s, renewed_at = {NOW}, url = %s, live = %s WHERE id = %s",
+        (lease, url, live, instance),
     )
     if cur.rowcount:
         return True
     await conn.execute(
-        "INSERT INTO instances (id, host, pid, url, started_at, lease_until)"
-        f" VALUES (%s, %s, %s, %s, {NOW}, {NOW} + %s) ON CONFLICT (id) DO NOTHING",
-        (instance, host, pid, url, lease),
+        "INSERT INTO instances (id, host, pid, url, started_at, lease_until, renewed_at, live)"
+        f" VALUES (%s, %s, %s, %s, {NOW}, {NOW} + %s, {NOW}, %s) ON CONFLICT (id) DO NOTHING",
+        (instance, host, pid, url, lease, live),
     )
     return False
 
@@ -112,11 +117,22 @@ async def leave(conn: Any, instance: str) -> None:
 
 
 async def instances(conn: Any) -> list[dict[str, Any]]:
+    """The live instances, oldest first: lease left and seconds since the last renewal by the database's
+    clock, and each one's published live state (``live``, a dict; empty before its first renewal)."""
     cur = await conn.execute(
-        f"SELECT id, host, pid, url, started_at, lease_until - {NOW} AS lease_left FROM instances ORDER BY started_at"
+        f"SELECT id, host, pid, url, started_at, lease_until - {NOW} AS lease_left,"
+        f" {NOW} - COALESCE(renewed_at, started_at) AS lease_age, live"
+        f" FROM instances WHERE lease_until >= {NOW} ORDER BY started_at, id"
     )
     names = [d.name for d in cur.description or ()]
-    return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+    rows = [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+    for row in rows:
+        try:
+            live = json.loads(row["live"] or "{}")
+        except ValueError:
+            live = {}
+        row["live"] = live if isinstance(live, dict) else {}
+    return rows
 
 
 async def record_rates(conn: Any, instance: str, counts: dict[tuple[str, int], int], keep_after: int) -> None:

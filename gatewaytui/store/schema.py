@@ -325,3 +325,15 @@ def m006_shared_store(db: Database) -> None:
 
 # tables whose changes every instance must see within a second (see runtime's watcher)
 NOTIFYING_TABLES = ("api_keys", "tenants", "accounts", "account_state", "settings", "ledger", "requests")
+
+
+@migrations()
+def m008_instance_live_state(db: Database) -> None:
+    """PostgreSQL only: each instance publishes a compact summary of its live state with its lease renewal
+    (``live``: JSON text, its in-flight count and a bounded list of in-flight streams, no secrets and no
+    prompts; ``renewed_at``: the database's clock at the last renewal), so the console of any instance shows
+    the whole cluster (``ops/snapshot.py``)."""
+    if dialect(db) != "postgresql":
+        return
+    db.execute("ALTER TABLE instances ADD COLUMN live TEXT")
+    db.execute("ALTER TABLE instances ADD COLUMN renewed_at REAL")

@@ -10,8 +10,11 @@ hand-offs; if that fails, each is retried under its own SAVEPOINT as above.
 
 On a PostgreSQL store the queue is also the spool: when the server is unreachable (or picks the batch as
 a deadlock victim) the batch is rolled back and retried on a fresh connection, with backoff, until it
-commits; work queued meanwhile waits behind it, in memory. Every write is safe to repeat (ledger entries
-carry idempotency keys, usage rows are upserts), so a commit whose acknowledgement was lost is harmless.
+commits; work queued meanwhile joins it. The batch's journal entries (settlements: ``insert``) are also
+appended to a durable spool file (``store/spool.py``) before the first retry, and so is each one queued
+during the outage, so a process killed while the store is down loses no settlement: the next start replays
+the file. Every write is safe to repeat (ledger entries carry idempotency keys, usage rows are upserts), so
+a commit whose acknowledgement was lost, or a replay of one, is harmless.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .db import connect
+from .spool import Spool
 
 log = logging.getLogger("gatewaytui.store")
 T = TypeVar("T")
@@ -57,10 +61,11 @@ def _insert_many(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]
 class Rows:
     """A queued ``insert``: (sql, params) pairs that succeed or fail together."""
 
-    __slots__ = ("statements",)
+    __slots__ = ("spooled", "statements")
 
-    def __init__(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def __init__(self, statements: list[tuple[str, tuple[Any, ...]]], *, spooled: bool = False) -> None:
         self.statements = statements
+        self.spooled = spooled  # in a spool file until committed
 
     def __call__(self, conn: sqlite3.Connection) -> None:  # the one-at-a-time road
         for sql, params in self.statements:
@@ -68,7 +73,9 @@ class Rows:
 
 
 class Writer:
-    def __init__(self, path: str | Path, *, flush_interval: float = 0.05) -> None:
+    def __init__(
+        self, path: str | Path, *, flush_interval: float = 0.05, spool_dir: str | Path | None = None
+    ) -> None:
         from .db import is_shared
 
         self.path = str(path)
@@ -87,8 +94,18 @@ class Writer:
         self.submitted = 0  # ``submit`` calls so far (state changes; settlement inserts are not counted)
         self.batches = 0
         self.on_commit: list[Callable[[], None]] = []
+        self.spool: Spool | None = None
+        if self.shared and spool_dir is not None:
+            self.spool = Spool(spool_dir, self.path)
+        self._spooled = 0  # entries in a spool file not yet committed
+        self._stop_seen = False
 
     def start(self) -> None:
+        if self.spool is not None:
+            for statements in self.spool.open():  # a dead process's settlements, before anything else
+                self._spooled += 1
+                self.pending += 1
+                self._queue.put((Rows(statements, spooled=True), Future()))
         self._thread = threading.Thread(target=self._run, name="gatewaytui-writer", daemon=True)
         self._thread.start()
 
@@ -115,8 +132,10 @@ class Writer:
             return
         self._stopping = True
         self._queue.put(_STOP)
-        self._thread.join(timeout=30)
+        self._thread.join(timeout=STOP_RETRY_SECONDS + 10)
         self._thread = None
+        if self.spool is not None:
+            self.spool.close()
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None = None
@@ -137,7 +156,7 @@ class Writer:
                 work = [i for i in items if i is not _STOP]
                 if work:
                     conn = self._write(conn, work)
-                if stop:
+                if stop or self._stop_seen:
                     return
         finally:
             if conn is not None:
@@ -173,14 +192,46 @@ class Writer:
                     except Exception:  # noqa: BLE001 - the connection is already broken
                         pass
                 conn = None
-                if self._stopping and time.time() - self.outage_since > STOP_RETRY_SECONDS:
+                self._hold_on(work)
+                if (
+                    self._stopping or self._stop_seen
+                ) and time.time() - self.outage_since > STOP_RETRY_SECONDS:
+                    kept = sum(1 for fn, _ in work if isinstance(fn, Rows) and fn.spooled)
                     log.error(
-                        "%d queued writes are lost: the store stayed unreachable at shutdown", len(work)
+                        "the store stayed unreachable at shutdown: %d queued writes are lost, %d settlements"
+                        " stay in the spool for the next start",
+                        len(work) - kept,
+                        kept,
                     )
                     self._resolve([(fut, False, exc) for _, fut in work])
                     return None
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
+
+    def _hold_on(self, work: list[tuple[Callable[..., Any], Future[Any]]]) -> None:
+        """During an outage: take in what was queued since, and make every journal entry durable."""
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self._stop_seen = True
+            else:
+                work.append(item)
+        if self.spool is None:
+            return
+        fresh = [fn for fn, _ in work if isinstance(fn, Rows) and not fn.spooled]
+        if not fresh:
+            return
+        try:
+            self.spool.append([rows.statements for rows in fresh])
+        except (OSError, TypeError, ValueError) as exc:
+            log.error("could not spool %d settlements to disk (%s); they wait in memory", len(fresh), exc)
+            return
+        for rows in fresh:
+            rows.spooled = True
+        self._spooled += len(fresh)
 
     def _run_batch(
         self, conn: sqlite3.Connection, work: list[tuple[Callable[..., Any], Future[Any]]]
@@ -215,6 +266,7 @@ class Writer:
             conn.execute("ROLLBACK")
             results = [(fut, False, exc) for fut, _, _ in results]
         self.batches += 1
+        self._settle_spool(work, results)
         self._resolve(results)
         for cb in self.on_commit:
             cb()
@@ -265,6 +317,26 @@ class Writer:
             return
         conn.execute("RELEASE rows")
         results.extend((fut, True, None) for _, fut in run)
+
+    def _settle_spool(
+        self, work: list[tuple[Callable[..., Any], Future[Any]]], results: list[tuple[Future[Any], bool, Any]]
+    ) -> None:
+        """Spooled entries of a committed batch are in the store (or were refused by it: logged); once none
+        is left, the spool files are emptied."""
+        spooled = [fut for fn, fut in work if isinstance(fn, Rows) and fn.spooled]
+        if not spooled or self.spool is None:
+            return
+        failed = {id(fut): value for fut, ok, value in results if not ok}
+        for fut in spooled:
+            if id(fut) in failed:
+                log.error("a spooled settlement was refused by the store: %s", failed[id(fut)])
+        self._spooled -= len(spooled)
+        if self._spooled <= 0:
+            self._spooled = 0
+            try:
+                self.spool.committed()
+            except OSError as exc:  # replaying them again later is harmless
+                log.error("could not empty the spool file (%s)", exc)
 
     def _resolve(self, results: list[tuple[Future[Any], bool, Any]]) -> None:
         for fut, ok, value in results:

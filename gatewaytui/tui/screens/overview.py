@@ -1,5 +1,6 @@
 """Overview: where clients connect, request and token rates, errors, spend, latency and TTFT, account health,
-notable events.
+notable events, and, on a shared store with more than one instance, every instance of the cluster with its
+requests in flight and the age of its last lease renewal (the snapshot's ``cluster`` section).
 
 The connection panel shows the base URL (and, in the demo, the tenant key with a curl line to try it) for as
 long as the console runs; ``k`` shows the demo key again in a dialog with a copy button."""
@@ -106,7 +107,50 @@ class OverviewScreen(ConsoleScreen):
                 for a in snap["accounts"]
             ]
         )
+        self._show_instances(snap.get("cluster"))
         self._show_events(snap["at"])
+
+    def _show_instances(self, cluster: dict[str, Any] | None) -> None:
+        """The Instances panel, there while the cluster has more than one instance."""
+        instances = (cluster or {}).get("instances") or []
+        present = self.query("#instances")
+        if len(instances) < 2:
+            if present:
+                self.query("#instances-title").remove()
+                present.remove()
+            return
+        if present:
+            table = self.query_one("#instances", LiveTable)
+        else:
+            table = LiveTable(
+                [
+                    Col("instance", "Instance", 10, grow=1),
+                    Col("live", "Live", 4),
+                    Col("lease", "Lease", 5),
+                    Col("url", "URL", 10, grow=1, drop=1),
+                ],
+                id="instances",
+            )
+            self.query_one("#log").mount(
+                Label("Instances", classes="section", id="instances-title"), table, before=0
+            )
+        table.sync(
+            [
+                (
+                    i["id"],
+                    (
+                        Text(
+                            ("▸ " if i.get("self") else "  ") + f"{i['host']}:{i['pid']}",
+                            style="bold" if i.get("self") else "",
+                        ),
+                        str(i.get("inflight", 0)),
+                        duration(i.get("lease_age")),
+                        i.get("url") or "",
+                    ),
+                )
+                for i in instances
+            ]
+        )
 
     def _show_events(self, now: float) -> None:
         text = Text()
