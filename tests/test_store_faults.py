@@ -49,7 +49,10 @@ async def test_store_outage_refuses_paid_admission_and_spools_settlement(
                 assert chat.status_code == 503 and "unreachable" in chat.json()["error"]["message"]
                 text = (await running.aread()).decode()  # the running stream finishes while the store is down
                 assert "message_stop" in text
-                await asyncio.sleep(0.5)
+                for _ in range(100):  # settlement is handed to the writer, which finds the store down
+                    if gw.rt.writer.pending > 0 and gw.rt.writer.outage_since is not None:
+                        break
+                    await asyncio.sleep(0.05)
                 assert gw.rt.writer.pending > 0 and gw.rt.writer.outage_since is not None  # spooled
                 # what needs a read (an uncached key; a tenant's plan past its cache) is a 503 too, never a 500
                 r = await http.post("/v1/messages", json=quick, headers={"x-api-key": unseen})
