@@ -76,7 +76,9 @@ class DatabaseConfig:
     url: str = ""  # postgresql://user@host:port/db: a PostgreSQL store shared by any number of instances
     url_env: str = ""  # or the name of an environment variable holding that URL (one with a password)
     lease_seconds: float = 30.0  # PostgreSQL: a dead instance's credit holds are released after this lease
-    spool_dir: str = ""  # PostgreSQL: settlements kept on disk while the store is down; "" = the user's data dir
+    spool_dir: str = (
+        ""  # PostgreSQL: settlements kept on disk while the store is down; "" = the user's data dir
+    )
 
     @property
     def target(self) -> str:

@@ -210,7 +210,9 @@ async def test_the_overview_lists_every_instance_of_a_cluster(
         assert [p for t in app.screen.query(LiveTable) for p in headers_whole(t)] == []
 
 
-async def test_the_panel_goes_when_one_instance_is_left(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_panel_goes_when_one_instance_is_left(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     freeze(monkeypatch)
     app = cluster_app(str(tmp_path / "console.db"), CLUSTER)
     async with app.run_test(size=(80, 24)) as pilot:

@@ -112,7 +112,10 @@ class SharedWallet(Wallet):
         try:
             try:
                 ok = await self._admit(h)
-            except OperationalError:  # a pooled connection the server dropped (a restart): once more
+            except (
+                OperationalError
+            ):  # pooled connections the server dropped (a restart): weed them, once more
+                await self._pool.check()
                 ok = await self._admit(h)
         except GatewayError:
             raise
@@ -161,13 +164,20 @@ class SharedWallet(Wallet):
 
     # ------------------------------------------------------------ shared state
 
+    async def _totals(self) -> list[tuple[int, int, int]]:
+        async with self._pool.connection() as conn:
+            return await credit_store.totals(conn)
+
     async def refresh(self) -> set[int]:
         """Balances and cluster-wide holds from the store; the tenants whose balance changed. Of refreshes
         that overlap, the one whose read started last wins."""
         self._reads += 1
         read = self._reads
-        async with self._pool.connection() as conn:
-            rows = await credit_store.totals(conn)
+        try:
+            rows = await self._totals()
+        except OperationalError:  # pooled connections the server dropped (a restart): weed them, once more
+            await self._pool.check()
+            rows = await self._totals()
         if read < self._applied:
             return set()
         self._applied = read
