@@ -105,6 +105,19 @@ class RoutingConfig:
 
 
 @dataclass(slots=True)
+class LimitsConfig:
+    tenant_tpm_default: int = 0  # tokens per minute of a tenant with no limit of its own (0: none)
+
+
+@dataclass(slots=True)
+class FallbackConfig:
+    """When no account can serve ``model``, the request is served by the first of ``then`` that can."""
+
+    model: str
+    then: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class TierConfig:
     name: str
     monthly_usd: float = 0.0
@@ -192,6 +205,8 @@ class Config:
     accounts: list[AccountConfig] = field(default_factory=list)
     models: list[ModelConfig] = field(default_factory=list)
     tiers: list[TierConfig] = field(default_factory=list)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    fallbacks: list[FallbackConfig] = field(default_factory=list)
     presets: dict[str, PresetConfig] = field(default_factory=dict)
     stripe: StripeConfig = field(default_factory=StripeConfig)
     oauth: dict[str, OAuthProviderConfig] = field(default_factory=dict)
@@ -279,6 +294,8 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
         "accounts",
         "models",
         "tiers",
+        "limits",
+        "fallbacks",
         "presets",
         "stripe",
         "oauth",
@@ -301,6 +318,9 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
     cfg.metrics = _table(MetricsConfig, data.get("metrics", {}), "metrics", fail)
     cfg.log = _table(LogConfig, data.get("log", {}), "log", fail)
     cfg.otel = _table(OtelConfig, data.get("otel", {}), "otel", fail)
+    cfg.limits = _table(LimitsConfig, data.get("limits", {}), "limits", fail)
+    if cfg.limits.tenant_tpm_default < 0:
+        raise fail("limits", "tenant_tpm_default", "must be >= 0 (0: no limit)")
     if cfg.log.format not in LOG_FORMATS:
         raise fail("log", "format", f"must be one of {', '.join(LOG_FORMATS)}")
     if "claude_home" in data:
@@ -371,6 +391,15 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
             seen.add(name)
         cfg.models.append(model)
 
+    for i, raw in enumerate(_array(data.get("fallbacks", []), "fallbacks", fail)):
+        fallback = _table(FallbackConfig, raw, "fallbacks", fail, i)
+        problem = fallback_problem(fallback.model, fallback.then, seen)
+        if problem:
+            raise fail("fallbacks", problem[0], problem[1], i)
+        if any(f.model == fallback.model for f in cfg.fallbacks):
+            raise fail("fallbacks", "model", f"fallbacks for {fallback.model!r} are given twice", i)
+        cfg.fallbacks.append(fallback)
+
     for i, raw in enumerate(_array(data.get("tiers", []), "tiers", fail)):
         tier = _table(TierConfig, raw, "tiers", fail, i)
         for route in tier.routes:
@@ -392,6 +421,26 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
             raise fail(f"oauth.{name}", None, f"unknown provider {name!r}")
         cfg.oauth[name] = _table(OAuthProviderConfig, raw, f"oauth.{name}", fail)
     return cfg
+
+
+MAX_FALLBACKS = 8  # models in one chain
+
+
+def fallback_problem(model: str, then: list[str], names: set[str]) -> tuple[str, str] | None:
+    """What is wrong with a fallback chain (``(key, message)``), or None; ``names``: every model name and
+    alias the gateway knows."""
+    if model not in names:
+        return "model", f"no model {model!r} is configured"
+    if not then:
+        return "then", "must name at least one model"
+    if len(then) > MAX_FALLBACKS:
+        return "then", f"at most {MAX_FALLBACKS} models"
+    for name in then:
+        if name not in names:
+            return "then", f"no model {name!r} is configured"
+    if len(set(then)) != len(then) or model in then:
+        return "then", "a model may appear once in a chain, and not as its own fallback"
+    return None
 
 
 def _micro(value: Any, fail: Any) -> int:

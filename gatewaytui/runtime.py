@@ -52,7 +52,7 @@ class Runtime:
         self.db_path = cfg.database.path
         self.bus = EventBus()
         self.traffic = Traffic()
-        self.catalog = Catalog(cfg.models, cfg.routing)
+        self.catalog = Catalog(cfg.models, cfg.routing, cfg.fallbacks)
         self.wallet = Wallet()
         self.writer = Writer(self.db_path, flush_interval=cfg.database.flush_interval_ms / 1000)
         self.readers = dbmod.Readers(self.db_path)
@@ -66,7 +66,9 @@ class Runtime:
         self.plans = Plans(self.readers)  # tenants' tiers, subscription status and per-call caps
         self.quota = Quota(cfg.tiers, self.plans, self.readers)  # relay.admit/settle: subscription tokens
         self.caps = Caps(self.plans)  # relay.admit: per-call spending caps
-        self.limits = Limits(self.readers, self.plans)  # relay.admit/settle: key budgets, token rates
+        self.limits = Limits(  # relay.admit/settle: key budgets, token rates
+            self.readers, self.plans, tenant_tpm=cfg.limits.tenant_tpm_default
+        )
         # CPU-heavy per-request work off the event loop: token counts, and the decoding of large bodies
         self.counting = Offload("token counting", workers=2, backlog=16)
         self.decoding = Offload("large request bodies", workers=2, backlog=64)

@@ -18,6 +18,7 @@ from ..store import keys as key_store
 from ..store import ledger as ledger_store
 from ..store import requests as request_store
 from ..store import tenants as tenant_store
+from .keys import LIMIT_FIELDS, LIMIT_RULES
 from .spec import Field, Spec, bad, integer, string, validated
 
 if TYPE_CHECKING:
@@ -53,8 +54,9 @@ MINT_KEY = Spec(
         integer("rpm", nullable=True, minimum=1),
         Field("models", "strings", nullable=True, doc="model allow-list"),
         Field("expires_at", "number", nullable=True, doc="Unix time"),
+        *LIMIT_FIELDS,
     ),
-    (_tenant_name,),
+    (_tenant_name, *LIMIT_RULES),
 )
 REVOKE_KEY = Spec("revoke_key", (string("key_id", required=True), integer("tenant_id", nullable=True)))
 CREDIT = Spec(
@@ -77,6 +79,21 @@ SET_CAP = Spec(
         string("model", nullable=True),
     ),
     (_tenant_name, _positive_cap),
+)
+SET_TENANT_TPM = Spec(
+    "set_tenant_tpm",
+    (
+        TENANT,
+        integer(
+            "tpm",
+            required=True,
+            nullable=True,
+            minimum=1,
+            maximum=LIMIT_FIELDS[2].maximum,
+            doc="tokens per minute across the tenant's keys; null: [limits] tenant_tpm_default",
+        ),
+    ),
+    (_tenant_name,),
 )
 
 
@@ -141,9 +158,21 @@ async def mint_key(
     expires_at: float | None = None,
     models: list[str] | None = None,
     rpm: int | None = None,
+    budget_micro: int | None = None,
+    budget_period: str | None = None,
+    tpm: int | None = None,
 ) -> tuple[dict[str, Any], str]:
     """Create the tenant if new and mint a key; returns (public key info, secret shown once)."""
-    key = {"kind": kind, "label": label, "expires_at": expires_at, "models": models, "rpm": rpm}
+    key = {
+        "kind": kind,
+        "label": label,
+        "expires_at": expires_at,
+        "models": models,
+        "rpm": rpm,
+        "budget_micro": budget_micro,
+        "budget_period": budget_period,
+        "tpm": tpm,
+    }
     _, _, row, secret = await rt.write(lambda c: _store(lambda: mint_rows(c, tenant, **key)))
     rt.keyring.put(row)
     rt.bus.publish("key.created", key_id=row["id"], tenant=row["tenant"], kind=kind, label=label)
@@ -213,6 +242,15 @@ async def set_cap(
     return row
 
 
+@validated(SET_TENANT_TPM)
+async def set_tenant_tpm(rt: Runtime, tenant: str, tpm: int | None) -> dict[str, Any]:
+    """Limit a tenant to ``tpm`` tokens per minute across its keys (``None``: the config's default)."""
+    row = await rt.write(lambda conn: _store(lambda: tenant_store.set_tpm(conn, tenant, tpm)))
+    rt.plans.put(row)
+    rt.bus.publish("tenant.tpm", tenant_id=row["id"], tpm=tpm)
+    return row
+
+
 async def tenants_overview(rt: Runtime) -> list[dict[str, Any]]:
     """Every tenant with balance, holds in flight, keys and spend today (for the console and admin API)."""
     day_start = time.time() - (time.time() % 86400)
@@ -245,5 +283,5 @@ async def tenants_overview(rt: Runtime) -> list[dict[str, Any]]:
 
 
 def tenant_view(row: dict[str, Any]) -> dict[str, Any]:
-    keep = ("id", "name", "tier", "subscription_status", "per_call_cap_micro", "model_caps")
+    keep = ("id", "name", "tier", "subscription_status", "per_call_cap_micro", "model_caps", "tpm")
     return {k: row.get(k) for k in keep}

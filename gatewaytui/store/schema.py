@@ -165,3 +165,10 @@ def m004_key_budgets_and_token_rates(db: Database) -> None:
         CREATE INDEX requests_key_started ON requests(key_id, started_at);
         """
     )
+
+
+@migrations()
+def m005_requested_model(db: Database) -> None:
+    """A request served by a fallback model: ``model`` names the model that answered (and was billed),
+    ``requested_model`` the one the client asked for (equal when no fallback was needed)."""
+    db.execute("ALTER TABLE requests ADD COLUMN requested_model TEXT")
