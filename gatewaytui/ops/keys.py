@@ -49,7 +49,7 @@ LIMIT_FIELDS = (
     string(
         "budget_period",
         nullable=True,
-        max_length=5,
+        max_length=10,
         doc="day (default) or month (calendar, UTC), or a rolling window of <N>h hours, e.g. 24h",
     ),
     integer(

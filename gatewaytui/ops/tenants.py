@@ -252,7 +252,8 @@ async def set_tenant_tpm(rt: Runtime, tenant: str, tpm: int | None) -> dict[str,
 
 
 async def tenants_overview(rt: Runtime) -> list[dict[str, Any]]:
-    """Every tenant with balance, holds in flight, keys and spend today (for the console and admin API)."""
+    """Every tenant with balance, holds in flight, token rate, keys (with budget use) and spend today (for
+    the console and admin API)."""
     day_start = time.time() - (time.time() % 86400)
 
     def work(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, int]]:
@@ -276,7 +277,10 @@ async def tenants_overview(rt: Runtime) -> list[dict[str, Any]]:
                 "held_micro": rt.wallet.held[tid],
                 "available_micro": rt.wallet.available(tid),
                 "spend_today_micro": spend.get(tid, 0),
-                "keys": [key_store.public(k) for k in keys if k["tenant_id"] == tid],
+                **rt.limits.tenant_status(tid),  # tpm (its own or the default), tokens_last_minute
+                "keys": [
+                    key_store.public(k) | rt.limits.key_status(k) for k in keys if k["tenant_id"] == tid
+                ],
             }
         )
     return out
