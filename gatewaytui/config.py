@@ -167,6 +167,8 @@ class ConsoleConfig:
     theme: str = "textual-dark"
     refresh_ms: int = 500
     keymap: dict[str, str] = field(default_factory=dict)  # binding id -> keys (see the console's help)
+    store_bodies: bool = False  # keep request/response bodies (redacted, capped) for the request detail
+    body_limit_kb: int = 64  # the most kept of each body
 
 
 @dataclass(slots=True)
@@ -325,6 +327,8 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
         raise fail("log", "format", f"must be one of {', '.join(LOG_FORMATS)}")
     if "claude_home" in data:
         cfg.claude_home = _check(str, data["claude_home"], "", "claude_home", fail)
+    if cfg.console.body_limit_kb < 1:
+        raise fail("console", "body_limit_kb", "body_limit_kb must be at least 1")
     if cfg.routing.strategy not in STRATEGIES:
         raise fail("routing", "strategy", f"must be one of {', '.join(STRATEGIES)}")
     if not (0 <= cfg.server.port < 65536):

@@ -141,11 +141,12 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
         gc.freeze()
     traffic_task = None
     notice: str | None = None
+    demo_key: str | None = None
     try:
         if cfg.demo:
             from .demo.setup import seed, traffic
 
-            key = await seed(gateway.rt)
+            key = demo_key = await seed(gateway.rt)
             notice = f"Demo gateway at {gateway.base_url}\nDemo tenant key (shown once; also printed on exit):\n{key}"
             announce(f"gatewaytui demo: base URL {gateway.base_url}")
             announce(f"demo tenant key (shown once): {key}")
@@ -164,6 +165,8 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
             app = ConsoleApp(
                 LocalSource(gateway.rt),
                 notice=notice,
+                base_url=gateway.base_url,
+                demo_key=demo_key,
                 refresh_ms=cfg.console.refresh_ms,
                 theme=cfg.console.theme,
             )

@@ -1,9 +1,12 @@
-"""Produce screenshots/ from the running app: the demo gateway, live demo traffic, the console run headless.
+"""Produce screenshots/ from the running app: the demo as a newcomer starts it, its own live traffic, and
+the console run headless at 120x35 and at 80x24.
 
-    python scripts/screenshots.py [--out screenshots] [--size 120x36]
+    python scripts/screenshots.py [--out screenshots] [--sizes 120x35,80x24]
 
-Each screen is saved as SVG (``App.save_screenshot``) and, when cairosvg is installed, as PNG. Nothing in
-screenshots/ is drawn by hand: rerun this script after a console change.
+Nothing is dressed up: the gateway is ``gatewaytui --demo`` (its seeded tenant, accounts and traffic), with
+one setting a newcomer would turn on to see request bodies (``[console] store_bodies = true``). Each shot is
+saved as SVG (``App.save_screenshot``) and, when cairosvg is installed (``pip install -e '.[screenshots]'``),
+as PNG, under ``<out>/<size>/``. Rerun this script after a console change; nothing here is drawn by hand.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +29,14 @@ from textual.widgets import Input  # noqa: E402
 from gatewaytui.config import Config  # noqa: E402
 from gatewaytui.demo.setup import DemoUpstream, seed, traffic  # noqa: E402
 from gatewaytui.host import Gateway  # noqa: E402
-from gatewaytui.ops import routing as routing_ops  # noqa: E402
-from gatewaytui.ops import tenants as tenant_ops  # noqa: E402
 from gatewaytui.tui.app import ConsoleApp  # noqa: E402
 from gatewaytui.tui.source import LocalSource  # noqa: E402
 from gatewaytui.tui.widgets import LiveTable  # noqa: E402
 
-SHOTS: list[tuple[str, tuple[str, ...]]] = [
-    ("1-overview", ("1",)),
-    ("2-streams", ("2",)),
-    ("3-accounts", ("3",)),
-    ("4-tenants", ("4",)),
-    ("5-routing", ("5",)),
-    ("6-help", ("6",)),
-]
+Step = Callable[[Any], Awaitable[None]]
 
 
-async def until(condition: Any, limit: float) -> bool:
+async def until(condition: Callable[[], bool], limit: float) -> bool:
     deadline = time.monotonic() + limit
     while not condition():
         if time.monotonic() > deadline:
@@ -50,20 +45,67 @@ async def until(condition: Any, limit: float) -> bool:
     return True
 
 
-async def dress(gateway: Gateway, demo: DemoUpstream) -> str:
-    """The demo's own seed, plus a few tenants, a quota reading and a rate-limited account to look at."""
-    rt = gateway.rt
-    key = await seed(rt)
-    await tenant_ops.credit(rt, "acme", 40_000_000, note="invoice 1042")
-    await tenant_ops.mint_key(rt, "acme", label="ci")
-    await tenant_ops.mint_key(rt, "acme", kind="subscription", label="claude-code")
-    await tenant_ops.credit(rt, "initech", 2_500_000, note="trial")
-    await tenant_ops.mint_key(rt, "initech", label="prod")
-    await routing_ops.set_alias(rt, "fast", "claude-haiku-4-5")
-    await routing_ops.set_haiku_model(rt, "gemini-2.5-flash")
-    demo.upstream.set_quota("demo-key-a1", five_hour=0.42, seven_day=0.18)
-    demo.upstream.fail_key("demo-key-a2", 429, retry_after=90, times=3)
-    return key
+async def settle(pilot: Any) -> None:
+    app = pilot.app
+    await app.settle()
+    if hasattr(app.screen, "reload"):
+        await app.screen.reload()
+    await pilot.pause()
+
+
+async def keys(pilot: Any, *pressed: str) -> None:
+    for key in pressed:
+        await pilot.press(key)
+        await settle(pilot)
+
+
+async def request_detail(pilot: Any) -> None:
+    await keys(pilot, "escape", "2")
+    recent = pilot.app.screen.query_one("#recent", LiveTable)
+    recent.focus()
+    await keys(pilot, "enter")
+
+
+async def filtered(pilot: Any) -> None:
+    await keys(pilot, "escape", "2", "slash")
+    box = pilot.app.screen.query_one("#filter", Input)
+    box.value = "model:claude"
+    box.cursor_blink = False
+    await keys(pilot, "enter")
+    pilot.app.screen._sort("cost", True)
+    await settle(pilot)
+
+
+async def new_key(pilot: Any) -> None:
+    await keys(pilot, "escape", "4", "k")
+    pilot.app.screen.query_one("#label", Input).value = "laptop"
+    await pilot.press("ctrl+s")
+    for _ in range(100):
+        await pilot.app.settle()
+        if type(pilot.app.screen).__name__ == "SecretDialog":
+            break
+        await pilot.pause(0.05)
+
+
+async def palette(pilot: Any) -> None:
+    await keys(pilot, "escape", "3")
+    await pilot.press("ctrl+p")
+    await pilot.pause(0.3)
+
+
+SHOTS: list[tuple[str, Step]] = [
+    ("1-overview", lambda p: keys(p, "1")),
+    ("2-streams", lambda p: keys(p, "2")),
+    ("2b-request-detail", request_detail),
+    ("2c-history-filtered", filtered),
+    ("3-accounts", lambda p: keys(p, "escape", "3")),
+    ("3b-command-palette", palette),
+    ("4-tenants", lambda p: keys(p, "escape", "escape", "4")),
+    ("4b-new-key-shown-once", new_key),
+    ("5-routing", lambda p: keys(p, "escape", "5")),
+    ("6-help", lambda p: keys(p, "6")),
+    ("1b-overview-light", lambda p: keys(p, "1", "t")),
+]
 
 
 def save(app: ConsoleApp, out: Path, name: str, png: Any) -> list[Path]:
@@ -76,13 +118,31 @@ def save(app: ConsoleApp, out: Path, name: str, png: Any) -> list[Path]:
     return written
 
 
-async def main(out: Path, size: tuple[int, int]) -> int:
+async def shoot(gateway: Gateway, key: str, out: Path, size: tuple[int, int], png: Any) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    app = ConsoleApp(
+        LocalSource(gateway.rt),
+        refresh_ms=60_000,
+        theme="textual-dark",
+        base_url=gateway.base_url,
+        demo_key=key,
+    )
+    written: list[Path] = []
+    async with app.run_test(size=size) as pilot:
+        await app.opened.wait()
+        await settle(pilot)
+        for name, step in SHOTS:
+            await step(pilot)
+            written += save(app, out, name, png)
+    return written
+
+
+async def main(out: Path, sizes: list[tuple[int, int]]) -> int:
     try:
-        import cairosvg as png  # optional: `pip install cairosvg` (needs the cairo library)
+        import cairosvg as png  # optional: `pip install -e '.[screenshots]'` (needs the cairo library)
     except (ImportError, OSError) as exc:
         print(f"note: PNGs skipped, cairosvg is unavailable ({exc}); SVGs only", file=sys.stderr)
         png = None
-    out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("GATEWAYTUI_SECRET_KEY", "screenshots-only-secret-key")
     workdir = tempfile.mkdtemp(prefix="gatewaytui-shots-")
     cfg = Config()
@@ -90,6 +150,7 @@ async def main(out: Path, size: tuple[int, int]) -> int:
     cfg.server.port = 0
     cfg.server.graceful_timeout = 1.0
     cfg.database.path = str(Path(workdir) / "demo.db")
+    cfg.console.store_bodies = True
     demo = DemoUpstream()
     await demo.start(cfg)
     gateway = Gateway(cfg)
@@ -98,41 +159,11 @@ async def main(out: Path, size: tuple[int, int]) -> int:
     load: asyncio.Task[None] | None = None
     try:
         rt = gateway.rt
-        app = ConsoleApp(LocalSource(rt), refresh_ms=60_000, theme="textual-dark")
-        async with app.run_test(size=size) as pilot:
-            await app.opened.wait()
-            key = await dress(gateway, demo)  # with the console up, so its event log shows the changes
-            load = asyncio.create_task(traffic(gateway.base_url, key, interval=0.1))
-            await until(lambda: rt.traffic.total >= 180 and len(rt.traffic.inflight) >= 6, 40)
-            for name, keys in SHOTS:
-                await pilot.press(*keys)
-                await app.settle()
-                await app.screen.reload()
-                await pilot.pause()
-                written += save(app, out, name, png)
-            await pilot.press("2")
-            recent = app.screen.query_one("#recent", LiveTable)
-            recent.focus()
-            await pilot.press("enter")
-            await app.settle()
-            await app.screen.reload()
-            await pilot.pause()
-            written += save(app, out, "2b-request-detail", png)
-            await pilot.press("escape", "4", "k")
-            await pilot.pause()
-            app.screen.query_one("#label", Input).value = "laptop"
-            await pilot.press("ctrl+s")
-            for _ in range(100):
-                await app.settle()
-                if type(app.screen).__name__ == "SecretDialog":
-                    break
-                await pilot.pause(0.05)
-            written += save(app, out, "4b-new-key-shown-once", png)
-            await pilot.press("escape", "1", "t")
-            await app.settle()
-            await app.screen.reload()
-            await pilot.pause()
-            written += save(app, out, "1b-overview-light", png)
+        key = await seed(rt)
+        load = asyncio.create_task(traffic(gateway.base_url, key, interval=0.1))
+        await until(lambda: rt.traffic.total >= 120 and len(rt.traffic.inflight) >= 3, 60)
+        for cols, rows in sizes:
+            written += await shoot(gateway, key, out / f"{cols}x{rows}", (cols, rows), png)
     finally:
         if load is not None:
             load.cancel()
@@ -147,7 +178,9 @@ async def main(out: Path, size: tuple[int, int]) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "screenshots"))
-    parser.add_argument("--size", default="120x36", help="terminal columns x rows")
+    parser.add_argument(
+        "--sizes", default="120x35,80x24", help="terminal sizes, columns x rows, comma-separated"
+    )
     args = parser.parse_args()
-    cols, rows = (int(x) for x in args.size.lower().split("x"))
-    sys.exit(asyncio.run(main(Path(args.out), (cols, rows))))
+    sizes = [tuple(int(x) for x in s.lower().split("x")) for s in args.sizes.split(",")]
+    sys.exit(asyncio.run(main(Path(args.out), sizes)))  # type: ignore[arg-type]

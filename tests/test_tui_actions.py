@@ -270,6 +270,7 @@ async def test_a_real_request_appears_with_its_detail_and_events_reach_the_log(g
             )
         assert r.status_code == 200
         request_id = gw.rt.traffic.recent[0].id
+        await gw.flush()  # the history reads the stored usage rows
         await app.screen.reload()
         recent = app.screen.query_one("#recent", LiveTable)
         assert recent.selected_key == request_id

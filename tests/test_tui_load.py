@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from test_tui_support import SeededSource, flight, ready
+from test_tui_support import SeededSource, flight, ready, store_finished
 
 from gatewaytui.runtime import Runtime
 from gatewaytui.tui.app import ConsoleApp
@@ -42,6 +42,7 @@ async def test_two_hundred_streams_are_patched_in_place(tmp_path: Any) -> None:
         for f in flights[:20]:  # twenty finish, twenty start
             f.state, f.status = "done", 200
             source.rt.traffic.close(f)
+        await store_finished(source.rt, flights[:20])  # what settlement writes: the history reads it
         for n in range(STREAMS, STREAMS + 20):
             source.rt.traffic.open(flight(n, now=time.time(), age=0.1, state="waiting"))
         await screen.reload()

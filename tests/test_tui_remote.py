@@ -96,3 +96,35 @@ async def test_console_survives_losing_its_gateway(gw: Any) -> None:
         await ready(pilot)
         assert app.link.startswith("offline")
         assert app.is_running and app.screen.snap is None
+
+
+async def test_remote_source_reads_the_history_and_refuses_oauth_without_config(gw: Any) -> None:
+    import httpx
+
+    secret = await gw.mint("hist-co", usd=1)
+    async with httpx.AsyncClient(base_url=gw.base_url, timeout=10) as client:
+        for _ in range(3):
+            r = await client.post(
+                "/v1/messages",
+                headers={"x-api-key": secret, "anthropic-version": "2023-06-01"},
+                json={
+                    "model": "claude-sonnet-4-5",
+                    "max_tokens": 20,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            )
+            assert r.status_code == 200
+    await gw.flush()
+    source = RemoteSource(gw.base_url, TOKEN)
+    await source.open()
+    try:
+        query = {"filters": {"tenant": "hist"}, "text": "", "sort": "cost", "descending": False, "limit": 2}
+        rows = await source.history(query)
+        assert [r["tenant"] for r in rows] == ["hist-co", "hist-co"]
+        assert await source.history({**query, "filters": {"tenant": "nobody"}}) == []
+        with pytest.raises(SourceUnavailable, match="unknown sort"):
+            await source.history({**query, "sort": "nope"})
+        with pytest.raises(ActionError, match=r"\[oauth.anthropic\]"):
+            await source.begin_oauth("anthropic", None, None)
+    finally:
+        await source.close()

@@ -15,6 +15,7 @@ from textual.widgets import Input
 from gatewaytui.tui.widgets import LiveTable
 
 SIZE = (100, 30)
+NARROW = (80, 24)
 
 EVENTS = [
     {
@@ -34,19 +35,34 @@ def app(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     return seeded_app(str(tmp_path / "console.db"))
 
 
+@pytest.fixture
+def demo_app(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """As the demo starts it: the console knows where clients connect and the demo tenant's key."""
+    freeze(monkeypatch)
+    return seeded_app(
+        str(tmp_path / "console.db"), base_url="http://127.0.0.1:8080", demo_key="gw-demo0001xxxxxxxxxxxxxxxx"
+    )
+
+
 def quiet_inputs(pilot: Any) -> None:
     for widget in pilot.app.screen.query(Input):
         widget.cursor_blink = False  # a blinking cursor would make the picture depend on timing
 
 
 class TestOverview:
-    def test_overview(self, app: Any, snap_compare: Any) -> None:
+    def test_overview(self, demo_app: Any, snap_compare: Any) -> None:
         async def run_before(pilot: Any) -> None:
             await pilot.app.opened.wait()
             pilot.app.event_log.extend(EVENTS)
             await ready(pilot)
 
-        assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+        assert snap_compare(demo_app, terminal_size=SIZE, run_before=run_before)
+
+    def test_demo_key_shown_again_in_80x24(self, demo_app: Any, snap_compare: Any) -> None:
+        async def run_before(pilot: Any) -> None:
+            await ready(pilot, "k")
+
+        assert snap_compare(demo_app, terminal_size=NARROW, run_before=run_before)
 
     def test_overview_light_theme_in_80x24(self, app: Any, snap_compare: Any) -> None:
         async def run_before(pilot: Any) -> None:
@@ -59,6 +75,23 @@ class TestStreams:
     def test_streams(self, app: Any, snap_compare: Any) -> None:
         async def run_before(pilot: Any) -> None:
             await ready(pilot, "2")
+
+        assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+    def test_streams_in_80x24(self, app: Any, snap_compare: Any) -> None:
+        async def run_before(pilot: Any) -> None:
+            await ready(pilot, "2")
+
+        assert snap_compare(app, terminal_size=NARROW, run_before=run_before)
+
+    def test_history_filtered_and_sorted_by_cost(self, app: Any, snap_compare: Any) -> None:
+        async def run_before(pilot: Any) -> None:
+            await ready(pilot, "2", "slash")
+            pilot.app.screen.query_one("#filter", Input).value = "status:error"
+            quiet_inputs(pilot)
+            await ready(pilot, "enter")
+            pilot.app.screen._sort("cost", True)
+            await ready(pilot)
 
         assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -80,6 +113,21 @@ class TestAccounts:
 
         assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
+    def test_accounts_in_80x24(self, app: Any, snap_compare: Any) -> None:
+        async def run_before(pilot: Any) -> None:
+            await ready(pilot, "3")
+
+        assert snap_compare(app, terminal_size=NARROW, run_before=run_before)
+
+    def test_add_account_dialog_in_80x24(self, app: Any, snap_compare: Any) -> None:
+        async def run_before(pilot: Any) -> None:
+            await ready(pilot, "3", "a")
+            pilot.app.notify("a notice goes to the dialog's note line, not over its buttons")
+            quiet_inputs(pilot)
+            await pilot.pause()
+
+        assert snap_compare(app, terminal_size=NARROW, run_before=run_before)
+
     def test_add_account_dialog(self, app: Any, snap_compare: Any) -> None:
         async def run_before(pilot: Any) -> None:
             await ready(pilot, "3", "a")
@@ -99,6 +147,12 @@ class TestTenants:
             await ready(pilot, "4")
 
         assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+    def test_tenants_in_80x24(self, app: Any, snap_compare: Any) -> None:
+        async def run_before(pilot: Any) -> None:
+            await ready(pilot, "4")
+
+        assert snap_compare(app, terminal_size=NARROW, run_before=run_before)
 
     def test_new_key_shown_once(self, app: Any, snap_compare: Any) -> None:
         async def run_before(pilot: Any) -> None:
@@ -124,6 +178,12 @@ class TestRouting:
             await ready(pilot, "5")
 
         assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+    def test_routing_in_80x24(self, app: Any, snap_compare: Any) -> None:
+        async def run_before(pilot: Any) -> None:
+            await ready(pilot, "5")
+
+        assert snap_compare(app, terminal_size=NARROW, run_before=run_before)
 
 
 class TestHelp:

@@ -18,6 +18,7 @@ from gatewaytui.ops import accounts as account_ops
 from gatewaytui.ops import routing as routing_ops
 from gatewaytui.ops import tenants as tenant_ops
 from gatewaytui.runtime import Runtime
+from gatewaytui.store import bodies
 from gatewaytui.store import requests as request_store
 from gatewaytui.store import tenants as tenant_store
 from gatewaytui.traffic import Flight
@@ -317,6 +318,58 @@ async def seed_console(rt: Runtime) -> None:
     }
     detail.ended = now - 1.5
     t.close(detail)
+    await store_finished(rt, list(t.recent))
+    capture = bodies.Capture(
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "stream": True,
+            "messages": [
+                {"role": "user", "content": "Summarise the attached incident report in three bullets."}
+            ],
+        },
+        64 * 1024,
+    )
+    capture.respond(
+        b'event: message_start\ndata: {"type":"message_start"}\n\n'
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"type":"text_delta","text":"- The'
+        b' cache tier failed over at 09:12"}}\n\nevent: message_stop\ndata: {"type":"message_stop"}\n\n'
+    )
+    await rt.write(lambda c: c.execute(*capture.entry(detail.id)))
+
+
+def stored_row(rt: Runtime, f: Flight, tenant_ids: dict[str, int]) -> dict[str, Any]:
+    """What settlement writes for a finished flight (the console's history reads these rows)."""
+    account = rt.pool.find(f.account) if f.account else None
+    ended = f.ended if f.ended is not None else f.started
+    return {
+        "id": f.id,
+        "tenant_id": tenant_ids.get(f.tenant),
+        "route": f.route,
+        "protocol": f.protocol,
+        "model": f.model,
+        "upstream_model": f.upstream_model,
+        "account_id": account.id if account else None,
+        "stream": int(f.stream),
+        "status": {"done": "ok"}.get(f.state, f.state),
+        "http_status": f.status,
+        "input_tokens": f.input_tokens,
+        "output_tokens": f.output_tokens,
+        "cost_micro": f.cost_micro,
+        "line_items": f.line_items,
+        "error": f.error,
+        "attempts": f.attempts,
+        "started_at": f.started,
+        "ttft_ms": (f.first_token - f.started) * 1000 if f.first_token else None,
+        "duration_ms": (ended - f.started) * 1000,
+        "day": real_time.strftime("%Y-%m-%d", real_time.gmtime(f.started)),
+    }
+
+
+async def store_finished(rt: Runtime, flights: list[Flight]) -> None:
+    tenants = await rt.read(lambda c: {r["name"]: r["id"] for r in c.execute("SELECT id, name FROM tenants")})
+    rows = [stored_row(rt, f, tenants) for f in flights]
+    await rt.write(lambda c: [request_store.insert(c, row) for row in rows])
 
 
 class SeededSource(LocalSource):
@@ -362,26 +415,41 @@ async def ready(pilot: Any, *keys: str) -> None:
 # ------------------------------------------------------------------ formatting helpers
 
 
-def test_usd_shows_cents_and_never_rounds_small_amounts_to_zero() -> None:
+def test_usd_has_one_style_and_a_balance_moves_when_a_request_is_spent() -> None:
     assert fmt.usd(0) == "$0.00"
-    assert fmt.usd(25_000_000) == "$25.00"
-    assert fmt.usd(1_234_567_890) == "$1,234.57"
-    assert fmt.usd(4_650) == "$0.00465"
-    assert fmt.usd(1) == "$0.000001"
-    assert fmt.usd(-2_500_000) == "-$2.50"
-    assert fmt.usd(None) == "-"
-    assert [fmt.usd_short(m) for m in (4_650, 135, 49, 0, 25_000_000)] == [
+    assert fmt.usd(25_000_000) == "$25.0000"
+    assert fmt.usd(25_000_000 - 3_100) == "$24.9969"  # a $0.0031 request shows in the balance
+    assert fmt.usd(1_234_567_890) == "$1,234.5679"
+    assert [fmt.usd(m) for m in (4_650, 135, 50, 49, 1)] == [
         "$0.0047",
         "$0.0001",
+        "$0.0001",
         "<$0.0001",
-        "$0.00",
-        "$25.00",
+        "<$0.0001",
+    ]
+    assert fmt.usd(-2_500_000) == "-$2.5000"
+    assert fmt.usd(123_456_789_000_000) == "$123,456,789.00"  # past $100,000: cents
+    assert fmt.usd(None) == "-"
+    assert [fmt.price(m) for m in (3_000_000, 300_000, 75_000, 15_000_000)] == [
+        "$3.00",
+        "$0.30",
+        "$0.075",
+        "$15.00",
     ]
 
 
 def test_durations_counts_and_bars() -> None:
     assert [fmt.duration(s) for s in (0, 42, 65, 3723, 90_000)] == ["0s", "42s", "1m05s", "1h02m", "1d01h"]
     assert [fmt.count(n) for n in (950, 1_234, 52_000, 4_100_000)] == ["950", "1.2k", "52k", "4.1M"]
+    # the unit and decimals follow the rounded figure: never "10.0k" beside "10k"
+    assert [fmt.count(n) for n in (9_949, 9_999, 10_000, 999_499, 999_999)] == [
+        "9.9k",
+        "10k",
+        "10k",
+        "999k",
+        "1.0M",
+    ]
+    assert fmt.count(12.5) == "12.5" and fmt.count(3.0) == "3"
     assert fmt.bar(0.42, 10).plain == "████░░░░░░  42%"
     assert fmt.bar(2.0, 4, label=False).plain == "████"
     assert fmt.bar(None).plain == "-"

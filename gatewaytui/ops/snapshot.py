@@ -11,6 +11,8 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
+from ..model import GatewayError
+from ..store import bodies as bodies_store
 from ..store import requests as request_store
 from ..traffic import Flight
 from .tenants import tenants_overview
@@ -143,7 +145,16 @@ def _stats(
 
 
 async def request_detail(rt: Runtime, request_id: str) -> dict[str, Any] | None:
-    """A request still in memory (in flight or recent), else its stored usage row, else None."""
+    """A request still in memory (in flight or recent), else its stored usage row, else None; with its stored
+    bodies (``bodies``: request/response text, or None) and whether bodies are being kept (``store_bodies``)."""
+    detail = await _request_detail(rt, request_id)
+    if detail is not None:
+        detail["bodies"] = await rt.read(lambda c: bodies_store.get(c, request_id))
+        detail["store_bodies"] = rt.cfg.console.store_bodies
+    return detail
+
+
+async def _request_detail(rt: Runtime, request_id: str) -> dict[str, Any] | None:
     flight = rt.traffic.inflight.get(request_id) or next(
         (f for f in rt.traffic.recent if f.id == request_id), None
     )
@@ -158,6 +169,7 @@ async def request_detail(rt: Runtime, request_id: str) -> dict[str, Any] | None:
         "protocol": row.get("protocol"),
         "model": row.get("model"),
         "requested_model": row.get("requested_model") or row.get("model"),
+        "stream": bool(row.get("stream")),
         "state": row.get("status"),
         "status": row.get("http_status"),
         "error": row.get("error"),
@@ -170,3 +182,27 @@ async def request_detail(rt: Runtime, request_id: str) -> dict[str, Any] | None:
         "headers": {},
         "source": "database",
     }
+
+
+async def request_history(rt: Runtime, args: dict[str, str]) -> list[dict[str, Any]]:
+    """The console's history query from HTTP arguments (``store.requests.history`` checks the names)."""
+    filters = {k: v for k, v in args.items() if k in request_store.HISTORY_FILTERS and v}
+    try:
+        limit = int(args.get("limit") or 200)
+    except ValueError:
+        raise GatewayError("invalid_request", "limit: expected an integer") from None
+    if args.get("order", "desc") not in ("asc", "desc"):
+        raise GatewayError("invalid_request", "order: expected asc or desc")
+    text, sort, descending = (
+        args.get("q") or "",
+        args.get("sort") or "started",
+        args.get("order", "desc") == "desc",
+    )
+    try:
+        return await rt.read(
+            lambda c: request_store.history(
+                c, filters=filters, text=text, sort=sort, descending=descending, limit=limit
+            )
+        )
+    except ValueError as exc:
+        raise GatewayError("invalid_request", str(exc)) from None

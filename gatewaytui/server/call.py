@@ -41,6 +41,7 @@ class Call:
     upstream: asyncio.Task[Attempt] | None = None  # a stream's upstream try (connect), once started
     raw_len: int = 0  # the request body's size in bytes
     ticket: Ticket | None = None  # what it holds against its key's budget and the token-rate windows
+    capture: Any = None  # a store.bodies.Capture when [console] store_bodies is on
     requested: ModelConfig | None = None  # the model asked for (``model``: the one serving, maybe a fallback)
     asked_max_tokens: int | None = None  # the request's own output ceiling (None: each model's default)
 

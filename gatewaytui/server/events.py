@@ -3,6 +3,8 @@
     GET  /admin/snapshot                  everything one console frame shows (see ``build_snapshot``)
     GET  /admin/events                    server-sent bus events; ``?topics=account.,tenant.`` filters by prefix
     GET  /admin/console/requests/<id>     one request in full: safe headers, usage line items, error
+    GET  /admin/console/history           finished requests from the store (tenant/model/account/status,
+                                          q, sort, order=asc|desc, limit; see ``ops.snapshot.request_history``)
     POST /admin/console/<action>          an operator action (JSON object of arguments; see ``ACTIONS``)
 
 Every route needs the admin token. This module is only the HTTP adapter: the snapshot, the request detail
@@ -23,7 +25,7 @@ from quart import Blueprint, Quart, Response, request
 
 from ..model import GatewayError
 from ..ops.actions import run_action
-from ..ops.snapshot import build_snapshot, request_detail
+from ..ops.snapshot import build_snapshot, request_detail, request_history
 from ..runtime import Runtime
 from . import admin
 
@@ -57,6 +59,11 @@ def register(app: Quart, rt: Runtime) -> None:
         if found is None:
             raise GatewayError("not_found", f"no request {request_id!r} in memory or in the database")
         return _json(found)
+
+    @bp.get("/admin/console/history")
+    @guarded
+    async def history() -> Response:
+        return _json({"requests": await request_history(rt, dict(request.args.items()))})
 
     @bp.post("/admin/console/<name>")
     @guarded

@@ -39,6 +39,7 @@ from ..model import (
 )
 from ..providers import registry
 from ..runtime import Runtime
+from ..store import bodies
 from ..traffic import Flight
 from .attempts import Unserved, connect
 from .call import Attempt, Call
@@ -277,6 +278,7 @@ async def handle(
         requested=model_cfg,
         asked_max_tokens=asked_max_tokens,
     )
+    call.capture = bodies.Capture.begin(rt.cfg.console, body)  # None unless [console] store_bodies
     task = asyncio.current_task()
     if task is not None:  # the handler's task also sends the stream: cancelling it cuts the request cleanly
         rt.request_tasks[request_id] = task
@@ -346,6 +348,8 @@ async def unary_response(call: Call) -> Reply:
             elif not at.result.model or at.result.model == call.model.upstream:
                 at.result.model = call.req.model or call.model.name
             payload = dumps(call.protocol.encode_response(at.result, call.req))
+        if call.capture is not None:
+            call.capture.respond(payload)
         settle(call, at.result.usage, status="ok", http_status=200)
         return Reply(200, payload, headers=_response_headers(call))
     finally:
@@ -368,4 +372,7 @@ async def stream_response(call: Call) -> Reply:
         if exc is not None:
             raise exc
     headers = {**_response_headers(call), "cache-control": "no-cache", "x-accel-buffering": "no"}
-    return Reply(200, stream_body(call, task), stream_content_type(call), headers, ready=task in done)
+    body = stream_body(call, task)
+    if call.capture is not None:
+        body = call.capture.tee(body)
+    return Reply(200, body, stream_content_type(call), headers, ready=task in done)

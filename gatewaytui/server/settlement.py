@@ -131,6 +131,8 @@ def _close(call: Call, usage: Usage | None, *, status: str, http_status: int, er
         )
         for kind, amount, idem in entries
     ]
+    if call.capture is not None:  # [console] store_bodies: the bodies go with the usage row
+        journal.append(call.capture.entry(call.request_id))
     rt.writer.insert(journal)  # the usage row and its ledger entries, in one go
     if call.subscription and cost is not None and usage is not None:
         rt.quota.record(call.key["tenant_id"], usage)

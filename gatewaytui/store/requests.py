@@ -101,3 +101,77 @@ def spend_since(conn: sqlite3.Connection, since: float) -> dict[int, int]:
         "SELECT tenant_id, SUM(cost_micro) FROM requests WHERE started_at >= ? GROUP BY tenant_id", (since,)
     )
     return {int(r[0]): int(r[1] or 0) for r in rows if r[0] is not None}
+
+
+# ------------------------------------------------------------------ the console's history
+
+HISTORY_FILTERS = ("tenant", "model", "account", "status")
+HISTORY_SORTS = {  # a sort name -> the SQL it orders by (only these reach the query)
+    "started": "r.started_at",
+    "tenant": "tenant",
+    "model": "r.model",
+    "account": "account",
+    "status": "r.http_status",
+    "tokens": "r.output_tokens",
+    "ttft": "r.ttft_ms",
+    "time": "r.duration_ms",
+    "cost": "r.cost_micro",
+}
+HISTORY_MAX = 5_000
+
+
+def history(
+    conn: sqlite3.Connection,
+    *,
+    filters: dict[str, str] | None = None,
+    text: str = "",
+    sort: str = "started",
+    descending: bool = True,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """Finished requests with their tenant, key and account names, for the console's scrollable history.
+
+    ``filters`` match by field (case-insensitive substring; ``status`` also takes ``ok``/``error``/``cancelled``
+    or an HTTP code); ``text`` matches any of id, tenant, model, account, key label and error. Unknown filter
+    or sort names raise ``ValueError``."""
+    unknown = set(filters or {}) - set(HISTORY_FILTERS)
+    if unknown:
+        raise ValueError(f"unknown filter {sorted(unknown)[0]!r}; one of {', '.join(HISTORY_FILTERS)}")
+    if sort not in HISTORY_SORTS:
+        raise ValueError(f"unknown sort {sort!r}; one of {', '.join(HISTORY_SORTS)}")
+    where: list[str] = []
+    args: list[Any] = []
+    for name, value in (filters or {}).items():
+        like = f"%{_escape(value.strip())}%"
+        if name == "status":
+            where.append("(r.status LIKE ? ESCAPE '\\' OR CAST(r.http_status AS TEXT) LIKE ? ESCAPE '\\')")
+            args += [like, like]
+        else:
+            column = {"tenant": "t.name", "model": "r.model", "account": "a.label"}[name]
+            where.append(f"{column} LIKE ? ESCAPE '\\'")
+            args.append(like)
+    if text.strip():
+        like = f"%{_escape(text.strip())}%"
+        fields = ("r.id", "t.name", "r.model", "a.label", "k.label", "r.error")
+        where.append("(" + " OR ".join(f"{f} LIKE ? ESCAPE '\\'" for f in fields) + ")")
+        args += [like] * len(fields)
+    order = f"{HISTORY_SORTS[sort]} {'DESC' if descending else 'ASC'}, r.started_at DESC"
+    rows = conn.execute(
+        "SELECT r.*, t.name AS tenant, a.label AS account, k.label AS key_label FROM requests r"
+        " LEFT JOIN tenants t ON t.id = r.tenant_id LEFT JOIN accounts a ON a.id = r.account_id"
+        " LEFT JOIN api_keys k ON k.id = r.key_id"
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + f" ORDER BY {order} LIMIT ?",
+        (*args, max(1, min(int(limit), HISTORY_MAX))),
+    )
+    out = []
+    for row in rows:
+        d = dict(row)
+        d.pop("price", None)
+        d["line_items"] = json.loads(d["line_items"]) if d.get("line_items") else None
+        out.append(d)
+    return out
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

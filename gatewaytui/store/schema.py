@@ -168,7 +168,24 @@ def m004_key_budgets_and_token_rates(db: Database) -> None:
 
 
 @migrations()
-def m005_requested_model(db: Database) -> None:
+def m005_request_bodies(db: Database) -> None:
+    """Request and response bodies, kept only when ``[console] store_bodies`` is on (redacted, capped)."""
+    db.executescript(
+        """
+        CREATE TABLE request_bodies (
+            request_id TEXT PRIMARY KEY,
+            request TEXT,
+            response TEXT,
+            request_bytes INTEGER NOT NULL DEFAULT 0,
+            response_bytes INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
+def m006_requested_model(db: Database) -> None:
     """A request served by a fallback model: ``model`` names the model that answered (and was billed),
     ``requested_model`` the one the client asked for (equal when no fallback was needed)."""
     db.execute("ALTER TABLE requests ADD COLUMN requested_model TEXT")

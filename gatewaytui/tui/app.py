@@ -1,4 +1,4 @@
-"""The operator console: six screens over one *source*, switched with number keys.
+"""The operator console: six screens over one *source*, switched with number keys or by clicking their tabs.
 
     ConsoleApp(LocalSource(rt))               inside the gateway process (``gatewaytui``)
     ConsoleApp(RemoteSource(url, token))      against a headless gateway (``gatewaytui attach``)
@@ -6,7 +6,10 @@
 Bus events reach the console through one worker that reads ``source.events()``: it records the notable
 ones for the overview's log and posts a ``SourceActivity`` message, which Textual coalesces
 (``can_replace``), so a burst of events costs one redraw. Screens otherwise redraw from snapshots on their
-own timers (see ``screens/base.py``). Every binding has an id; ``keymap`` remaps them by id.
+own timers (see ``screens/base.py``). Every binding has an id; ``keymap`` remaps them by id, and the
+command palette (ctrl+p) lists every action of the screen in front.
+
+Notifications always time out, and never cover a dialog: while a dialog is open they go to its note line.
 """
 
 from __future__ import annotations
@@ -14,17 +17,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
-from textual.app import App, ScreenStackError
+from textual.app import App, ScreenStackError, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 
 from .console import TABS
+from .format import curl_line
 from .screens.accounts import AccountsScreen
 from .screens.base import ConsoleScreen
+from .screens.dialogs import ConfirmDialog, Dialog, SecretDialog
 from .screens.help import HelpScreen
 from .screens.overview import OverviewScreen
 from .screens.routing import RoutingScreen
@@ -46,6 +51,7 @@ SCREENS: list[tuple[str, str, type[ConsoleScreen]]] = [(mode, title, _CLASSES[mo
 
 NOISY = ("request.started", "request.finished", "account.quota")  # not logged, unless they report an error
 THEMES = ("textual-dark", "textual-light")
+NOTIFY_TIMEOUT = 5.0  # seconds; no notification stays until clicked
 
 _screens = Binding.Group("Screens", compact=True)
 
@@ -60,15 +66,16 @@ class SourceActivity(Message):
 class ConsoleApp(App[None]):
     TITLE = "gatewaytui"
     CSS_PATH = "app.tcss"
-    ENABLE_COMMAND_PALETTE = False
     MODES: ClassVar[dict[str, Any]] = {mode: cls for mode, _, cls in SCREENS}
     BINDINGS: ClassVar[list[BindingType]] = [
+        # The tabs at the top show the numbers (and take clicks), so the footer need not repeat them.
         *[
-            Binding(str(i), f"show('{mode}')", title, id=f"show.{mode}", group=_screens)
+            Binding(str(i), f"show('{mode}')", title, id=f"show.{mode}", group=_screens, show=False)
             for i, (mode, title, _) in enumerate(SCREENS, start=1)
         ],
         Binding("question_mark", "show('help')", "Help", id="show.help-alt", show=False),
         Binding("t", "toggle_theme", "Theme", id="app.theme"),
+        Binding("ctrl+p", "command_palette", "Commands", id="app.palette"),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
@@ -81,9 +88,13 @@ class ConsoleApp(App[None]):
         keymap: dict[str, str] | None = None,
         screen: str = "overview",
         notice: str | None = None,
+        base_url: str | None = None,
+        demo_key: str | None = None,
     ) -> None:
         super().__init__()
-        self.notice = notice  # shown once at start (the demo's base URL and key)
+        self.notice = notice  # a line for the overview's connection panel (e.g. "listening on ...")
+        self.base_url = base_url  # where clients connect; the overview shows it with a curl line
+        self.demo_key = demo_key  # the demo tenant's key: shown in the overview and again with K
         if screen not in self.MODES:
             raise ValueError(f"no console screen {screen!r}; one of {', '.join(self.MODES)}")
         self.source = source
@@ -117,14 +128,29 @@ class ConsoleApp(App[None]):
             self.link = f"offline: {exc}"
         self.opened.set()
         await self.switch_mode(self.first_screen)
-        if self.notice:
-            self.notify(self.notice, title="gatewaytui", timeout=60)
         self.run_worker(self._pump(), group="events", exit_on_error=False)
 
     async def on_unmount(self) -> None:
         await self.close_source()
 
     async def action_quit(self) -> None:
+        """Quit; with requests in flight, ask first (in-process, quitting stops the gateway and drains them)."""
+        inflight = int(((self.last_snapshot or {}).get("stats") or {}).get("inflight") or 0)
+        if inflight and not isinstance(self._top(), ModalScreen):
+            what = "the gateway stops and drains them" if self.source.name == "local" else "they go on"
+            question = (
+                f"{inflight} request{'s' if inflight != 1 else ''} in flight; quit the console ({what})?"
+            )
+
+            async def answered(yes: bool | None) -> None:
+                if yes:
+                    await self.leave()
+
+            self.push_screen(ConfirmDialog(question), answered)
+            return
+        await self.leave()
+
+    async def leave(self) -> None:
         await self.close_source()
         self.exit()
 
@@ -234,9 +260,62 @@ class ConsoleApp(App[None]):
     # -------------------------------------------------------------- bindings
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("show", "toggle_theme") and isinstance(self._top(), ModalScreen):
+        if action in ("show", "toggle_theme", "show_demo_key", "command_palette") and isinstance(
+            self._top(), ModalScreen
+        ):
             return False  # finish or dismiss the dialog first
+        if action == "show_demo_key":
+            return self.demo_key is not None
         return True
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: Any = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """A toast that times out, or, while a dialog is open, a line in the dialog (a toast would cover it)."""
+        top = self._top()
+        if isinstance(top, Dialog):
+            top.note(f"{title}: {message}" if title else message, severity)
+            return
+        super().notify(
+            message, title=title, severity=severity, timeout=timeout or NOTIFY_TIMEOUT, markup=markup
+        )
+
+    def action_show_demo_key(self) -> None:
+        if self.demo_key is not None:
+            self.push_screen(
+                SecretDialog(
+                    {"kind": "demo", "tenant": "demo"},
+                    self.demo_key,
+                    title=f"The demo tenant's key (clients connect to {self.base_url or 'the gateway'})",
+                    shown_once=False,
+                    extra=curl_line(self.base_url, self.demo_key) if self.base_url else None,
+                )
+            )
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """Every action the screen in front offers (its keys, the app's keys), then Textual's own. A focused
+        widget's own keys (a table's cursor movement) and Textual's defaults (ctrl+q, ctrl+c, tab) are left
+        out: the console's own bindings, all with ids, are the operator's actions."""
+        seen: set[str] = set()
+        for _, (node, binding, enabled, _) in screen.active_bindings.items():
+            if (node is not screen and node is not self) or not binding.id:
+                continue
+            if not enabled or not binding.description or binding.action in seen:
+                continue
+            if binding.action in ("command_palette", "app.command_palette"):
+                continue
+            seen.add(binding.action)
+            key = self.get_key_display(binding)
+            yield SystemCommand(binding.description, f"key {key}", _runner(self, binding.action, node))
+        for command in super().get_system_commands(screen):
+            if command.title not in ("Quit", "Theme", "Keys"):  # the console's own quit asks first
+                yield command
 
     async def action_show(self, mode: str) -> None:
         while len(self.screen_stack) > 1 and not isinstance(self.screen, ModalScreen):
@@ -245,3 +324,10 @@ class ConsoleApp(App[None]):
 
     def action_toggle_theme(self) -> None:
         self.theme = THEMES[1] if self.current_theme.dark else THEMES[0]
+
+
+def _runner(app: App[Any], action: str, node: Any) -> Callable[[], Awaitable[Any]]:
+    async def run() -> None:
+        await app.run_action(action, node)
+
+    return run

@@ -30,6 +30,9 @@ class Console(Protocol):
     last_snapshot: dict[str, Any] | None
     event_log: deque[dict[str, Any]]
     keymap_overrides: dict[str, str]
+    base_url: str | None  # where clients connect (shown on the overview), when known
+    demo_key: str | None  # the demo's key (the overview shows it, with a curl line)
+    notice: str | None  # a line the overview shows when there is no URL to show
 
     @property
     def refresh_s(self) -> float: ...

@@ -12,28 +12,35 @@ BAR_EMPTY = "░"
 PROTOCOL_SHORT = {"anthropic": "anth", "openai_chat": "chat", "openai_responses": "resp", "gemini": "gem"}
 
 
+CENTS_FROM = 100_000_000_000  # $100,000: from here on, cents are precision enough
+
+
 def usd(micro: int | None) -> str:
-    """Micro-USD as dollars: cents for a cent or more, up to six places below (never shown as $0.00)."""
+    """Micro-USD as dollars, one style for every amount: four decimals, so a balance moves when a request
+    is spent ($25.0000 → $24.9969) and a request's cost is never shown as $0; "<$0.0001" below that. From
+    $100,000 on, cents."""
     if micro is None:
         return "-"
     sign = "-" if micro < 0 else ""
     micro = abs(micro)
     if micro == 0:
         return "$0.00"
-    if micro >= 10_000:
+    if micro < 50:
+        return f"{sign}<$0.0001"
+    if micro >= CENTS_FROM:
         cents = (micro + 5_000) // 10_000
         return f"{sign}${cents // 100:,}.{cents % 100:02d}"
-    return f"{sign}${micro / 1_000_000:.6f}".rstrip("0")
+    units = (micro + 50) // 100  # ten-thousandths of a dollar, rounded half up
+    return f"{sign}${units // 10_000:,}.{units % 10_000:04d}"
 
 
-def usd_short(micro: int | None) -> str:
-    """For narrow cells: cents, or four decimals below a cent ("<$0.0001" rather than a misleading $0)."""
-    if micro is None or abs(micro) >= 10_000 or micro == 0:
-        return usd(micro)
-    if abs(micro) < 50:
-        return "<$0.0001"
-    sign = "-" if micro < 0 else ""
-    return f"{sign}$0.{(abs(micro) + 50) // 100:04d}"
+def price(micro: int | None) -> str:
+    """A price per million tokens: cents, with more places only when the price has them ($0.075)."""
+    if micro is None:
+        return "-"
+    dollars, rest = divmod(abs(micro), 1_000_000)
+    places = f"{rest:06d}".rstrip("0").ljust(2, "0")
+    return f"{'-' if micro < 0 else ''}${dollars:,}.{places}"
 
 
 def duration(seconds: float | None) -> str:
@@ -58,16 +65,19 @@ def ms(value: float | None) -> str:
 
 
 def count(n: float | None) -> str:
-    """Token counts: 950, 12.3k, 4.1M."""
+    """Counts: 950, 1.2k, 52k, 4.1M. The unit and the decimals follow the *rounded* figure, so 9,999 and
+    10,000 both read "10k" (never "10.0k" beside "10k") and 999,999 reads "1.0M"."""
     if n is None:
         return "-"
-    if abs(n) >= 1_000_000:
-        return f"{n / 1_000_000:.1f}M"
-    if abs(n) >= 10_000:
-        return f"{n / 1000:.0f}k"
-    if abs(n) >= 1_000:
-        return f"{n / 1000:.1f}k"
-    return f"{n:g}" if isinstance(n, float) else str(n)
+    if abs(n) < 1_000:
+        return f"{n:.1f}".rstrip("0").rstrip(".") if isinstance(n, float) else str(n)
+    for unit, scale in (("k", 1_000), ("M", 1_000_000), ("G", 1_000_000_000)):
+        value = n / scale
+        if abs(round(value, 1)) < 10:
+            return f"{value:.1f}{unit}"
+        if abs(round(value)) < 1_000:
+            return f"{value:.0f}{unit}"
+    return f"{n / 1_000_000_000:.0f}G"
 
 
 def rate(n: float | None) -> str:
@@ -79,6 +89,8 @@ def rate(n: float | None) -> str:
 def percent(fraction: float | None) -> str:
     if fraction is None:
         return "-"
+    if fraction == 0:
+        return "0%"
     return f"{fraction * 100:.1f}%" if fraction < 0.1 else f"{fraction * 100:.0f}%"
 
 
@@ -132,3 +144,11 @@ def cooldown(account: dict[str, Any]) -> str:
         return ""
     cause = cd.get("cause") or ""
     return f"{COOLDOWN_SHORT.get(cause, cause)} {duration(cd.get('remaining_s'))}"
+
+
+def curl_line(base_url: str, key: str) -> str:
+    """A request a client could send to try the gateway (Anthropic Messages with the given key)."""
+    return (
+        f"curl {base_url}/v1/messages -H 'x-api-key: {key}' -H 'content-type: application/json' "
+        """-d '{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}'"""
+    )

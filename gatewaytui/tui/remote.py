@@ -65,19 +65,52 @@ class RemoteSource(Source):
             raise SourceUnavailable(_error_message(response))
         return orjson.loads(response.content)
 
-    async def act(self, action: str, **args: Any) -> Any:
+    async def history(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        params: dict[str, Any] = dict(query.get("filters") or {})
+        params |= {
+            "q": query.get("text") or "",
+            "sort": query.get("sort") or "started",
+            "order": "desc" if query.get("descending", True) else "asc",
+            "limit": int(query.get("limit") or 200),
+        }
         try:
-            response = await self.client.post(
-                f"/admin/console/{action}",
-                content=orjson.dumps(args),
-                headers={"content-type": "application/json"},
-            )
+            response = await self.client.get("/admin/console/history", params=params)
+        except httpx.HTTPError as exc:
+            raise SourceUnavailable(f"{self.base_url}: {exc.__class__.__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise SourceUnavailable(_error_message(response))
+        return orjson.loads(response.content)["requests"]
+
+    async def act(self, action: str, **args: Any) -> Any:
+        return (await self._call("POST", f"/admin/console/{action}", args))["result"]
+
+    async def begin_oauth(self, provider: str, label: str | None, base_url: str | None) -> dict[str, Any]:
+        body = {"provider": provider, "label": label, "base_url": base_url, "oauth": True}
+        return await self._call("POST", "/accounts/add", {k: v for k, v in body.items() if v is not None})
+
+    async def oauth_status(self, state: str) -> dict[str, Any]:
+        return await self._call("GET", f"/accounts/oauth/{state}")
+
+    async def complete_oauth(self, state: str, code: str) -> dict[str, Any]:
+        return (await self._call("POST", "/accounts/oauth/complete", {"state": state, "code": code}))[
+            "account"
+        ]
+
+    async def _call(self, method: str, path: str, args: dict[str, Any] | None = None) -> Any:
+        """An admin call: its JSON answer, or ``ActionError`` with the gateway's message."""
+        try:
+            if method == "GET":
+                response = await self.client.get(path)
+            else:
+                response = await self.client.post(
+                    path, content=orjson.dumps(args or {}), headers={"content-type": "application/json"}
+                )
         except httpx.HTTPError as exc:
             raise ActionError("unavailable", f"{self.base_url} is unreachable: {exc}") from None
-        if response.status_code != 200:
+        if response.status_code not in (200, 201):
             kind = _error_body(response).get("type") or "api_error"
             raise ActionError(kind, _error_message(response))
-        return orjson.loads(response.content)["result"]
+        return orjson.loads(response.content)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Follow the event stream, reconnecting with backoff.

@@ -64,6 +64,12 @@ class Source:
         """Bus events as ``{"topic", "data", "at"}`` dicts, until the source closes."""
         raise NotImplementedError
 
+    async def history(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        """Finished requests from the store, newest first unless sorted otherwise. ``query`` holds
+        ``filters`` ({tenant, model, account, status}), ``text``, ``sort``, ``descending`` and ``limit``
+        (see ``gatewaytui.store.requests.history``)."""
+        raise NotImplementedError
+
     async def act(self, action: str, **args: Any) -> Any:
         """Run an operator action (see ``gatewaytui.ops.actions.ACTIONS``); raises ``ActionError``."""
         raise NotImplementedError
@@ -92,6 +98,20 @@ class Source:
         return await self.act(
             "add_account", provider=provider, label=label, api_key=api_key, base_url=base_url
         )
+
+    # -------------------------------------------------------------- OAuth sign-in (gatewaytui.oauth)
+
+    async def begin_oauth(self, provider: str, label: str | None, base_url: str | None) -> dict[str, Any]:
+        """Start a PKCE sign-in: ``authorize_url`` for the browser, ``state`` to follow it by."""
+        raise NotImplementedError
+
+    async def oauth_status(self, state: str) -> dict[str, Any]:
+        """The sign-in's ``status`` (pending, completed, failed, expired), ``error`` and ``account_id``."""
+        raise NotImplementedError
+
+    async def complete_oauth(self, state: str, code: str) -> dict[str, Any]:
+        """Finish a sign-in with a code the provider showed (``code#state`` as pasted also works)."""
+        raise NotImplementedError
 
     async def set_account_enabled(self, ref: str, enabled: bool) -> dict[str, Any]:
         return await self.act("set_account_enabled", ref=ref, enabled=enabled)
@@ -136,11 +156,43 @@ class LocalSource(Source):
     async def request(self, request_id: str) -> dict[str, Any] | None:
         return await request_detail(self.rt, request_id)
 
+    async def history(self, query: dict[str, Any]) -> list[dict[str, Any]]:
+        from ..store import requests as request_store
+
+        args = {k: query[k] for k in ("filters", "text", "sort", "descending", "limit") if k in query}
+        try:
+            return await self.rt.read(lambda c: request_store.history(c, **args))
+        except ValueError as exc:
+            raise ActionError("invalid_request", str(exc)) from None
+
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         with self.rt.bus.subscribe() as sub:
             while True:
                 event = await sub.get()
                 yield event.to_dict()
+
+    def _oauth(self) -> Any:
+        if self.rt.oauth is None:
+            raise ActionError("unavailable", "OAuth sign-in needs the running gateway")
+        return self.rt.oauth
+
+    async def begin_oauth(self, provider: str, label: str | None, base_url: str | None) -> dict[str, Any]:
+        try:
+            return await self._oauth().begin(provider, label, None, base_url)
+        except GatewayError as err:
+            raise ActionError(err.kind, err.message) from None
+
+    async def oauth_status(self, state: str) -> dict[str, Any]:
+        flow = self._oauth().flow(state)
+        if flow is None:
+            raise ActionError("not_found", "unknown OAuth sign-in")
+        return flow.public()
+
+    async def complete_oauth(self, state: str, code: str) -> dict[str, Any]:
+        try:
+            return await self._oauth().complete(state, code)
+        except GatewayError as err:
+            raise ActionError(err.kind, err.message) from None
 
     async def act(self, action: str, **args: Any) -> Any:
         try:

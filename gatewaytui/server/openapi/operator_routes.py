@@ -309,6 +309,28 @@ def console_paths() -> dict[str, Any]:
                 },
             )
         },
+        "/admin/console/history": {
+            "get": operation(
+                "Finished requests from the store, filtered and sorted (the console's history)",
+                tags=["console"],
+                security=ADMIN,
+                op_id="console_history",
+                parameters=[
+                    *(
+                        query_param(name, STR, f"{name} contains this (case-insensitive)")
+                        for name in ("tenant", "model", "account")
+                    ),
+                    query_param("status", STR, "ok, error, cancelled or an HTTP status"),
+                    query_param("q", STR, "free text: id, tenant, model, account, key label or error"),
+                    query_param(
+                        "sort", STR, "started, tenant, model, account, status, tokens, ttft, time or cost"
+                    ),
+                    query_param("order", STR, "desc (default) or asc"),
+                    query_param("limit", STR, "rows, at most 5000 (default 200)"),
+                ],
+                responses={"200": ok_response(obj({"requests": arr(ANY_OBJECT)}, ("requests",))), **errors},
+            )
+        },
         "/admin/console/{name}": {
             "post": operation(
                 "Run an operator action",

@@ -10,23 +10,23 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Label, Static
 
 from ..format import HEALTH_STYLE, bar, cooldown, count, duration, percent, short, styled
-from ..widgets import LiveTable
+from ..widgets import Col, LiveTable
 from .base import ConsoleScreen
-from .dialogs import AddAccountDialog, ConfirmDialog
+from .dialogs import AddAccountDialog, ConfirmDialog, OAuthDialog
 
 PROVIDER_SHORT = {"openai-compatible": "compat", "openrouter": "openrouter"}
 
 COLUMNS = [
-    ("label", "Account", 14),
-    ("provider", "Provider", 9),
-    ("health", "Health", 9),
-    ("cooldown", "Cooldown", 11),
-    ("live", "Live", 4),
-    ("rpm", "RPM", 5),
-    ("quota", "Quota", 9),
-    ("h5", "5h", 9),
-    ("d7", "7d", 9),
-    ("pref", "★", 1),
+    Col("label", "Account", 10, grow=2),
+    Col("provider", "Provider", 8, grow=1, drop=3, most=17),
+    Col("health", "Health", 9),
+    Col("cooldown", "Cooldown", 8, grow=1, most=16),
+    Col("live", "Live", 4),
+    Col("rpm", "RPM", 5, drop=1),
+    Col("quota", "Quota", 9),
+    Col("h5", "5h", 9),
+    Col("d7", "7d", 9, drop=2),
+    Col("pref", "★", 1),
 ]
 
 
@@ -46,7 +46,7 @@ def account_row(a: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     quota = a.get("quota") or {}
     rpm = f"{a['rpm_used']}/{a['rpm']}" if a.get("rpm") else str(a["rpm_used"])
     return a["id"], (
-        short(a["label"], 14),
+        a["label"],
         PROVIDER_SHORT.get(a["provider"], a["provider"]),
         styled(a["health"], HEALTH_STYLE),
         cooldown(a),
@@ -65,7 +65,7 @@ class AccountsScreen(ConsoleScreen):
     WATCH = ("account.",)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "add", "Add", id="accounts.add"),
-        Binding("e", "toggle_enabled", "Enable/disable", id="accounts.toggle"),
+        Binding("e", "toggle_enabled", "On/off", id="accounts.toggle"),
         Binding("c", "reset", "Clear cooldown", id="accounts.reset"),
         Binding("p", "prefer", "Prefer", id="accounts.prefer"),
         Binding("x", "remove", "Remove", id="accounts.remove"),
@@ -139,8 +139,20 @@ class AccountsScreen(ConsoleScreen):
 
     def action_add(self) -> None:
         def added(values: dict[str, Any] | None) -> None:
-            if values:
+            if not values:
+                return
+            if values.pop("oauth", False):
+                self.console.perform(
+                    self.console.source.begin_oauth(values["provider"], values["label"], values["base_url"]),
+                    then=lambda flow: self.app.push_screen(OAuthDialog(flow), signed_in),
+                )
+            else:
                 self.perform(self.console.source.add_account(**values), "account added")
+
+        def signed_in(flow: dict[str, Any] | None) -> None:
+            if flow:
+                self.notify(f"account {flow.get('label') or ''} added", timeout=4, markup=False)
+                self.kick()
 
         self.app.push_screen(AddAccountDialog(), added)
 

@@ -16,10 +16,9 @@ from textual.app import ComposeResult
 from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer
 
 from ..console import Console
-from ..widgets import StatusBar
+from ..widgets import ConsoleFooter, StatusBar
 
 BACKOFF = 5  # the next redraw waits at least this many times as long as the last one took
 
@@ -43,7 +42,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield StatusBar(self.MODE)
         yield from self.compose_body()
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     def compose_body(self) -> ComposeResult:
         raise NotImplementedError

@@ -1,7 +1,9 @@
 """The console's dialogs: forms for operator actions, a confirmation, and the shown-once key secret.
 
-Each dialog is a ``ModalScreen``; its rules in ``dialogs.tcss`` nest under its own type. A form dismisses
-with a dict of checked values (or None when cancelled); the screen that opened it runs the action.
+Each dialog is a ``Dialog`` (a ``ModalScreen``); its rules in ``dialogs.tcss`` nest under its own type. A
+form dismisses with a dict of checked values (or None when cancelled); the screen that opened it runs the
+action. A dialog clears the toasts when it opens and shows later notifications on its own note line, so no
+toast ever covers its buttons.
 """
 
 from __future__ import annotations
@@ -15,18 +17,41 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Input, Label, Select, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from ...billing.pricing import format_usd, parse_usd
+from ..widgets import ConsoleFooter
 
 PROVIDERS = ("anthropic", "openai", "gemini", "openrouter", "openai-compatible")
 KEY_KINDS = ("payg", "subscription")
 
 
-class FormDialog(ModalScreen[dict[str, Any] | None]):
-    """A titled form: ``fields()`` yields the widgets, ``collect()`` returns values or a problem (str)."""
+SEVERITY_CLASS = {"warning": "-warning", "error": "-error"}
+
+
+class Dialog(ModalScreen[Any]):
+    """A modal with a note line for notifications (``App.notify`` routes here while the dialog is open)."""
 
     CSS_PATH = "dialogs.tcss"
+
+    def on_mount(self) -> None:
+        self.app.clear_notifications()
+
+    def note_line(self) -> Label:
+        note = Label("", classes="note")
+        note.display = False  # takes a line only when there is something to say
+        return note
+
+    def note(self, message: str, severity: str = "information") -> None:
+        note = self.query_one(".note", Label)
+        note.update(Text(message))
+        note.set_classes(f"note {SEVERITY_CLASS.get(severity, '')}".strip())
+        note.display = True
+
+
+class FormDialog(Dialog):
+    """A titled form: ``fields()`` yields the widgets, ``collect()`` returns values or a problem (str)."""
+
     TITLE_TEXT = ""
     OK_LABEL = "OK"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -38,11 +63,14 @@ class FormDialog(ModalScreen[dict[str, Any] | None]):
         with Vertical(classes="dialog"):
             yield Label(self.TITLE_TEXT, classes="title")
             yield from self.fields()
-            yield Label("", classes="problem")
+            problem = Label("", classes="problem")
+            problem.display = False
+            yield problem
+            yield self.note_line()
             with Horizontal(classes="buttons"):
-                yield Button(self.OK_LABEL, variant="primary", id="ok")
-                yield Button("Cancel", id="cancel")
-        yield Footer(compact=True)
+                yield Button(self.OK_LABEL, variant="primary", id="ok", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
+        yield ConsoleFooter()
 
     def fields(self) -> Iterable[Widget]:
         raise NotImplementedError
@@ -60,7 +88,9 @@ class FormDialog(ModalScreen[dict[str, Any] | None]):
     def action_submit(self) -> None:
         result = self.collect()
         if isinstance(result, str):
-            self.query_one(".problem", Label).update(Text(result))
+            problem = self.query_one(".problem", Label)
+            problem.update(Text(result))
+            problem.display = True
             return
         self.dismiss(result)
 
@@ -103,19 +133,41 @@ class AddAccountDialog(FormDialog):
             "Base URL", Input(placeholder="blank: the provider's default", id="base_url", compact=True)
         )
         yield from _field(
-            "API key",
-            Input(
-                placeholder="stored encrypted; never shown again", password=True, id="api_key", compact=True
+            "Credentials",
+            Select(
+                [("API key", "api_key"), ("OAuth sign-in in a browser (PKCE)", "oauth")],
+                value="api_key",
+                allow_blank=False,
+                id="auth",
+                compact=True,
             ),
         )
+        yield Label("API key", classes="field-label", id="api_key_label")
+        yield Input(
+            placeholder="stored encrypted; never shown again", password=True, id="api_key", compact=True
+        )
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "auth":
+            oauth = event.value == "oauth"
+            self.query_one("#api_key", Input).display = not oauth
+            self.query_one("#api_key_label", Label).display = not oauth
 
     def collect(self) -> dict[str, Any] | str:
         provider = self.choice("provider")
         api_key, base_url = self.value("api_key"), self.value("base_url")
-        if not api_key:
-            return "an API key is required"
+        oauth = self.choice("auth") == "oauth"
         if base_url and not base_url.startswith(("http://", "https://")):
             return "the base URL must start with http:// or https://"
+        if oauth:
+            return {
+                "provider": provider,
+                "label": self.value("label") or None,
+                "base_url": base_url or None,
+                "oauth": True,
+            }
+        if not api_key:
+            return "an API key is required"
         if provider == "openai-compatible" and not base_url:
             return "openai-compatible accounts need a base URL"
         return {
@@ -253,8 +305,7 @@ class HaikuDialog(FormDialog):
         return {"name": self.choice("model") or ""}
 
 
-class ConfirmDialog(ModalScreen[bool]):
-    CSS_PATH = "dialogs.tcss"
+class ConfirmDialog(Dialog):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
         Binding("n,escape", "answer(False)", "No", id="confirm.no"),
@@ -267,10 +318,11 @@ class ConfirmDialog(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text(self.question), classes="title")
+            yield self.note_line()
             with Horizontal(classes="buttons"):
-                yield Button("Yes", variant="error", id="yes")
-                yield Button("No", id="no")
-        yield Footer(compact=True)
+                yield Button("Yes", variant="error", id="yes", compact=True)
+                yield Button("No", id="no", compact=True)
+        yield ConsoleFooter()
 
     def action_answer(self, yes: bool) -> None:
         self.dismiss(yes)
@@ -280,39 +332,54 @@ class ConfirmDialog(ModalScreen[bool]):
         self.dismiss(event.button.id == "yes")
 
 
-class SecretDialog(ModalScreen[None]):
-    """A freshly minted key, shown once. Closing the dialog drops the only copy the console holds."""
+class SecretDialog(Dialog):
+    """A freshly minted key, shown once: closing the dialog drops the only copy the console holds. Also shows
+    the demo's key again (``shown_once=False``), with a line to try it (``extra``)."""
 
-    CSS_PATH = "dialogs.tcss"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "copy", "Copy", id="secret.copy"),
         Binding("escape,enter", "close", "Done", id="secret.close"),
     ]
 
-    def __init__(self, key: dict[str, Any], secret: str) -> None:
+    def __init__(
+        self,
+        key: dict[str, Any],
+        secret: str,
+        *,
+        shown_once: bool = True,
+        extra: str | None = None,
+        title: str | None = None,
+    ) -> None:
         super().__init__()
+        self.title_text = title
         self.key = key
         self.secret = secret
+        self.shown_once = shown_once
+        self.extra = extra
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(
-                Text(f"New {self.key.get('kind')} key {self.key.get('id')} for {self.key.get('tenant')}"),
-                classes="title",
-            )
-            yield Label("Copy it now: it is shown once and only its hash is stored.", classes="warning")
+            title = f"New {self.key.get('kind')} key {self.key.get('id')} for {self.key.get('tenant')}"
+            yield Label(Text(self.title_text or title), classes="title")
+            if self.shown_once:
+                yield Label("Copy it now: it is shown once and only its hash is stored.", classes="warning")
             yield Static(Text(self.secret), id="secret")
+            if self.extra:
+                yield Label("Try it:", classes="field-label")
+                yield Static(Text(self.extra), id="extra")
+            yield self.note_line()
             with Horizontal(classes="buttons"):
-                yield Button("Copy", variant="primary", id="copy")
-                yield Button("Done", id="done")
-        yield Footer(compact=True)
+                yield Button("Copy", variant="primary", id="copy", compact=True)
+                yield Button("Done", id="done", compact=True)
+        yield ConsoleFooter()
 
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.secret)
         self.notify("key copied to the clipboard", timeout=3, markup=False)
 
     def action_close(self) -> None:
-        self.secret = ""
+        if self.shown_once:
+            self.secret = ""
         self.dismiss(None)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -321,3 +388,98 @@ class SecretDialog(ModalScreen[None]):
             self.action_copy()
         else:
             self.action_close()
+
+
+class OAuthDialog(Dialog):
+    """An OAuth sign-in under way: the authorize URL to open, and its progress, polled once a second.
+
+    The provider redirects the browser to the gateway's callback listener and the dialog closes by itself
+    once the account is added; a provider that shows a code instead takes it in the code field."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "open", "Open browser", id="oauth.open"),
+        Binding("c", "copy", "Copy URL", id="oauth.copy"),
+        Binding("escape", "close", "Close", id="oauth.close"),
+    ]
+    POLL_S = 1.0
+
+    def __init__(self, flow: dict[str, Any]) -> None:
+        super().__init__()
+        self.flow = flow
+        self.status = flow.get("status") or "pending"
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(f"Sign in to {self.flow.get('provider')} for a new account"), classes="title")
+            yield Label("Open this address in a browser and approve the access:", classes="field-label")
+            yield Static(Text(str(self.flow.get("authorize_url") or "")), id="url")
+            yield Label("Code (only if the provider shows one to paste)", classes="field-label")
+            yield Input(placeholder="code or code#state", id="code", compact=True)
+            yield Label(Text("waiting for the browser…"), id="status")
+            yield self.note_line()
+            with Horizontal(classes="buttons"):
+                yield Button("Open browser", variant="primary", id="open", compact=True)
+                yield Button("Copy URL", id="copy", compact=True)
+                yield Button("Close", id="close", compact=True)
+        yield ConsoleFooter()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.set_interval(self.POLL_S, self.poll)
+
+    @property
+    def source(self) -> Any:
+        return self.app.source  # type: ignore[attr-defined]
+
+    async def poll(self) -> None:
+        if self.status != "pending":
+            return
+        try:
+            flow = await self.source.oauth_status(self.flow["state"])
+        except Exception as exc:  # noqa: BLE001 - shown; the operator may close the dialog
+            self.note(f"cannot follow the sign-in: {exc}", "error")
+            return
+        self._follow(flow)
+
+    def _follow(self, flow: dict[str, Any]) -> None:
+        self.status = flow.get("status") or "pending"
+        if self.status == "completed":
+            self.dismiss(flow)
+        elif self.status in ("failed", "expired"):
+            self.query_one("#status", Label).update(
+                Text(f"sign-in {self.status}: {flow.get('error') or ''}", style="bold red")
+            )
+
+    async def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        code = event.value.strip()
+        if not code:
+            return
+        try:
+            account = await self.source.complete_oauth(self.flow["state"], code)
+        except Exception as exc:  # noqa: BLE001 - the provider or the gateway refused: say so, keep the dialog
+            self.note(getattr(exc, "message", None) or str(exc), "error")
+            return
+        self.status = "completed"
+        self.dismiss(
+            {
+                **self.flow,
+                "status": "completed",
+                "account_id": account.get("id"),
+                "label": account.get("label"),
+            }
+        )
+
+    def action_open(self) -> None:
+        self.app.open_url(str(self.flow.get("authorize_url") or ""))
+
+    def action_copy(self) -> None:
+        self.app.copy_to_clipboard(str(self.flow.get("authorize_url") or ""))
+        self.note("address copied to the clipboard")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        {"open": self.action_open, "copy": self.action_copy}.get(event.button.id or "", self.action_close)()

@@ -14,7 +14,7 @@ from textual.widgets import Static
 
 from ..console import TABS
 from .base import ConsoleScreen
-from .dialogs import ConfirmDialog, FormDialog, SecretDialog
+from .dialogs import ConfirmDialog, FormDialog, OAuthDialog, SecretDialog
 from .request import RequestScreen
 
 
@@ -30,6 +30,7 @@ def binding_groups(app: App[Any]) -> list[tuple[str, list[Binding]]]:
         ("Forms", FormDialog.BINDINGS),
         ("Confirmations", ConfirmDialog.BINDINGS),
         ("New key (shown once)", SecretDialog.BINDINGS),
+        ("OAuth sign-in", OAuthDialog.BINDINGS),
     ]
     return [(title, [b for b in Binding.make_bindings(bindings)]) for title, bindings in groups]
 
@@ -71,6 +72,12 @@ class HelpScreen(ConsoleScreen):
         table.add_row("", "", "")
         table.add_row(Text("Notes", style="bold underline"), "", "")
         table.add_row("", "Tables follow the snapshot every refresh; a cooldown counts down live.", "")
+        table.add_row(
+            "", "Click a tab to switch screens; ctrl+p lists every action of the screen in front.", ""
+        )
+        table.add_row(
+            "", "Streams filter: tenant:acme model:sonnet account:anth status:error, and free text.", ""
+        )
         table.add_row("", "Keys are shown once when minted: copy them before closing the dialog.", "")
         return table
 

@@ -1,4 +1,8 @@
-"""Overview: request and token rates, errors, spend, latency and TTFT, account health, notable events."""
+"""Overview: where clients connect, request and token rates, errors, spend, latency and TTFT, account health,
+notable events.
+
+The connection panel shows the base URL (and, in the demo, the tenant key with a curl line to try it) for as
+long as the console runs; ``k`` shows the demo key again in a dialog with a copy button."""
 
 from __future__ import annotations
 
@@ -6,13 +10,13 @@ from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import BindingType
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.widgets import Label, Static
 
-from ..format import HEALTH_STYLE, cooldown, count, duration, ms, percent, rate, styled, usd
-from ..widgets import LiveTable, Tile, Trend
+from ..format import HEALTH_STYLE, cooldown, count, curl_line, duration, ms, percent, rate, styled, usd
+from ..widgets import Col, LiveTable, Tile, Trend
 from .base import ConsoleScreen
 
 
@@ -20,9 +24,12 @@ class OverviewScreen(ConsoleScreen):
     CSS_PATH = "overview.tcss"
     MODE = "overview"
     WATCH = ("account.", "tenant.", "routing.")
-    BINDINGS: ClassVar[list[BindingType]] = []
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("k", "app.show_demo_key", "Demo key", id="overview.demo-key"),
+    ]
 
     def compose_body(self) -> ComposeResult:
+        yield Static(self._connection(), id="connection")
         with Horizontal(id="tiles"):
             yield Tile("Req/s", id="rps")
             yield Tile("Tok/s", id="tps")
@@ -38,10 +45,10 @@ class OverviewScreen(ConsoleScreen):
                 yield Label("Accounts", classes="section")
                 yield LiveTable(
                     [
-                        ("label", "Account", 16),
-                        ("health", "Health", 9),
-                        ("live", "Live", 4),
-                        ("cooldown", "Cooldown", 11),
+                        Col("label", "Account", 10, grow=2),
+                        Col("health", "Health", 9),
+                        Col("live", "Live", 4),
+                        Col("cooldown", "Cooldown", 8, grow=1, most=16),
                     ],
                     id="accounts",
                 )
@@ -49,16 +56,37 @@ class OverviewScreen(ConsoleScreen):
                 yield Label("Events", classes="section")
                 yield Static("", id="events")
 
+    def _connection(self) -> Text:
+        app = self.console
+        text = Text()
+        if app.base_url:
+            text.append("clients connect to ", style="dim")
+            text.append(app.base_url, style="bold")
+        elif app.notice:
+            text.append(app.notice)
+        if app.demo_key:
+            text.append("   (k: the key again, with copy)\n", style="dim")
+            text.append("demo key ", style="dim")
+            text.append(app.demo_key, style="bold")
+            if app.base_url:
+                text.append("\n" + curl_line(app.base_url, app.demo_key), style="dim")
+        return text
+
+    def on_mount(self) -> None:
+        self.query_one("#connection", Static).display = bool(self.console.base_url or self.console.notice)
+
     def show(self, snap: dict[str, Any]) -> None:
         stats = snap["stats"]
         series = snap["traffic"]["series"]
         self.query_one("#rps", Tile).show(rate(stats["requests_per_s"]), f"{stats['inflight']} live")
         self.query_one("#tps", Tile).show(count(stats["tokens_per_s"]), "output")
-        err = stats["error_rate_60s"]
+        # The last minute's share and the counts it comes from (the same window as the trends).
+        errors, total = int(sum(series["errors"][:-1])), int(sum(series["requests"][:-1]))
+        share = errors / total if total else 0.0
         self.query_one("#errors", Tile).show(
-            percent(err),
-            f"{stats['errors']} of {stats['total']}",
-            level="bad" if err > 0.05 else "warn" if err > 0.01 else "",
+            percent(share),
+            f"{count(errors)} of {count(total)}",
+            level="bad" if share > 0.05 else "warn" if share > 0.01 else "",
         )
         self.query_one("#spend", Tile).show(usd(stats["spend_today_micro"]), "today")
         self.query_one("#latency", Tile).show(

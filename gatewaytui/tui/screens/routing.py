@@ -9,20 +9,24 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Label, Static
 
-from ..format import short, usd
-from ..widgets import LiveTable
+from ..format import price
+from ..widgets import Col, LiveTable
 from .base import ConsoleScreen
 from .dialogs import AliasDialog, ConfirmDialog, HaikuDialog
 
 MODEL_COLUMNS = [
-    ("name", "Model", 18),
-    ("provider", "Provider", 10),
-    ("upstream", "Upstream", 18),
-    ("in", "In $/M", 7),
-    ("out", "Out $/M", 7),
-    ("aliases", "Aliases", 20),
+    Col("name", "Model", 12, grow=2),
+    Col("provider", "Provider", 8, grow=1, most=16),
+    Col("upstream", "Upstream", 10, grow=1, drop=1),
+    Col("in", "In $/M", 7),
+    Col("out", "Out $/M", 7),
+    Col("aliases", "Aliases", 8, grow=1, drop=2),
 ]
-ALIAS_COLUMNS = [("alias", "Alias", 20), ("target", "Model", 20), ("source", "Set by", 9)]
+ALIAS_COLUMNS = [
+    Col("alias", "Alias", 10, grow=1),
+    Col("target", "Model", 12, grow=1),
+    Col("source", "Set by", 9),
+]
 
 
 class RoutingScreen(ConsoleScreen):
@@ -65,11 +69,11 @@ class RoutingScreen(ConsoleScreen):
                     m["name"],
                     (
                         name,
-                        short(provider, 10),
-                        short(m["upstream"], 18),
-                        usd(m["input_per_mtok"]),
-                        usd(m["output_per_mtok"]),
-                        short(", ".join(m["aliases"]), 20),
+                        provider,
+                        m["upstream"],
+                        price(m["input_per_mtok"]),
+                        price(m["output_per_mtok"]),
+                        ", ".join(m["aliases"]),
                     ),
                 )
             )

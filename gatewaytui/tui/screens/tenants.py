@@ -10,27 +10,27 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Label
 
 from ..format import bar, duration, short, usd
-from ..widgets import LiveTable
+from ..widgets import Col, LiveTable
 from .base import ConsoleScreen
 from .dialogs import ConfirmDialog, CreateTenantDialog, CreditDialog, MintKeyDialog, SecretDialog
 
 TENANT_COLUMNS = [
-    ("name", "Tenant", 14),
-    ("balance", "Balance", 10),
-    ("held", "Held", 8),
-    ("available", "Available", 10),
-    ("today", "Today", 9),
-    ("plan", "Subscription", 17),
-    ("keys", "Keys", 5),
+    Col("name", "Tenant", 8, grow=1),
+    Col("balance", "Balance", 10, grow=1, most=14),
+    Col("held", "Held", 8, grow=1, drop=2, most=14),
+    Col("available", "Available", 10, grow=1, most=14),
+    Col("today", "Today", 8, grow=1, drop=1, most=14),
+    Col("plan", "Subscription", 17),
+    Col("keys", "Keys", 5),
 ]
 KEY_COLUMNS = [
-    ("id", "Key id", 20),
-    ("label", "Label", 12),
-    ("kind", "Kind", 12),
-    ("prefix", "Prefix", 13),
-    ("state", "State", 7),
-    ("age", "Age", 6),
-    ("rpm", "RPM", 4),
+    Col("id", "Key id", 20),
+    Col("label", "Label", 8, grow=1),
+    Col("kind", "Kind", 12),
+    Col("prefix", "Prefix", 13, drop=2),
+    Col("state", "State", 7),
+    Col("age", "Age", 6),
+    Col("rpm", "RPM", 4, drop=1),
 ]
 KEY_STATE_STYLE = {"active": "green", "revoked": "red", "expired": "yellow"}
 
@@ -47,7 +47,7 @@ def tenant_row(t: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     active = sum(1 for k in t["keys"] if k["state"] == "active")
     available = t["available_micro"]
     return str(t["id"]), (
-        short(t["name"], 14),
+        t["name"],
         usd(t["balance_micro"]),
         usd(t["held_micro"]),
         Text(usd(available), style="red" if available <= 0 else ""),
@@ -61,7 +61,7 @@ def key_row(k: dict[str, Any], now: float) -> tuple[str, tuple[Any, ...]]:
     state = k["state"]
     return k["id"], (
         k["id"],
-        short(k.get("label") or "-", 12),
+        k.get("label") or "-",
         k["kind"],
         k["prefix"] + "…",
         Text(state, style=KEY_STATE_STYLE.get(state, "")),
@@ -82,6 +82,10 @@ class TenantsScreen(ConsoleScreen):
         Binding("tab", "app.focus_next", "Tenants/keys", id="tenants.next", show=False),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.follow: str | None = None  # a tenant just created: the cursor goes to it once it shows
+
     def compose_body(self) -> ComposeResult:
         yield Label("Tenants", id="tenants-title", classes="section")
         yield LiveTable(TENANT_COLUMNS, id="tenants")
@@ -98,7 +102,11 @@ class TenantsScreen(ConsoleScreen):
         tenants = snap["tenants"]
         total = sum(t["balance_micro"] for t in tenants)
         self.query_one("#tenants-title", Label).update(f"Tenants ({len(tenants)}, {usd(total)} prepaid)")
-        self.query_one("#tenants", LiveTable).sync([tenant_row(t) for t in tenants])
+        table = self.query_one("#tenants", LiveTable)
+        table.sync([tenant_row(t) for t in tenants])
+        if self.follow is not None and table.select(self.follow):
+            self.follow = None
+            table.focus()
         self._show_keys()
 
     def on_data_table_row_highlighted(self, event: LiveTable.RowHighlighted) -> None:
@@ -118,11 +126,17 @@ class TenantsScreen(ConsoleScreen):
     def action_create(self) -> None:
         def created(values: dict[str, Any] | None) -> None:
             if values:
-                self.perform(
-                    self.console.source.create_tenant(values["name"]), f"tenant {values['name']} ready"
+                self.console.perform(
+                    self.console.source.create_tenant(values["name"]),
+                    f"tenant {values['name']} ready",
+                    then=self._follow,
+                    after=self.kick,
                 )
 
         self.app.push_screen(CreateTenantDialog(), created)
+
+    def _follow(self, tenant: dict[str, Any]) -> None:
+        self.follow = str(tenant["id"])
 
     def action_mint(self) -> None:
         t = self.selected_tenant()

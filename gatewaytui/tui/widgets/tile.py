@@ -14,9 +14,14 @@ class Tile(Static):
     """A label over a big value, with an optional dim line under it."""
 
     DEFAULT_CSS = """
-    Tile { width: 1fr; height: 4; padding: 0 1; border: round $panel-lighten-2; }
+    Tile {
+        width: 1fr; height: 4; padding: 0 1; border: round $panel-lighten-2;
+        border-title-color: $foreground; border-title-style: bold;
+    }
     Tile.-warn { border: round $warning; }
     Tile.-bad { border: round $error; }
+    Tile.-warn:nocolor { border: heavy $warning; }
+    Tile.-bad:nocolor { border: double $error; }
     """
 
     def __init__(self, label: str, *, id: str | None = None) -> None:
@@ -36,7 +41,10 @@ class Trend(Vertical):
     """A titled sparkline of the last minute with its current figure."""
 
     DEFAULT_CSS = """
-    Trend { height: 4; border: round $panel-lighten-2; padding: 0 1; }
+    Trend {
+        height: 4; border: round $panel-lighten-2; padding: 0 1;
+        border-title-color: $foreground; border-title-style: bold;
+    }
     Trend > Sparkline { height: 1fr; }
     Trend > Label { width: 1fr; color: $text-muted; }
     """
