@@ -204,13 +204,17 @@ class Limits:
             return out
         spend = self._current(key, now)
         held = self.held.get(key["id"], 0)
+        remaining = max(0, budget - spend.window.total - held)
         out.update(
             budget_usd=format_usd(budget),
             budget_period=spend.period,
             spent_usd=format_usd(spend.window.total),
             held_usd=format_usd(held),
-            remaining_usd=format_usd(max(0, budget - spend.window.total - held)),
+            remaining_usd=format_usd(remaining),
             resets_at=iso(spend.reset),
+            spent_micro=spend.window.total,
+            held_micro=held,
+            remaining_micro=remaining,
         )
         return out
 

@@ -278,6 +278,7 @@ async def tenants_overview(rt: Runtime) -> list[dict[str, Any]]:
                 "available_micro": rt.wallet.available(tid),
                 "spend_today_micro": spend.get(tid, 0),
                 **rt.limits.tenant_status(tid),  # tpm (its own or the default), tokens_last_minute
+                "own_tpm": t.get("tpm"),  # None: the config's default applies
                 "keys": [
                     key_store.public(k) | rt.limits.key_status(k) for k in keys if k["tenant_id"] == tid
                 ],
