@@ -176,15 +176,9 @@ class RoutingScreen(ConsoleScreen):
         focused = self.focused.id if self.focused is not None else None
         model = chosen_row if focused == "fallbacks" else self.selected_model()
 
-        def chosen(values: dict[str, Any] | None) -> None:
-            if values:
-                then = values["then"]
-                work = self.console.source.set_fallbacks(values["model"], then)
-                said = (
-                    f"{values['model']} falls back to {', '.join(then)}"
-                    if then
-                    else f"{values['model']}: no fallbacks"
-                )
-                self.perform(work, said)
+        def act(values: dict[str, Any]) -> tuple[Any, str]:
+            model, then = values["model"], values["then"]
+            said = f"{model} falls back to {', '.join(then)}" if then else f"{model}: no fallbacks"
+            return self.console.source.set_fallbacks(model, then), said
 
-        self.app.push_screen(FallbackDialog(models, model, chains), chosen)
+        self.ask(FallbackDialog(models, model, chains), act)

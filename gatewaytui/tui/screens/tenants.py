@@ -200,18 +200,12 @@ class TenantsScreen(ConsoleScreen):
             self.notify("select a tenant first", severity="warning", markup=False)
             return
 
-        def chosen(values: dict[str, Any] | None) -> None:
-            if values:
-                tpm = values["tpm"]
-                work = self.console.source.set_tenant_tpm(values["tenant"], tpm)
-                done = (
-                    f"{values['tenant']}: {tpm:,} tokens per minute"
-                    if tpm
-                    else f"{values['tenant']}: default token rate"
-                )
-                self.perform(work, done)
+        def act(values: dict[str, Any]) -> tuple[Any, str]:
+            tenant, tpm = values["tenant"], values["tpm"]
+            said = f"{tenant}: {tpm:,} tokens per minute" if tpm else f"{tenant}: the default token rate"
+            return self.console.source.set_tenant_tpm(tenant, tpm), said
 
-        self.app.push_screen(TenantRateDialog(t["name"], t.get("own_tpm")), chosen)
+        self.ask(TenantRateDialog(t["name"], t.get("own_tpm")), act)
 
     def action_revoke(self) -> None:
         key_id = self.query_one("#keys", LiveTable).selected_key
