@@ -6,6 +6,8 @@ and is stopped by its own pid (never by name). Memory is read from ``/proc/<pid>
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import platform
 import resource
@@ -14,10 +16,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -169,6 +173,7 @@ def gateway_config(
     *,
     accounts_per_provider: int = 1,
     metrics: bool = True,
+    database_url: str | None = None,
 ) -> Path:
     up = f"http://127.0.0.1:{upstream_port}"
     lines = [
@@ -178,6 +183,7 @@ def gateway_config(
         "",
         "[database]",
         f'path = "{run_dir / "gateway.db"}"',
+        *([f'url = "{database_url}"'] if database_url else []),
         "",
         "[routing]",
         'default_model = "claude-sonnet-4-5"',
@@ -214,8 +220,34 @@ def gateway_cli() -> list[str]:
     return [str(exe)] if exe.exists() else [py(), "-m", "gatewaytui.cli"]
 
 
-# lever switched off -> bench.gwlaunch flag ("" = done through the generated config)
-VARIANTS = {"no-uvloop": "--no-uvloop", "httpx-api": "--httpx-api", "gc": "--gc", "no-metrics": ""}
+# lever switched off -> bench.gwlaunch flag ("" = done through the generated config); the postgresql
+# variants run on a shared PostgreSQL store (a throwaway cluster, tests/pgcluster.py), one or two workers
+VARIANTS = {
+    "no-uvloop": "--no-uvloop",
+    "httpx-api": "--httpx-api",
+    "gc": "--gc",
+    "no-metrics": "",
+    "postgresql": "",
+    "postgresql-workers2": "",
+}
+
+
+@functools.cache
+def pg_cluster() -> Any:
+    """One throwaway PostgreSQL cluster for the whole bench run (stopped at exit)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from pgcluster import PgCluster, bindir
+
+    found = bindir()
+    if found is None:
+        raise SystemExit(
+            "the postgresql variants need PostgreSQL's server binaries (apt-get install postgresql)"
+        )
+    cluster = PgCluster(Path(tempfile.mkdtemp(prefix="gatewaytui-bench-pg-")), found)
+    cluster.start()
+    atexit.register(lambda: (cluster.stop(), shutil.rmtree(cluster.root, ignore_errors=True)))
+    return cluster
+
 
 GATEWAY_ENV = {"GATEWAYTUI_SECRET_KEY": "bench-secret", "GATEWAYTUI_ADMIN_TOKEN": "bench-admin"}
 
@@ -236,12 +268,14 @@ def gateway(
     port = free_port()
     if variant and variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; known: {', '.join(VARIANTS)}")
+    database_url = pg_cluster().new_database() if variant.startswith("postgresql") else None
     cfg = gateway_config(
         run_dir,
         port,
         upstream_port,
         accounts_per_provider=accounts_per_provider,
         metrics=variant != "no-metrics",
+        database_url=database_url,
     )
     env = {**os.environ, **GATEWAY_ENV}
     base = [*gateway_cli(), "--config", str(cfg)]
@@ -262,9 +296,10 @@ def gateway(
     )
     launch = VARIANTS.get(variant)
     serve = [py(), "-m", "bench.gwlaunch", launch, "--config", str(cfg)] if launch else base
+    workers = ["--workers", "2"] if variant.endswith("-workers2") else []
     proc = Proc(
         f"gatewaytui[{variant}]" if variant else "gatewaytui",
-        [*serve, "--no-ui", "--log-level", "warning"],
+        [*serve, "--no-ui", "--log-level", "warning", *workers],
         port,
         run_dir / "gateway.log",
         env={**GATEWAY_ENV, **(extra_env or {})},

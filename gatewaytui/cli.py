@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-ui", action="store_true", help="run headless (logs to stderr); stop with SIGINT/SIGTERM"
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run N server processes on one port (headless, PostgreSQL store only)",
+    )
+    p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --workers worker
     p.add_argument("--log-level", default=os.environ.get("GATEWAYTUI_LOG", "info"))
     p.add_argument(
         "--log-format",
@@ -170,32 +177,46 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command is None:
-            return run_gateway(args)
+            return run_gateway(args, argv)
         if args.command == "attach":
             return attach(args)
         cfg = load_config(args, for_run=False)
-        dbmod.migrate(cfg.database.path)
-        conn = dbmod.connect(cfg.database.path)
+        dbmod.migrate(cfg.database.target)
+        conn = dbmod.connect(cfg.database.target)
         try:
             return COMMANDS[(args.command, args.action)](cfg, conn, args)
         finally:
             conn.close()
+    except GatewayError as err:  # an action's spec refused the arguments, or the store is unreachable
+        print(f"error: {err.message}", file=sys.stderr)
+        return 2
     except (CliError, configmod.ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except GatewayError as err:  # an action's spec refused the arguments
-        print(f"error: {err.message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
 
 
-def run_gateway(args: argparse.Namespace) -> int:
+def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     cfg = load_config(args, for_run=True)
     if args.demo:
         cfg.demo = True
     if args.log_format:
         cfg.log.format = args.log_format
+    from . import workers
+
+    try:
+        workers.check(cfg, args.workers, ui=not args.no_ui)
+    except workers.WorkersError as exc:
+        raise CliError(str(exc)) from None
+    if args.workers > 1:
+        passed = list(sys.argv[1:] if argv is None else argv)
+        return workers.supervise(
+            _without_options(passed, ("--workers", "--port")),
+            cfg,
+            args.workers,
+            lambda msg: print(msg, file=sys.stderr, flush=True),
+        )
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     listener = None
     if args.no_ui:
@@ -223,10 +244,24 @@ def run_gateway(args: argparse.Namespace) -> int:
         announcer.setLevel(logging.INFO)
         announce = announcer.info
     try:
-        return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce))
+        return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce, reuse_port=args.reuse_port))
     finally:
         if listener is not None:
             listener.stop()  # writes out what is still queued
+
+
+def _without_options(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """``argv`` without the named options and their values (``--opt V`` or ``--opt=V``)."""
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in names:
+            skip = True
+        elif not arg.startswith(tuple(n + "=" for n in names)):
+            out.append(arg)
+    return out
 
 
 def attach(args: argparse.Namespace) -> int:

@@ -46,6 +46,18 @@ class ServerConfig:
 class DatabaseConfig:
     path: str = "gatewaytui.db"
     flush_interval_ms: int = 50  # usage/ledger writes are batched on this period
+    url: str = ""  # postgresql://user@host:port/db: a PostgreSQL store shared by any number of instances
+    url_env: str = ""  # or the name of an environment variable holding that URL (one with a password)
+    lease_seconds: float = 30.0  # PostgreSQL: a dead instance's credit holds are released after this lease
+
+    @property
+    def target(self) -> str:
+        """What the store opens: the PostgreSQL URL when one is configured, else the SQLite file."""
+        return self.url or self.path
+
+    @property
+    def shared(self) -> bool:
+        return bool(self.url)
 
 
 @dataclass(slots=True)
@@ -282,6 +294,21 @@ class _Source:
         return f"{self.name}:{line_no + 1}: {dotted.strip()}"
 
 
+def _database_url(db: DatabaseConfig, fail: Any) -> None:
+    """Resolve ``url_env`` into ``url`` and check the URL names PostgreSQL."""
+    if db.url_env:
+        if db.url:
+            raise fail("database", "url_env", "give url or url_env, not both")
+        value = os.environ.get(db.url_env, "").strip()
+        if not value:
+            raise fail("database", "url_env", f"environment variable {db.url_env} is not set")
+        db.url = value
+    if not 1.0 <= db.lease_seconds <= 600:
+        raise fail("database", "lease_seconds", "must be between 1 and 600 seconds")
+    if db.url and not db.url.startswith(("postgresql://", "postgres://")):
+        raise fail("database", "url", "must be a postgresql:// URL (for SQLite, set path instead)")
+
+
 def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
     src = source or _Source("<config>", "")
 
@@ -313,6 +340,7 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
     cfg = Config()
     cfg.server = _table(ServerConfig, data.get("server", {}), "server", fail)
     cfg.database = _table(DatabaseConfig, data.get("database", {}), "database", fail)
+    _database_url(cfg.database, fail)
     cfg.security = _table(SecurityConfig, data.get("security", {}), "security", fail)
     cfg.routing = _table(RoutingConfig, data.get("routing", {}), "routing", fail)
     cfg.stripe = _table(StripeConfig, data.get("stripe", {}), "stripe", fail)

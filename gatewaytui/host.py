@@ -18,15 +18,18 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 
 from .config import Config
+from .model import GatewayError
 from .runtime import Runtime
 from .server.app import create_app
+from .store.lock import StoreLocked
 
 log = logging.getLogger("gatewaytui")
 
 
 class Gateway:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, reuse_port: bool = False) -> None:
         self.cfg = cfg
+        self.reuse_port = reuse_port  # one of --workers N processes sharing the port (SO_REUSEPORT)
         self.rt = Runtime(cfg)
         self.shutdown = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -44,6 +47,8 @@ class Gateway:
         family = socket.AF_INET6 if ":" in self.cfg.server.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         try:
             sock.bind((self.cfg.server.host, self.cfg.server.port))
         except OSError as exc:
@@ -117,7 +122,7 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             pass
 
 
-async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
+async def run(cfg: Config, *, ui: bool, announce: Any = print, reuse_port: bool = False) -> int:
     """Run until SIGINT/SIGTERM (headless) or until the console quits."""
     demo_ctx = None
     if cfg.demo:
@@ -125,10 +130,10 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print) -> int:
 
         demo_ctx = DemoUpstream()
         await demo_ctx.start(cfg)
-    gateway = Gateway(cfg)
+    gateway = Gateway(cfg, reuse_port=reuse_port)
     try:
         await gateway.start()
-    except OSError as exc:
+    except (OSError, StoreLocked, GatewayError) as exc:  # GatewayError: the store is unreachable
         if demo_ctx:
             await demo_ctx.stop()
         announce(f"error: {exc}")

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -35,12 +35,17 @@ from .store import accounts as account_store
 from .store import db as dbmod
 from .store import keys as key_store
 from .store import ledger as ledger_store
+from .store import notify
 from .store import settings as settings_store
+from .store.lock import ServerLock
 from .store.writer import Writer
 from .telemetry import Telemetry
 from .traffic import Traffic
 from .upstream import Upstream
 from .vault import Vault, VaultError
+
+if TYPE_CHECKING:
+    from .billing.shared_wallet import SharedWallet
 
 log = logging.getLogger("gatewaytui")
 T = TypeVar("T")
@@ -49,13 +54,23 @@ T = TypeVar("T")
 class Runtime:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.db_path = cfg.database.path
+        self.db_path = cfg.database.target  # a SQLite file, or a postgresql:// URL (store/pg.py)
+        self.shared = cfg.database.shared  # several gateway processes share this store (PostgreSQL)
         self.bus = EventBus()
         self.traffic = Traffic()
         self.catalog = Catalog(cfg.models, cfg.routing, cfg.fallbacks)
         self.wallet = Wallet()
+        self.shared_wallet: SharedWallet | None = None  # the same object as wallet, on a PostgreSQL store
+        if self.shared:
+            from .billing.shared_wallet import SharedWallet
+
+            self.wallet = self.shared_wallet = SharedWallet(
+                cfg.database.target, lease=cfg.database.lease_seconds
+            )
         self.writer = Writer(self.db_path, flush_interval=cfg.database.flush_interval_ms / 1000)
         self.readers = dbmod.Readers(self.db_path)
+        # one server per SQLite file (store/lock.py); a PostgreSQL store takes any number
+        self.server_lock = ServerLock(cfg.database.path) if not self.shared else None
         self.pool = Pool(
             self.bus,
             strategy=cfg.routing.strategy,
@@ -87,6 +102,9 @@ class Runtime:
         self._settlements: set[asyncio.Task[Any]] = set()
         # by request id, until settled (shutdown cuts these)
         self.request_tasks: dict[str, asyncio.Task[Any]] = {}
+        self._quota_read_at = 0.0
+        # account id -> the version (updated_at) of its state last written or applied here
+        self._persisted_at: dict[str, float] = {}
         self._watch_conn: sqlite3.Connection | None = None
         self._data_version = -1
         self.base_url = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -94,8 +112,20 @@ class Runtime:
     # ------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
+        if self.server_lock is not None:
+            self.server_lock.acquire()  # raises StoreLocked if another server serves this database
+        try:
+            await self._start()
+        except BaseException:
+            try:
+                await self.stop()  # what started stops (the writer thread, pools); the lock is released
+            except Exception:  # noqa: BLE001 - the start-up error is the one to report
+                log.exception("cleaning up after a failed start")
+            raise
+
+    async def _start(self) -> None:
         dbmod.migrate(self.db_path)
-        key_file = self.cfg.security.secret_key_file or str(Path(self.db_path).with_suffix(".key"))
+        key_file = self.cfg.security.secret_key_file or str(Path(self.cfg.database.path).with_suffix(".key"))
         self.writer.start()
         conn = dbmod.connect(self.db_path)
         try:
@@ -108,8 +138,17 @@ class Runtime:
             self._load(conn)
         finally:
             conn.close()
-        self._watch_conn = dbmod.connect(self.db_path, readonly=True)
-        self._data_version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
+        if self.shared_wallet is not None:
+            self.shared_wallet.public_url = self.cfg.server.public_url
+            await self.shared_wallet.open()  # joins the cluster: lease, balances and holds of every instance
+            self._tasks.append(asyncio.create_task(self.shared_wallet.run_lease(), name="gatewaytui-lease"))
+            from .billing.shared_rate import SharedRates
+
+            self.keyring.peers = rates = SharedRates(self.shared_wallet)
+            self._tasks.append(asyncio.create_task(rates.run(), name="gatewaytui-rates"))
+        else:
+            self._watch_conn = dbmod.connect(self.db_path, readonly=True)
+            self._data_version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
         self.upstream = Upstream(max_body=int(self.cfg.server.upstream_max_body_mb * (1 << 20)))
         self.http = self.upstream.httpx_client()
         self.oauth = OAuthManager(self)
@@ -139,10 +178,14 @@ class Runtime:
         self.decoding.close()
         await asyncio.to_thread(self.writer.stop)
         self.telemetry.close()
+        if self.shared_wallet is not None:
+            await self.shared_wallet.close_pool()
         self.readers.close()
         if self._watch_conn is not None:
             self._watch_conn.close()
             self._watch_conn = None
+        if self.server_lock is not None:
+            self.server_lock.release()
 
     def track(self, coro: Any) -> asyncio.Task[Any]:
         """Run work that must finish even if the request that started it is cancelled (settlement)."""
@@ -272,6 +315,7 @@ class Runtime:
 
     def _persist_account(self, acc: Account) -> None:
         state = acc.state_dict()
+        state["updated_at"] = self._persisted_at[acc.id] = time.time()  # its version, across instances
         enabled, reason = int(acc.enabled), acc.disabled_reason
 
         def write(conn: sqlite3.Connection) -> None:
@@ -283,15 +327,13 @@ class Runtime:
     # ------------------------------------------------------------ watching for changes made elsewhere
 
     async def _watch(self) -> None:
+        if self.shared:
+            return await self._watch_shared()
         while True:
             await asyncio.sleep(1.0)
             try:
                 self.pool.tick()
-                if self.writer.pending > WRITER_BACKLOG_WARN:
-                    log.warning(
-                        "%d usage/ledger writes are queued: the database is not keeping up",
-                        self.writer.pending,
-                    )
+                self._warn_backlog()
                 changes = await asyncio.to_thread(self._check_changes)
                 if changes is not None:
                     self._apply_changes(*changes)
@@ -300,6 +342,104 @@ class Runtime:
             except Exception:  # noqa: BLE001 - the watcher must survive anything
                 log.exception("change watcher failed")
 
+    async def _watch_shared(self) -> None:
+        """A PostgreSQL store: changes made by any instance or the CLI arrive as notifications (store/notify)
+        and are applied at once, coalesced over ``COALESCE_S``; the clock work still runs every second."""
+        changed: set[str] = set()
+        wake = asyncio.Event()
+
+        def on_change(tables: set[str]) -> None:
+            changed.update(tables)
+            wake.set()
+
+        listener = asyncio.create_task(notify.listen(self.db_path, on_change), name="gatewaytui-listen")
+        last_tick = 0.0
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(wake.wait(), 1.0)
+                    await asyncio.sleep(COALESCE_S)
+                except TimeoutError:
+                    pass
+                wake.clear()
+                try:
+                    if time.monotonic() - last_tick >= 1.0:
+                        last_tick = time.monotonic()
+                        self.pool.tick()
+                        self._warn_backlog()
+                    if changed:
+                        tables = set(changed)
+                        changed.clear()
+                        await self._apply_shared(tables)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # noqa: BLE001 - the watcher must survive anything (the store may be down)
+                    log.exception("change watcher failed")
+        finally:
+            listener.cancel()
+
+    async def _apply_shared(self, tables: set[str]) -> None:
+        assert self.shared_wallet is not None
+        if "ledger" in tables:
+            for tenant_id in await self.shared_wallet.refresh():
+                self.bus.publish(
+                    "tenant.balance", tenant_id=tenant_id, balance_micro=self.wallet.balance[tenant_id]
+                )
+        if "tenants" in tables:
+            self.plans.clear()  # tiers, subscription status and caps are read afresh
+        if ("requests" in tables and time.monotonic() - self._quota_read_at >= 1.0) or "tenants" in tables:
+            self._quota_read_at = time.monotonic()
+            self.quota.forget()  # subscription tokens used on every instance are read afresh (once a second)
+        if tables - {"ledger", "tenants", "requests"}:
+            for _ in range(3):
+                # this instance's own writes first, and none while reading: else the read could undo a
+                # change made here a moment ago (an account removed, then re-added from a stale read)
+                await self.write(lambda conn: None)
+                before = self.writer.submitted
+                keys, _, rows, states, settings = await self.read(self._read_state)
+                if self.writer.submitted == before:
+                    break
+            else:
+                return  # busy with changes of its own: the next notification reads again
+            self._apply_changes(keys, [], rows, states, settings)
+            self._apply_states(rows, states)
+
+    def _apply_states(self, rows: list[dict[str, Any]], states: dict[str, Any]) -> None:
+        """Health another instance recorded (a cooldown after a 429, a reset, a disable) applies here too:
+        an account's state written later than this instance's own last write of it replaces its own."""
+        for row in rows:
+            acc = self.pool.accounts.get(row["id"])
+            st = states.get(row["id"])
+            if acc is None or not st or (st.get("updated_at") or 0) <= self._persisted_at.get(acc.id, 0):
+                continue
+            self._persisted_at[acc.id] = st["updated_at"]
+            acc.enabled, acc.disabled_reason = bool(row["enabled"]), row.get("disabled_reason")
+            acc.cooldown_until = st.get("cooldown_until") or 0.0
+            acc.cause, acc.since, acc.last_error = st.get("cause"), st.get("since"), st.get("last_error")
+            acc.failures = st.get("failures") or 0
+            acc.model_cooldowns = dict(st.get("model_cooldowns") or {})
+            acc.quota = st.get("quota")
+
+    def _warn_backlog(self) -> None:
+        if self.writer.pending > WRITER_BACKLOG_WARN:
+            log.warning(
+                "%d usage/ledger writes are queued: the database is not keeping up", self.writer.pending
+            )
+
+    def _read_state(self, conn: sqlite3.Connection) -> tuple[Any, ...]:
+        external = (
+            []
+            if self.shared
+            else ledger_store.external_since(conn, self.wallet.last_external_id, self.wallet.origin)
+        )
+        return (
+            key_store.listing(conn),
+            external,
+            account_store.listing(conn),
+            account_store.load_states(conn),
+            settings_store.all_settings(conn),
+        )
+
     def _check_changes(self) -> tuple[Any, ...] | None:
         """(On a worker thread) read what changed since the last look, if the database changed at all."""
         assert self._watch_conn is not None
@@ -307,13 +447,7 @@ class Runtime:
         if version == self._data_version:
             return None
         self._data_version = version
-        conn = self.readers.get()
-        keys = key_store.listing(conn)
-        external = ledger_store.external_since(conn, self.wallet.last_external_id, self.wallet.origin)
-        rows = account_store.listing(conn)
-        states = account_store.load_states(conn)
-        settings = settings_store.all_settings(conn)
-        return keys, external, rows, states, settings
+        return self._read_state(self.readers.get())
 
     def _apply_changes(
         self,
@@ -342,3 +476,4 @@ class Runtime:
 
 
 WRITER_BACKLOG_WARN = 50_000
+COALESCE_S = 0.05  # notifications arriving this close together are applied as one change

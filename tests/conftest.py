@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pgcluster import PgCluster, bindir
 
 from gatewaytui import config as configmod
 from gatewaytui.host import Gateway
@@ -117,8 +121,11 @@ class GatewayHandle:
         return secret
 
     async def flush(self) -> None:
-        """Wait until every queued database write is committed."""
+        """Wait until every queued database write is committed (and, on a shared store, its balances read:
+        there, other instances' changes arrive by notification)."""
         await self.rt.write(lambda conn: None)
+        if self.rt.shared_wallet is not None:
+            await self.rt.shared_wallet.refresh()
 
 
 @pytest.fixture
@@ -131,9 +138,80 @@ async def upstream() -> AsyncIterator[Any]:
         yield fake
 
 
+# Test modules whose store-touching tests run against both stores (each test twice: [sqlite] and
+# [postgresql]); ``--store postgresql`` runs every gateway of the suite on PostgreSQL instead.
+BOTH_STORES = {
+    "test_ledger",
+    "test_writer",
+    "test_billing",
+    "test_billing_concurrency",
+    "test_billing_subscription",
+    "test_tenant_api",
+    "test_admin_api",
+    "test_stripe",
+    "test_cli",
+    "test_key_limits",
+    "test_billing_bounds",
+    "test_tui_bodies",
+}
+
+
+def pytest_addoption(parser: Any) -> None:
+    parser.addoption(
+        "--store",
+        choices=("auto", "sqlite", "postgresql"),
+        default="auto",
+        help="auto: the modules in conftest.BOTH_STORES on both stores, the rest on SQLite; "
+        "sqlite / postgresql: every test on that store",
+    )
+
+
+def pytest_generate_tests(metafunc: Any) -> None:
+    if "store" not in metafunc.fixturenames or metafunc.config.getoption("--store") != "auto":
+        return
+    if metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_STORES:
+        metafunc.parametrize("store", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Any:
+    """A throwaway PostgreSQL cluster for this test process (``pgcluster.py``), in a temp dir of its own
+    (pytest's are private to root, and the server runs as ``postgres``)."""
+    found = bindir()
+    if found is None:
+        pytest.skip(
+            "PostgreSQL server binaries not found (pg_config --bindir, /usr/lib/postgresql/*/bin): "
+            "apt-get install postgresql (.ci/run does)"
+        )
+    root = Path(tempfile.mkdtemp(prefix="gatewaytui-pg-"))
+    cluster = PgCluster(root, found)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def store(request: Any) -> Any:
+    """The store a test's gateway uses: ``None`` for SQLite (a file in tmp_path), else a fresh PostgreSQL
+    database's URL."""
+    kind = getattr(request, "param", None) or (
+        "postgresql" if request.config.getoption("--store") == "postgresql" else "sqlite"
+    )
+    if kind == "sqlite":
+        yield None
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    url = cluster.new_database()
+    yield url
+    cluster.drop_database(url)
+
+
 @pytest.fixture
 async def make_gateway(
-    tmp_path: Any, upstream: Any
+    tmp_path: Any, upstream: Any, store: Any
 ) -> AsyncIterator[Callable[..., Awaitable[GatewayHandle]]]:
     started: list[Gateway] = []
 
@@ -152,7 +230,11 @@ async def make_gateway(
                 "graceful_timeout": 5.0,
                 **sections.pop("server", {}),
             },
-            "database": {"path": db or str(tmp_path / "gateway.db"), "flush_interval_ms": 5},
+            "database": {
+                "path": db or str(tmp_path / "gateway.db"),
+                "flush_interval_ms": 5,
+                **({"url": store} if store and db is None else {}),
+            },
             "accounts": accounts if accounts is not None else default_accounts(upstream.base_url),
             "models": models if models is not None else DEFAULT_MODELS,
             **sections,

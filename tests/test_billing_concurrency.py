@@ -52,7 +52,25 @@ async def test_admitted_spend_never_exceeds_balance(gateway: GatewayHandle) -> N
             peak_held = max(peak_held, rt.wallet.held[tid])
         return h
 
-    rt.wallet.hold = hold_and_check  # type: ignore[method-assign]
+    original_secure = rt.wallet.secure
+
+    async def secure_and_check(h: Any) -> None:
+        """On a shared store the decision is the database's: its held credit never exceeds the balance."""
+        nonlocal peak_held
+        await original_secure(h)
+        if h.tenant_id == tid:
+            left, held = await rt.read(
+                lambda conn: conn.execute(
+                    "SELECT balance - held, held FROM credit WHERE tenant_id = ?", (tid,)
+                ).fetchone()
+            )
+            assert left >= 0
+            peak_held = max(peak_held, held)
+
+    if rt.shared:
+        rt.wallet.secure = secure_and_check  # type: ignore[method-assign]
+    else:
+        rt.wallet.hold = hold_and_check  # type: ignore[method-assign]
 
     async def one() -> int:
         try:

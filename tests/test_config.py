@@ -104,3 +104,19 @@ def test_secret_by_env_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_KEY", "sk-from-env")
     cfg = config.parse({"accounts": [{"label": "a", "provider": "openai", "api_key_env": "MY_KEY"}]})
     assert cfg.accounts[0].api_key == "sk-from-env"
+
+
+def test_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config.parse({"database": {"url": "postgresql://gw@db:5432/gatewaytui"}})
+    assert cfg.database.shared and cfg.database.target == "postgresql://gw@db:5432/gatewaytui"
+    assert not config.parse({}).database.shared and config.parse({}).database.target == "gatewaytui.db"
+    monkeypatch.setenv("GW_DSN", "postgresql://gw:secret@db/gatewaytui")
+    assert config.parse({"database": {"url_env": "GW_DSN"}}).database.target.endswith("secret@db/gatewaytui")
+    for section, message in [
+        ({"url": "mysql://db/x"}, "must be a postgresql:// URL"),
+        ({"url_env": "GW_UNSET_DSN"}, "environment variable GW_UNSET_DSN is not set"),
+        ({"url": "postgresql://a/b", "url_env": "GW_DSN"}, "give url or url_env, not both"),
+        ({"lease_seconds": 0.5}, "between 1 and 600"),
+    ]:
+        with pytest.raises(config.ConfigError, match=message):
+            config.parse({"database": section})

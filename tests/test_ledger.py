@@ -15,8 +15,8 @@ from gatewaytui.store import tenants as tenant_store
 
 
 @pytest.fixture
-def conn(tmp_path: Path) -> sqlite3.Connection:
-    path = tmp_path / "ledger.db"
+def conn(tmp_path: Path, store: str | None) -> sqlite3.Connection:
+    path = store or str(tmp_path / "ledger.db")
     dbmod.migrate(path)
     c = dbmod.connect(path)
     yield c

@@ -22,6 +22,7 @@ class Keyring:
         self._misses: dict[str, float] = {}
         self._lookup = lookup
         self._windows: dict[str, deque[float]] = {}
+        self.peers: Any = None  # on a shared store: other instances' requests per key (billing/shared_rate)
 
     def load(self, rows: list[dict[str, Any]]) -> None:
         self._by_hash = {r["hash"]: r for r in rows}
@@ -64,9 +65,12 @@ class Keyring:
         window = self._windows.setdefault(key["id"], deque())
         while window and window[0] <= now - 60:
             window.popleft()
-        if len(window) >= rpm:
-            retry = max(1.0, window[0] + 60 - now)
+        others = self.peers.count(key["id"]) if self.peers is not None else 0
+        if len(window) + others >= rpm:
+            retry = max(1.0, window[0] + 60 - now) if window else 1.0
             raise GatewayError(
                 "rate_limit", f"this key is limited to {rpm} requests per minute", retry_after=retry
             )
         window.append(now)
+        if self.peers is not None:
+            self.peers.record(key["id"])

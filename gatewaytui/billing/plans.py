@@ -102,6 +102,10 @@ class Plans:
         self._cache[tenant_id] = (now + self._ttl, plan)
         return plan
 
+    def clear(self) -> None:
+        """Forget every cached plan (a shared store reported a tenant change)."""
+        self._cache.clear()
+
     def put(self, row: dict[str, Any]) -> Plan:
         plan = Plan.from_row(row)
         self._cache[plan.tenant_id] = (time.monotonic() + self._ttl, plan)

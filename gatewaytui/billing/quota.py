@@ -96,6 +96,10 @@ class Quota:
                 code="subscription_quota_exceeded",
             )
 
+    def forget(self) -> None:
+        """Drop the usage windows: they are read afresh (other instances on a shared store used tokens)."""
+        self._usage.clear()
+
     def record(self, tenant_id: int, usage: Usage) -> None:
         tokens = usage_tokens(usage)
         if tokens <= 0:

@@ -21,6 +21,15 @@ from ..model import GatewayError
 from .pricing import format_usd
 
 
+def refusal(amount: int, available: int) -> GatewayError:
+    """The client's answer when a request's worst case exceeds the available balance."""
+    return GatewayError(
+        "billing",
+        f"insufficient credit: this request may cost up to {format_usd(amount)} and the available balance is "
+        f"{format_usd(max(0, available))}; add credit or lower max_tokens",
+    )
+
+
 @dataclass(slots=True)
 class Hold:
     id: str
@@ -49,28 +58,25 @@ class Wallet:
         return self.balance[tenant_id] - self.held[tenant_id]
 
     def hold(self, tenant_id: int, amount: int, request_id: str) -> Hold:
-        self._check(tenant_id, amount, amount)
+        if amount > self.available(tenant_id):
+            raise refusal(amount, self.available(tenant_id))
         h = Hold(id="hold_" + request_id, tenant_id=tenant_id, amount=amount, request_id=request_id)
         self.held[tenant_id] += amount
         self.holds[h.id] = h
         return h
 
-    def resize(self, h: Hold, amount: int) -> None:
-        """Change an open hold's amount (its request re-admitted at another worst case, e.g. on a fallback
-        model); growing it is refused, nothing changed, when the difference is not available."""
-        if h.done or not h.charged:
+    async def secure(self, h: Hold) -> None:
+        """Nothing to do: admission was decided by ``hold`` (the shared wallet reserves in the store here)."""
+
+    async def resize(self, h: Hold, amount: int) -> None:
+        """Change an open hold's amount (its request re-admitted at another worst case: a fallback model);
+        growing it is refused (402), nothing changed, when the difference is not available."""
+        if h.done or not h.charged or amount == h.amount:
             return
-        self._check(h.tenant_id, amount, amount - h.amount)
+        if amount - h.amount > self.available(h.tenant_id):
+            raise refusal(amount, self.available(h.tenant_id) + h.amount)
         self.held[h.tenant_id] += amount - h.amount
         h.amount = amount
-
-    def _check(self, tenant_id: int, amount: int, more: int) -> None:
-        if more > self.available(tenant_id):
-            raise GatewayError(
-                "billing",
-                f"insufficient credit: this request may cost up to {format_usd(amount)} and the available balance is "
-                f"{format_usd(max(0, self.available(tenant_id) + amount - more))}; add credit or lower max_tokens",
-            )
 
     def free_hold(self, tenant_id: int, request_id: str) -> Hold:
         """A hold of nothing (subscription traffic): tracked alike, never journaled as credit."""

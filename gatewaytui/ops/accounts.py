@@ -289,7 +289,8 @@ async def account_usage(rt: Runtime, since: float | None = None) -> list[dict[st
 
     def work(conn: sqlite3.Connection) -> list[sqlite3.Row]:
         return conn.execute(
-            "SELECT account_id, COUNT(*) AS requests, SUM(status = 'ok') AS ok, SUM(status = 'error') AS errors,"
+            "SELECT account_id, COUNT(*) AS requests, SUM(CASE WHEN status = 'ok' THEN 1 ELSE 0 END) AS ok,"
+            " SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END) AS errors,"
             " SUM(input_tokens) AS input_tokens, SUM(output_tokens) AS output_tokens,"
             " SUM(cache_read_tokens) AS cache_read_tokens,"
             " SUM(cache_write_5m_tokens + cache_write_1h_tokens) AS cache_write_tokens,"

@@ -157,18 +157,15 @@ def admit(
     return model, hold, t.price, subscription, ticket
 
 
-def switch(call: Call, model: ModelConfig) -> None:
-    """Re-admit the call on a fallback model: resize its credit hold and its key-budget and token-rate
-    tickets to the new worst case (refused, nothing changed, when they do not fit), then aim it there."""
+async def switch(call: Call, model: ModelConfig) -> None:
+    """Re-admit the call on a fallback model: its key-budget and token-rate tickets, then its credit hold
+    (in the shared store too), resized to the new worst case; then aim it there. Refused (GatewayError):
+    the fallback is skipped and the call is never served on its earlier model again, so a ticket already
+    resized stays so until the call settles or moves on (at most the larger worst case, never less)."""
     rt = call.rt
     t = terms(rt, call.key, call.req, model, call.route, call.raw_len, call.asked_max_tokens, fallback=True)
-    before = call.hold.amount
-    rt.wallet.resize(call.hold, t.worst)
-    try:
-        call.ticket = rt.limits.admit(call.key, t.worst, t.tokens, replacing=call.ticket)
-    except GatewayError:
-        rt.wallet.resize(call.hold, before)  # the same loop turn: what was held before still fits
-        raise
+    call.ticket = rt.limits.admit(call.key, t.worst, t.tokens, replacing=call.ticket)
+    await rt.wallet.resize(call.hold, t.worst)
     if not call.subscription and call.asked_max_tokens is None:
         call.req.max_tokens = t.max_tokens
     call.model, call.price = model, t.price
@@ -187,7 +184,7 @@ async def serve(call: Call, *, stream: bool) -> Attempt:
     tried = []
     for model in call.rt.catalog.fallback_chain(call.asked_for):
         try:
-            switch(call, model)
+            await switch(call, model)
         except GatewayError as refused:  # the key may not use it, or its worst case does not fit
             call.errors.append(f"fallback {model.name}: {refused.message}")
             continue
@@ -230,6 +227,8 @@ async def handle(
         apply_preset(rt, route, req)
         asked_max_tokens = req.max_tokens
         model_cfg, hold, price, subscription, ticket = admit(rt, key, req, route, raw_len, request_id)
+        if getattr(rt, "shared", False):  # a PostgreSQL store: the cluster-wide reservation (shared_wallet)
+            await rt.wallet.secure(hold)
     except GatewayError as err:
         rt.telemetry.rejected(protocol_name, route, request_id, err, key, received)
         return error_reply(protocol_name, err, request_id)

@@ -103,6 +103,6 @@ def save_state(conn: sqlite3.Connection, account_id: str, st: dict[str, Any]) ->
             st.get("failures", 0),
             json.dumps(st.get("model_cooldowns") or {}),
             json.dumps(st["quota"]) if st.get("quota") else None,
-            time.time(),
+            st.get("updated_at") or time.time(),
         ),
     )

@@ -70,6 +70,14 @@ class Capture:
 
     def __init__(self, body: Any, limit: int) -> None:
         self.limit = limit
+        if isinstance(body, bytes | bytearray | memoryview):  # the chat lane hands the relay raw bytes
+            try:
+                body = orjson.loads(body)
+            except orjson.JSONDecodeError:  # not JSON: kept as text (key-shaped strings scrubbed on write)
+                self.request = bytes(body)
+                self.response = bytearray()
+                self.response_bytes = 0
+                return
         self.request = orjson.dumps(redact(body), option=orjson.OPT_INDENT_2)
         self.response = bytearray()
         self.response_bytes = 0

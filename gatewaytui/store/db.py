@@ -2,6 +2,9 @@
 
 The database holds usage, balances and encrypted credentials: its file (and SQLite's ``-wal``/``-shm``
 files, which SQLite creates with the database's own mode) is readable by its owner only, 0600.
+
+A store is named by its target: a SQLite file path, or a ``postgresql://`` URL (then every connection is a
+``pg.PgConnection``, which takes the same SQL and gives the same rows; see ``pg``).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import os
 import sqlite3
 import threading
 from pathlib import Path
+from typing import cast
 
 import sqlite_utils
 
@@ -18,8 +22,19 @@ from .schema import migrations
 BUSY_TIMEOUT_MS = 10_000
 
 
+def is_shared(target: str | Path) -> bool:
+    """True for a PostgreSQL store (shared by any number of gateway processes)."""
+    from .pg import is_url
+
+    return is_url(target)
+
+
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, with a busy timeout."""
+    """A connection in autocommit mode (transactions are explicit); for SQLite: WAL, with a busy timeout."""
+    if is_shared(path):
+        from .pg import PgConnection
+
+        return cast(sqlite3.Connection, PgConnection(str(path), readonly=readonly))  # the same API
     conn = sqlite3.connect(
         str(path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
     )
@@ -50,6 +65,13 @@ def secure_files(path: str | Path) -> None:
 
 def migrate(path: str | Path) -> None:
     """Bring the schema up to date (idempotent; safe while the gateway runs); the files are made 0600."""
+    if is_shared(path):
+        pg = connect(path)
+        try:
+            migrations.apply_postgresql(pg)
+        finally:
+            pg.close()
+        return
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     secure_files(path)
     conn = connect(path)
@@ -70,6 +92,10 @@ class Readers:
 
     def get(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(conn, "closed", False):  # a PostgreSQL connection the server dropped
+            with self._lock:
+                self._all.remove(conn)
+            conn = self._local.conn = None
         if conn is None:
             conn = connect(self.path, readonly=True)
             self._local.conn = conn
@@ -82,19 +108,23 @@ class Readers:
             for conn in self._all:
                 try:
                     conn.close()
-                except sqlite3.Error:
+                except Exception:  # noqa: BLE001 - closing a broken connection
                     pass
             self._all.clear()
 
 
 class Transaction:
-    """``with Transaction(conn):`` — BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error)."""
+    """``with Transaction(conn):`` — BEGIN IMMEDIATE ... COMMIT (or ROLLBACK on error), one at a time."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
     def __enter__(self) -> sqlite3.Connection:
         self.conn.execute("BEGIN IMMEDIATE")
+        if getattr(self.conn, "dialect", "sqlite") == "postgresql":
+            # SQLite's IMMEDIATE serializes writers; on PostgreSQL these transactions (the CLI, start-up's
+            # upserts) take one advisory lock for the same effect. The writer's batches do not.
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('gatewaytui-immediate'))")
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

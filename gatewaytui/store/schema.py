@@ -1,11 +1,76 @@
-"""The schema, as an ordered list of migrations (sqlite-utils ``Migrations``)."""
+"""The schema, as one ordered list of migrations for both stores (sqlite-utils ``Migrations``).
+
+SQLite applies them through sqlite-utils (recorded in ``_sqlite_migrations``, so existing databases keep
+upgrading); PostgreSQL applies the same list (recorded in ``_migrations``), each migration's DDL rewritten
+by ``pg.ddl``. A migration therefore speaks SQL through ``db.execute`` / ``db.executescript`` only, and
+branches on ``dialect(db)`` for what exists in one store alone (PostgreSQL's shared admission and change
+notifications). The list is append-only: never edit an applied migration, add the next one.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-migrations = Migrations("gatewaytui")
+MIGRATIONS_TABLE_PG = "_migrations"
+
+
+def dialect(db: Any) -> str:
+    """``"sqlite"`` or ``"postgresql"``: the store a migration is being applied to."""
+    return str(getattr(db, "dialect", "sqlite"))
+
+
+class _PgSchemaDb:
+    """What a migration sees of a PostgreSQL store: ``execute`` and ``executescript`` of SQLite DDL."""
+
+    dialect = "postgresql"
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        from .pg import ddl
+
+        return self.conn.raw.execute(ddl(sql).encode(), params)
+
+    def executescript(self, script: str) -> None:
+        from .pg import ddl
+
+        self.conn.raw.execute(ddl(script).encode())
+
+
+class Schema(Migrations):
+    def apply_postgresql(self, conn: Any) -> None:
+        """Apply pending migrations to a PostgreSQL store (a ``PgConnection``), all in one transaction under
+        an advisory lock, so instances starting together migrate once."""
+        raw = conn.raw
+        with raw.transaction():
+            raw.execute("SELECT pg_advisory_xact_lock(hashtext('gatewaytui-migrations'))")
+            raw.execute(
+                f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE_PG} (migration_set TEXT NOT NULL,"
+                " name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
+                " PRIMARY KEY (migration_set, name))"
+            )
+            done = {
+                r[0]
+                for r in raw.execute(
+                    f"SELECT name FROM {MIGRATIONS_TABLE_PG} WHERE migration_set = %s", (self.name,)
+                )
+            }
+            db = _PgSchemaDb(conn)
+            for migration in self._migrations:
+                if migration.name in done:
+                    continue
+                migration.fn(db)  # type: ignore[arg-type]
+                raw.execute(
+                    f"INSERT INTO {MIGRATIONS_TABLE_PG} (migration_set, name) VALUES (%s, %s)",
+                    (self.name, migration.name),
+                )
+
+
+migrations = Schema("gatewaytui")
 
 
 @migrations()
@@ -185,7 +250,85 @@ def m005_request_bodies(db: Database) -> None:
 
 
 @migrations()
-def m006_requested_model(db: Database) -> None:
+def m006_shared_store(db: Database) -> None:
+    """PostgreSQL only: what several gateway processes share.
+
+    ``credit`` holds each tenant's balance (kept equal to its ledger sum by a trigger; never written
+    otherwise) and the credit held by requests in flight on any instance; admission is one conditional
+    UPDATE of that row (``billing/shared_wallet.py``). ``credit_holds`` names each hold's owner instance;
+    ``instances`` are the live gateway processes, each with a lease it renews: when a lease runs out, the
+    survivors release that instance's holds. A settle or release entry in the ledger drops its hold in the
+    same transaction, so a hold ends exactly once. ``key_rates`` counts each instance's requests per key
+    and second (``billing/shared_rate.py``). Changes that other instances must see at once raise a
+    notification on channel ``gatewaytui``, its payload the table's name.
+    """
+    if dialect(db) != "postgresql":
+        return
+    db.executescript(
+        """
+        CREATE TABLE credit (
+            tenant_id BIGINT PRIMARY KEY REFERENCES tenants(id),
+            balance INTEGER NOT NULL DEFAULT 0,
+            held INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO credit (tenant_id, balance) SELECT tenant_id, SUM(amount_micro) FROM ledger GROUP BY tenant_id;
+        CREATE TABLE credit_holds (
+            request_id TEXT PRIMARY KEY,
+            tenant_id INTEGER NOT NULL,
+            amount INTEGER NOT NULL,
+            owner TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX credit_holds_owner ON credit_holds(owner);
+        CREATE TABLE instances (
+            id TEXT PRIMARY KEY,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            url TEXT,
+            started_at REAL NOT NULL,
+            lease_until REAL NOT NULL
+        );
+        CREATE TABLE key_rates (
+            instance TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            second BIGINT NOT NULL,
+            n BIGINT NOT NULL,
+            PRIMARY KEY (instance, key_id, second)
+        );
+        CREATE FUNCTION ledger_credit_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE released BIGINT;
+        BEGIN
+            INSERT INTO credit (tenant_id, balance) VALUES (NEW.tenant_id, NEW.amount_micro)
+                ON CONFLICT (tenant_id) DO UPDATE SET balance = credit.balance + EXCLUDED.balance;
+            IF NEW.kind IN ('settle', 'release') AND NEW.request_id IS NOT NULL THEN
+                DELETE FROM credit_holds WHERE request_id = NEW.request_id RETURNING amount INTO released;
+                IF FOUND THEN
+                    UPDATE credit SET held = held - released WHERE tenant_id = NEW.tenant_id;
+                END IF;
+            END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER ledger_credit AFTER INSERT ON ledger FOR EACH ROW EXECUTE FUNCTION ledger_credit_fn();
+        CREATE FUNCTION gatewaytui_notify_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM pg_notify('gatewaytui', TG_TABLE_NAME);
+            RETURN NULL;
+        END $$;
+        """
+    )
+    for table in NOTIFYING_TABLES:
+        db.execute(
+            f"CREATE TRIGGER {table}_notify AFTER INSERT OR UPDATE OR DELETE ON {table}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION gatewaytui_notify_fn()"
+        )
+
+
+# tables whose changes every instance must see within a second (see runtime's watcher)
+NOTIFYING_TABLES = ("api_keys", "tenants", "accounts", "account_state", "settings", "ledger", "requests")
+
+
+@migrations()
+def m007_requested_model(db: Database) -> None:
     """A request served by a fallback model: ``model`` names the model that answered (and was billed),
     ``requested_model`` the one the client asked for (equal when no fallback was needed)."""
     db.execute("ALTER TABLE requests ADD COLUMN requested_model TEXT")

@@ -15,8 +15,10 @@ def get_or_create(conn: sqlite3.Connection, name: str) -> tuple[dict[str, Any], 
     row = conn.execute("SELECT * FROM tenants WHERE name = ?", (name,)).fetchone()
     if row is not None:
         return dict(row), False
-    cur = conn.execute("INSERT INTO tenants (name, created_at) VALUES (?, ?)", (name, time.time()))
-    return dict(conn.execute("SELECT * FROM tenants WHERE id = ?", (cur.lastrowid,)).fetchone()), True
+    row = conn.execute(
+        "INSERT INTO tenants (name, created_at) VALUES (?, ?) RETURNING *", (name, time.time())
+    ).fetchone()
+    return dict(row), True
 
 
 def by_name(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:

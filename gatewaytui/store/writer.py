@@ -7,6 +7,11 @@ fire-and-forget with ``writer.submit(fn)``. Everything queued when the thread wa
 ``writer.insert(statements)`` queues plain inserts (a settled request's usage row and ledger entries, all
 or nothing): consecutive ones are written together as multi-row INSERTs, few statements and so few GIL
 hand-offs; if that fails, each is retried under its own SAVEPOINT as above.
+
+On a PostgreSQL store the queue is also the spool: when the server is unreachable (or picks the batch as
+a deadlock victim) the batch is rolled back and retried on a fresh connection, with backoff, until it
+commits; work queued meanwhile waits behind it, in memory. Every write is safe to repeat (ledger entries
+carry idempotency keys, usage rows are upserts), so a commit whose acknowledgement was lost is harmless.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ log = logging.getLogger("gatewaytui.store")
 T = TypeVar("T")
 
 _STOP = object()
+RETRY_MIN, RETRY_MAX = 0.2, 5.0  # seconds between attempts while a shared store is unreachable
+STOP_RETRY_SECONDS = 20.0  # at shutdown, how long spooled writes wait for an unreachable store
 
 
 ROWS_PER_STATEMENT = 200  # rows per multi-row INSERT (well inside SQLite's 32,766 bound parameters)
@@ -62,11 +69,22 @@ class Rows:
 
 class Writer:
     def __init__(self, path: str | Path, *, flush_interval: float = 0.05) -> None:
+        from .db import is_shared
+
         self.path = str(path)
+        self.shared = is_shared(path)
+        self._retryable: Callable[[BaseException], bool] = lambda exc: False
+        if self.shared:
+            from .pg import retryable
+
+            self._retryable = retryable
+        self.outage_since: float | None = None  # a shared store unreachable since (time.time())
+        self._stopping = False
         self.flush_interval = flush_interval
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.pending = 0
+        self.submitted = 0  # ``submit`` calls so far (state changes; settlement inserts are not counted)
         self.batches = 0
         self.on_commit: list[Callable[[], None]] = []
 
@@ -77,6 +95,7 @@ class Writer:
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Future[T]:
         fut: Future[T] = Future()
         self.pending += 1
+        self.submitted += 1
         self._queue.put((fn, fut))
         return fut
 
@@ -94,12 +113,15 @@ class Writer:
         """Flush everything queued, then stop the thread."""
         if self._thread is None:
             return
+        self._stopping = True
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
         self._thread = None
 
     def _run(self) -> None:
-        conn = connect(self.path)
+        conn: sqlite3.Connection | None = None
+        if not self.shared:  # SQLite: opened once, as before
+            conn = connect(self.path)
         try:
             while True:
                 item = self._queue.get()
@@ -114,11 +136,51 @@ class Writer:
                 stop = any(i is _STOP for i in items)
                 work = [i for i in items if i is not _STOP]
                 if work:
-                    self._run_batch(conn, work)
+                    conn = self._write(conn, work)
                 if stop:
                     return
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
+
+    def _write(
+        self, conn: sqlite3.Connection | None, work: list[tuple[Callable[..., Any], Future[Any]]]
+    ) -> sqlite3.Connection | None:
+        """Run one batch; on a shared store, retry it on a fresh connection until it commits."""
+        delay = RETRY_MIN
+        while True:
+            try:
+                if conn is None:
+                    conn = connect(self.path)
+                self._run_batch(conn, work)
+                if self.outage_since is not None:
+                    log.warning(
+                        "the store is back after %.1f s; spooled writes committed",
+                        time.time() - self.outage_since,
+                    )
+                    self.outage_since = None
+                return conn
+            except Exception as exc:
+                if not self._retryable(exc):
+                    raise
+                if self.outage_since is None:
+                    self.outage_since = time.time()
+                    cause = getattr(exc, "cause", None) or str(exc).strip()
+                    log.error("store write failed (%s); spooling writes and retrying", cause)
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # noqa: BLE001 - the connection is already broken
+                        pass
+                conn = None
+                if self._stopping and time.time() - self.outage_since > STOP_RETRY_SECONDS:
+                    log.error(
+                        "%d queued writes are lost: the store stayed unreachable at shutdown", len(work)
+                    )
+                    self._resolve([(fut, False, exc) for _, fut in work])
+                    return None
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX)
 
     def _run_batch(
         self, conn: sqlite3.Connection, work: list[tuple[Callable[..., Any], Future[Any]]]
@@ -126,7 +188,9 @@ class Writer:
         results: list[tuple[Future[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
+        except Exception as exc:
+            if self._retryable(exc) or not isinstance(exc, sqlite3.Error):
+                raise
             for _, fut in work:
                 results.append((fut, False, exc))
             self._resolve(results)
@@ -144,7 +208,9 @@ class Writer:
             self._run_rows(conn, run, results)
         try:
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:
+            if self._retryable(exc) or not isinstance(exc, sqlite3.Error):
+                raise
             log.error("batch commit failed: %s", exc)
             conn.execute("ROLLBACK")
             results = [(fut, False, exc) for fut, _, _ in results]
@@ -165,6 +231,8 @@ class Writer:
         try:
             value = fn(conn)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller
+            if self._retryable(exc):
+                raise  # the whole batch is retried
             conn.execute(f"ROLLBACK TO w{n}")
             conn.execute(f"RELEASE w{n}")
             results.append((fut, False, exc))
@@ -187,7 +255,9 @@ class Writer:
         try:
             for sql, many in grouped.items():
                 _insert_many(conn, sql, many)
-        except Exception:  # noqa: BLE001 - each one alone reports its own error
+        except Exception as exc:  # noqa: BLE001 - each one alone reports its own error
+            if self._retryable(exc):
+                raise  # the whole batch is retried
             conn.execute("ROLLBACK TO rows")
             conn.execute("RELEASE rows")
             for n, (rows, fut) in enumerate(run):

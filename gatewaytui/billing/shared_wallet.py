@@ -1,0 +1,233 @@
+"""Credit admission shared by every gateway process on one PostgreSQL store.
+
+``SharedWallet`` keeps ``Wallet``'s interface (the relay and settlement use it the same way) and adds
+``secure``: after ``hold`` has reserved a request's worst case locally, ``secure`` reserves it in the
+database with one conditional UPDATE of the tenant's credit row (``store/credit.py``), so the promise
+"the spend admitted never exceeds the balance" holds across all instances. Settlement is unchanged: the
+hold and settle (or release) entries go to the ledger in one batched write, and that write ends the
+database hold (a trigger), exactly once.
+
+Each instance renews a lease every ``lease / 6`` seconds and sweeps as often: an instance that stops
+renewing (killed, cut off) has its holds released by the survivors once its lease has run out, so credit
+held by a dead process comes back within ``lease + lease / 6`` seconds (35 s by default).
+
+When the database cannot be reached, paid admission fails with 503 ``unavailable`` (in the client's
+protocol); subscription traffic, which reserves no credit, is not affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from psycopg import OperationalError
+
+from ..model import GatewayError
+from ..store import credit as credit_store
+from .wallet import Hold, Wallet, refusal
+
+log = logging.getLogger("gatewaytui.billing")
+
+ADMISSION_TIMEOUT = 3.0  # seconds to get a connection for an admission before answering 503
+ORPHAN_AFTER = 10.0  # own holds untracked for this long are released (a cancelled admission)
+
+
+class SharedWallet(Wallet):
+    shared = True
+
+    def __init__(self, url: str, *, lease: float = 30.0, origin: str | None = None) -> None:
+        super().__init__(origin)
+        self.url = url
+        self.lease = lease
+        self.cluster_held: dict[int, int] = {}  # held by every instance, as of the last refresh
+        self.public_url = ""
+        self.lease_lapsed = 0  # times this instance found its own lease gone (it was cut off that long)
+        self._pool: Any = None
+        self._reads = self._applied = 0  # refreshes started / the latest one applied
+
+    # ------------------------------------------------------------ life cycle
+
+    async def open(self) -> None:
+        from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+        from ..store.pg import StoreUnavailable
+
+        self._pool = AsyncConnectionPool(
+            self.url,
+            min_size=2,
+            max_size=16,
+            kwargs={"autocommit": True, "options": "-c statement_timeout=10000"},
+            open=False,
+            timeout=ADMISSION_TIMEOUT,
+            reconnect_timeout=0,  # keep trying for ever: the store may come back
+        )
+        try:
+            await self._pool.open(wait=True, timeout=30)
+        except PoolTimeout as exc:
+            await self._pool.close()
+            self._pool = None
+            raise StoreUnavailable(exc) from exc
+        await self.heartbeat()
+        await self.refresh()
+
+    async def close_pool(self) -> None:
+        if self._pool is None:
+            return
+        try:
+            async with self._pool.connection(timeout=2) as conn:
+                await credit_store.leave(conn, self.origin)
+        except Exception as exc:  # noqa: BLE001 - the lease runs out instead
+            log.warning("could not leave the cluster cleanly (%s); the lease will run out", exc)
+        await self._pool.close()
+        self._pool = None
+
+    # ------------------------------------------------------------ admission
+
+    async def secure(self, h: Hold) -> None:
+        """Reserve a hold made by ``hold`` in the shared store, or undo it and raise (402/503)."""
+        if not h.charged or h.amount <= 0:
+            return
+        ok = False
+        try:
+            ok = await self._guarded(lambda: self._admit(h))
+        finally:
+            if not ok:
+                self._undo(h)
+
+    async def resize(self, h: Hold, amount: int) -> None:
+        """Resize a reserved hold in the shared store (a request re-admitted on a fallback model): growing it
+        only if the cluster's available credit covers the difference; refused (402, or 503 when the store is
+        unreachable), nothing changed."""
+        if h.done or not h.charged or amount == h.amount:
+            return
+
+        async def change() -> bool:
+            async with self._pool.connection() as conn:
+                if h.amount <= 0:  # nothing was reserved in the store (a zero hold): reserve it now
+                    done = await credit_store.admit(conn, h.tenant_id, amount, h.request_id, self.origin)
+                else:
+                    done = await credit_store.resize(conn, h.tenant_id, h.request_id, amount - h.amount)
+                if done:
+                    return True
+                left = await credit_store.available(conn, h.tenant_id)
+            raise refusal(amount, left + h.amount)
+
+        await self._guarded(change)
+        self.held[h.tenant_id] += amount - h.amount
+        h.amount = amount
+
+    async def _guarded(self, admit: Callable[[], Awaitable[bool]]) -> bool:
+        """Run an admission against the store: once more on a dropped pooled connection; 503 when the store
+        cannot be reached (fail closed); the store's own refusal (402) as it is."""
+        try:
+            try:
+                return await admit()
+            except OperationalError:  # a pooled connection the server dropped (a restart): once more
+                return await admit()
+        except GatewayError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the store: fail closed
+            log.warning(
+                "admission failed: the store is unreachable (%s)", str(exc).strip() or type(exc).__name__
+            )
+            raise GatewayError(
+                "unavailable",
+                "the gateway's store is unreachable; paid requests are refused until it is back",
+                retry_after=5,
+            ) from None
+
+    async def _admit(self, h: Hold) -> bool:
+        async with self._pool.connection() as conn:
+            if await credit_store.admit(conn, h.tenant_id, h.amount, h.request_id, self.origin):
+                return True
+            left = await credit_store.available(conn, h.tenant_id)
+        self.balance[h.tenant_id] = left + self.cluster_held.get(h.tenant_id, 0)
+        raise refusal(h.amount, left)
+
+    def _undo(self, h: Hold) -> None:
+        if h.done:
+            return
+        h.done = True
+        self.holds.pop(h.id, None)
+        self.held[h.tenant_id] -= h.amount
+
+    def available(self, tenant_id: int) -> int:
+        return self.balance[tenant_id] - max(self.cluster_held.get(tenant_id, 0), self.held[tenant_id])
+
+    def hold(self, tenant_id: int, amount: int, request_id: str) -> Hold:
+        """Track the hold locally; the decision is ``secure``'s (the store's), not this process's."""
+        h = Hold(id="hold_" + request_id, tenant_id=tenant_id, amount=amount, request_id=request_id)
+        self.held[tenant_id] += amount
+        self.holds[h.id] = h
+        return h
+
+    # ------------------------------------------------------------ shared state
+
+    async def refresh(self) -> set[int]:
+        """Balances and cluster-wide holds from the store; the tenants whose balance changed. Of refreshes
+        that overlap, the one whose read started last wins."""
+        self._reads += 1
+        read = self._reads
+        async with self._pool.connection() as conn:
+            rows = await credit_store.totals(conn)
+        if read < self._applied:
+            return set()
+        self._applied = read
+        changed = set()
+        for tenant_id, balance, held in rows:
+            if self.balance.get(tenant_id) != balance:
+                changed.add(tenant_id)
+            self.balance[tenant_id] = balance
+            self.cluster_held[tenant_id] = held
+        return changed
+
+    async def heartbeat(self) -> None:
+        async with self._pool.connection() as conn:
+            renewed = await credit_store.renew(
+                conn, self.origin, self.lease, socket.gethostname(), os.getpid(), self.public_url
+            )
+        if not renewed and self.holds:
+            self.lease_lapsed += 1
+            log.error(
+                "this instance's lease had run out (cut off from the store for over %.0f s): its %d holds "
+                "were released by the others; their settlements still charge the real cost",
+                self.lease,
+                len(self.holds),
+            )
+
+    async def sweep(self) -> list[tuple[int, int]]:
+        """Release the holds of instances whose lease ran out, and this instance's untracked ones."""
+        keep = {h.request_id for h in self.holds.values()}
+        async with self._pool.connection() as conn:
+            released = await credit_store.sweep(conn)
+            released += await credit_store.release_own(conn, self.origin, keep, ORPHAN_AFTER)
+        for tenant_id, amount in released:
+            log.warning(
+                "released %d micro-USD of tenant %d held by a gone instance or request", amount, tenant_id
+            )
+        return released
+
+    async def run_lease(self) -> None:
+        """Renew the lease and sweep, every ``lease / 6`` seconds, for the life of the process."""
+        period = max(0.5, self.lease / 6)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.heartbeat()
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the store is down: retried next period
+                log.warning("lease renewal failed: %s", str(exc).strip() or type(exc).__name__)
+
+    @property
+    def pool(self) -> Any:
+        return self._pool
+
+    async def instances(self) -> list[dict[str, Any]]:
+        async with self._pool.connection() as conn:
+            return await credit_store.instances(conn)

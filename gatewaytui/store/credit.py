@@ -1,0 +1,161 @@
+"""PostgreSQL only: shared credit admission, holds with owners, instance leases (schema ``m004``).
+
+Admission is one statement: a conditional UPDATE of the tenant's ``credit`` row (``balance - held >=
+hold``), which PostgreSQL serializes on the row, and the hold's row with its owner, inserted only if the
+UPDATE matched. A settle or release entry in the ledger ends the hold (a trigger). Instances renew a lease;
+``sweep`` releases the holds of instances whose lease ran out, and holds that belong to no live instance.
+Times are the database's clock, so instances on machines with skewed clocks agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NOW = "EXTRACT(EPOCH FROM clock_timestamp())"
+
+ADMIT = (
+    "WITH c AS (UPDATE credit SET held = held + %(amount)s"
+    " WHERE tenant_id = %(tenant)s AND balance - held >= %(amount)s RETURNING balance, held),"
+    " h AS (INSERT INTO credit_holds (request_id, tenant_id, amount, owner, created_at)"
+    f" SELECT %(request)s, %(tenant)s, %(amount)s, %(owner)s, {NOW} FROM c RETURNING 1)"
+    " SELECT balance, held FROM c"
+)
+
+
+async def admit(conn: Any, tenant_id: int, amount: int, request_id: str, owner: str) -> bool:
+    """Reserve ``amount`` for a request if the tenant's balance less every hold in the cluster covers it."""
+    cur = await conn.execute(
+        ADMIT,
+        {"amount": amount, "tenant": tenant_id, "request": request_id, "owner": owner},
+    )
+    return await cur.fetchone() is not None
+
+
+RESIZE = (
+    "WITH c AS (UPDATE credit SET held = held + %(delta)s WHERE tenant_id = %(tenant)s"
+    " AND (%(delta)s <= 0 OR balance - held >= %(delta)s)"
+    " AND EXISTS (SELECT 1 FROM credit_holds WHERE request_id = %(request)s) RETURNING 1),"
+    " h AS (UPDATE credit_holds SET amount = amount + %(delta)s WHERE request_id = %(request)s"
+    " AND EXISTS (SELECT 1 FROM c) RETURNING 1)"
+    " SELECT 1 FROM c"
+)
+
+
+async def resize(conn: Any, tenant_id: int, request_id: str, delta: int) -> bool:
+    """Change a request's reserved hold by ``delta`` (growing it only if the tenant's balance less every hold
+    in the cluster covers the difference); False when refused (or the hold is gone)."""
+    cur = await conn.execute(RESIZE, {"delta": delta, "tenant": tenant_id, "request": request_id})
+    return await cur.fetchone() is not None
+
+
+async def available(conn: Any, tenant_id: int) -> int:
+    cur = await conn.execute("SELECT balance - held FROM credit WHERE tenant_id = %s", (tenant_id,))
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def totals(conn: Any) -> list[tuple[int, int, int]]:
+    """(tenant, balance, held across the cluster) for every tenant with credit."""
+    cur = await conn.execute("SELECT tenant_id, balance, held FROM credit")
+    return [(int(r[0]), int(r[1]), int(r[2])) for r in await cur.fetchall()]
+
+
+async def renew(conn: Any, instance: str, lease: float, host: str, pid: int, url: str) -> bool:
+    """Register or renew this instance's lease; False if it had lapsed (its holds were released)."""
+    cur = await conn.execute(
+        f"UPDATE instances SET lease_until = {NOW} + %s, url = %s WHERE id = %s", (lease, url, instance)
+    )
+    if cur.rowcount:
+        return True
+    await conn.execute(
+        "INSERT INTO instances (id, host, pid, url, started_at, lease_until)"
+        f" VALUES (%s, %s, %s, %s, {NOW}, {NOW} + %s) ON CONFLICT (id) DO NOTHING",
+        (instance, host, pid, url, lease),
+    )
+    return False
+
+
+async def sweep(conn: Any) -> list[tuple[int, int]]:
+    """Drop instances whose lease ran out and release every hold no live instance owns (tenant, amount).
+
+    Credit rows are locked first, in tenant order (the order admission and settlement take them), so the
+    sweep cannot deadlock with them."""
+    async with conn.transaction():
+        await conn.execute(f"DELETE FROM instances WHERE lease_until < {NOW}")
+        orphans = "SELECT tenant_id FROM credit_holds h WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = h.owner)"
+        await conn.execute(
+            f"SELECT 1 FROM credit WHERE tenant_id IN ({orphans}) ORDER BY tenant_id FOR UPDATE"
+        )
+        cur = await conn.execute(
+            "WITH d AS (DELETE FROM credit_holds h WHERE NOT EXISTS"
+            " (SELECT 1 FROM instances i WHERE i.id = h.owner) RETURNING tenant_id, amount),"
+            " s AS (SELECT tenant_id, SUM(amount) AS amount FROM d GROUP BY tenant_id)"
+            " UPDATE credit c SET held = c.held - s.amount FROM s WHERE c.tenant_id = s.tenant_id"
+            " RETURNING c.tenant_id, s.amount"
+        )
+        return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+
+async def release_own(conn: Any, owner: str, keep: set[str], older_than: float) -> list[tuple[int, int]]:
+    """Release this instance's holds older than ``older_than`` seconds that it no longer tracks (a request
+    cancelled mid-admission, or one whose settlement is spooled: its ledger entries still charge the cost)."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            f"SELECT request_id, tenant_id FROM credit_holds WHERE owner = %s AND created_at < {NOW} - %s"
+            " ORDER BY tenant_id",
+            (owner, older_than),
+        )
+        stale = [(r[0], int(r[1])) for r in await cur.fetchall() if r[0] not in keep]
+        if not stale:
+            return []
+        tenants = sorted({t for _, t in stale})
+        await conn.execute(
+            "SELECT 1 FROM credit WHERE tenant_id = ANY(%s) ORDER BY tenant_id FOR UPDATE", (tenants,)
+        )
+        cur = await conn.execute(
+            "WITH d AS (DELETE FROM credit_holds WHERE request_id = ANY(%s) AND owner = %s"
+            " RETURNING tenant_id, amount),"
+            " s AS (SELECT tenant_id, SUM(amount) AS amount FROM d GROUP BY tenant_id)"
+            " UPDATE credit c SET held = c.held - s.amount FROM s WHERE c.tenant_id = s.tenant_id"
+            " RETURNING c.tenant_id, s.amount",
+            ([r for r, _ in stale], owner),
+        )
+        return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+
+async def leave(conn: Any, instance: str) -> None:
+    """A clean shutdown: the instance's row goes; any hold it still owns is released by the next sweep."""
+    await conn.execute("DELETE FROM instances WHERE id = %s", (instance,))
+
+
+async def instances(conn: Any) -> list[dict[str, Any]]:
+    cur = await conn.execute(
+        f"SELECT id, host, pid, url, started_at, lease_until - {NOW} AS lease_left FROM instances ORDER BY started_at"
+    )
+    names = [d.name for d in cur.description or ()]
+    return [dict(zip(names, r, strict=True)) for r in await cur.fetchall()]
+
+
+async def record_rates(conn: Any, instance: str, counts: dict[tuple[str, int], int], keep_after: int) -> None:
+    """Add this instance's requests per (key, second); drop every instance's counts older than ``keep_after``."""
+    async with conn.transaction():
+        if counts:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO key_rates (instance, key_id, second, n) VALUES (%s, %s, %s, %s)"
+                    " ON CONFLICT (instance, key_id, second) DO UPDATE SET n = key_rates.n + EXCLUDED.n",
+                    [(instance, k, s, n) for (k, s), n in counts.items()],
+                )
+        await conn.execute("DELETE FROM key_rates WHERE second < %s", (keep_after,))
+
+
+async def other_rates(conn: Any, instance: str, since: int) -> dict[str, list[tuple[int, int]]]:
+    """Other instances' requests per key: (second, count) pairs after ``since``."""
+    cur = await conn.execute(
+        "SELECT key_id, second, SUM(n) FROM key_rates WHERE instance <> %s AND second > %s GROUP BY key_id, second",
+        (instance, since),
+    )
+    out: dict[str, list[tuple[int, int]]] = {}
+    for key_id, second, n in await cur.fetchall():
+        out.setdefault(key_id, []).append((int(second), int(n)))
+    return out

@@ -1,0 +1,163 @@
+"""A throwaway PostgreSQL cluster for the tests: initdb in a temp dir, postgres on a free loopback port.
+
+One cluster per test session (per xdist worker); a migrated template database, from which each test gets
+its own database in milliseconds (``CREATE DATABASE ... TEMPLATE``). Run as root, the server runs as the
+``postgres`` user (PostgreSQL refuses root). Binaries: ``pg_config --bindir``, else the Debian package's
+``/usr/lib/postgresql/<n>/bin``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+DEBIAN_BINDIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
+
+
+def bindir() -> Path | None:
+    candidates: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    candidates += DEBIAN_BINDIRS
+    for c in candidates:
+        if (c / "initdb").exists() and (c / "postgres").exists():
+            return c
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PgCluster:
+    TEMPLATE = "gatewaytui_template"
+
+    def __init__(self, root: Path, bin_dir: Path) -> None:
+        self.root = root
+        self.bin = bin_dir
+        self.data = root / "data"
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.as_postgres = os.geteuid() == 0
+
+    def _cmd(self, *args: str) -> list[str]:
+        return ["runuser", "-u", "postgres", "--", *args] if self.as_postgres else list(args)
+
+    def url(self, db: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+        subprocess.run(
+            self._cmd(
+                str(self.bin / "initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--locale=C",
+            ),
+            check=True,
+            capture_output=True,
+        )
+        self.launch()
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {self.TEMPLATE}")
+        from gatewaytui.store import db as dbmod
+
+        dbmod.migrate(self.url(self.TEMPLATE))
+
+    def launch(self) -> None:
+        """Start (or restart) the server on its port and wait until it accepts connections."""
+        log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 - the server's own log, open for its life
+        self.proc = subprocess.Popen(
+            self._cmd(
+                str(self.bin / "postgres"),
+                "-D",
+                str(self.data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.root}",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=400",
+                "-c",
+                "shared_buffers=32MB",
+            ),
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(self.url(), connect_timeout=2).close()
+                return
+            except psycopg.OperationalError:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError((self.root / "postgres.log").read_text()[-2000:]) from None
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT): open connections are cut, as when the server goes down."""
+        if self.proc is not None and self.proc.poll() is None:
+            try:  # the postmaster itself (under runuser, self.proc is runuser, which does not forward it)
+                pid = int((self.data / "postmaster.pid").read_text().split()[0])
+                os.kill(pid, signal.SIGINT)
+            except (OSError, ValueError, IndexError):
+                self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def drop_database(self, url: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+
+    def new_database(self) -> str:
+        """A fresh, migrated database (a copy of the template); its URL."""
+        import psycopg
+
+        name = "gw_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(self.url(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {self.TEMPLATE}")
+        return self.url(name)

@@ -1,0 +1,69 @@
+"""A PostgreSQL store that goes down under a running gateway: paid admission answers 503 in the client's
+protocol, a stream already running finishes and settles exactly once when the store is back (the writer's
+spool), and the gateway serves again without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from gatewaytui.store import keys as key_store
+from gatewaytui.store import ledger as ledger_store
+
+
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+async def test_store_outage_refuses_paid_admission_and_spools_settlement(
+    make_gateway: Any, pg_cluster: Any
+) -> None:
+    gw = await make_gateway()
+    key = await gw.mint("acme", usd=1)
+    tenant = gw.rt.keyring.authenticate(key)["tenant_id"]
+    _, unseen = await gw.rt.write(lambda conn: key_store.mint(conn, tenant))  # not in the keyring's cache
+    tid = gw.rt.keyring.authenticate(key)["tenant_id"]
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 100,
+        "stream": True,
+        "messages": [{"role": "user", "content": "slow [sleep:1500] [usage in=10 out=20]"}],
+    }
+    headers = {"x-api-key": key}
+    async with httpx.AsyncClient(base_url=gw.base_url, timeout=60) as http:
+        async with http.stream("POST", "/v1/messages", json=body, headers=headers) as running:
+            assert running.status_code == 200
+            request_id = running.headers["request-id"]
+            pg_cluster.stop()
+            try:
+                quick = {**body, "stream": False, "messages": [{"role": "user", "content": "hi"}]}
+                r = await http.post("/v1/messages", json=quick, headers=headers)
+                assert r.status_code == 503, r.text
+                assert r.json()["type"] == "error" and "store is unreachable" in r.json()["error"]["message"]
+                chat = await http.post(
+                    "/v1/chat/completions",
+                    json={"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]},
+                    headers={"authorization": f"Bearer {key}"},
+                )
+                assert chat.status_code == 503 and "unreachable" in chat.json()["error"]["message"]
+                text = (await running.aread()).decode()  # the running stream finishes while the store is down
+                assert "message_stop" in text
+                await asyncio.sleep(0.5)
+                assert gw.rt.writer.pending > 0 and gw.rt.writer.outage_since is not None  # spooled
+                # what needs a read (an uncached key; a tenant's plan past its cache) is a 503 too, never a 500
+                r = await http.post("/v1/messages", json=quick, headers={"x-api-key": unseen})
+                assert r.status_code == 503 and "store is unreachable" in r.json()["error"]["message"], r.text
+                gw.rt.plans.clear()
+                r = await http.post("/v1/messages", json=quick, headers=headers)
+                assert r.status_code == 503, r.text
+            finally:
+                pg_cluster.launch()
+        await gw.flush()  # the spooled settlement commits once the store is back
+        conn = gw.rt.readers.get()
+        kinds = sorted(e["kind"] for e in ledger_store.entries(conn, tid) if e["request_id"] == request_id)
+        assert kinds == ["hold", "settle"]
+        held = conn.execute("SELECT held FROM credit WHERE tenant_id = ?", (tid,)).fetchone()[0]
+        assert held == 0  # the settle entry ended the store's hold
+        assert conn.execute("SELECT COUNT(*) FROM requests WHERE id = ?", (request_id,)).fetchone()[0] == 1
+        r = await http.post("/v1/messages", json={**body, "stream": False}, headers=headers)
+        assert r.status_code == 200, r.text  # admission works again, no restart
