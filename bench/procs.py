@@ -188,6 +188,9 @@ def gateway_config(
         "[routing]",
         'default_model = "claude-sonnet-4-5"',
         "",
+        "[billing]",
+        "max_credit_usd = 1000000",  # the bench tenant's credit must never run out
+        "",
         *([] if metrics else ["[metrics]", "enabled = false", ""]),
     ]
     bases = {"anthropic": up, "openai": up + "/v1", "gemini": up}
@@ -280,7 +283,7 @@ def gateway(
     env = {**os.environ, **GATEWAY_ENV}
     base = [*gateway_cli(), "--config", str(cfg)]
     out = subprocess.run(
-        [*base, "keys", "create", "--tenant", "bench", "--label", "bench"],
+        [*base, "keys", "create", "--tenant", "bench", "--create", "--label", "bench"],
         env=env,
         capture_output=True,
         text=True,

@@ -1,10 +1,10 @@
 """The ``gatewaytui`` command: run the gateway (with or without the console) and administer it.
 
-    gatewaytui [--config PATH] [--demo] [--no-ui] [--host H] [--port N]
-    gatewaytui keys create --tenant NAME [--kind payg|subscription] [--label L] [--rpm N] [--models a,b] [--expires-days D]
+    gatewaytui [--config PATH] [--demo [--keep]] [--no-ui] [--host H] [--port N]
+    gatewaytui keys create --tenant NAME [--create] [--kind payg|subscription] [--label L] [--rpm N] [--models a,b] [--expires-days D]
                            [--budget-usd AMOUNT [--budget-period day|month|<N>h]] [--tpm N]
     gatewaytui keys list | keys revoke ID
-    gatewaytui credits add --tenant NAME --usd AMOUNT
+    gatewaytui credits add --tenant NAME --usd AMOUNT [--create]
     gatewaytui accounts add --provider P --api-key K [--base-url URL] [--label L] | accounts list
     gatewaytui tenants list | tenants tier --tenant NAME (--tier T | --none)
     gatewaytui tenants cap --tenant NAME (--usd AMOUNT | --clear) [--model M]
@@ -13,7 +13,9 @@
 
 Admin commands write the database directly and work while the gateway runs; it notices within a second.
 Their arguments are checked by the same action specs (``gatewaytui.ops``) as the console's and the admin
-API's, and they share the operator domain's database work.
+API's, and they share the operator domain's database work. They never read upstream secrets, and they
+refuse a database that does not exist (``--demo`` reaches the running demo's) instead of creating an
+empty one; only ``accounts add`` and a command given ``--create`` may start a new database.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,11 @@ from . import config as configmod
 from .billing.plans import check_tier
 from .billing.pricing import format_usd, parse_usd
 from .catalog import Catalog
+from .demo import profile as demo_profile
 from .model import GatewayError
 from .ops import accounts as account_ops
 from .ops import tenants as tenant_ops
+from .ops.spec import Bounds
 from .pool.enroll import default_label, insert_row
 from .store import accounts as account_store
 from .store import db as dbmod
@@ -44,7 +47,7 @@ from .store import ledger as ledger_store
 from .store import settings as settings_store
 from .store import tenants as tenant_store
 from .telemetry import requestlog
-from .vault import Vault
+from .vault import Vault, VaultError
 
 
 class CliError(Exception):
@@ -59,8 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="override [server] host")
     p.add_argument("--port", type=int, help="override [server] port")
     p.add_argument(
-        "--demo", action="store_true", help="run with the built-in fake upstream and a demo tenant"
+        "--demo",
+        action="store_true",
+        help="run with the built-in fake upstream and a demo tenant (a fresh database each run); "
+        "with an admin command: act on the demo's database",
     )
+    p.add_argument("--keep", action="store_true", help="--demo: keep the previous demo run's database")
     p.add_argument(
         "--no-ui", action="store_true", help="run headless (logs to stderr); stop with SIGINT/SIGTERM"
     )
@@ -78,12 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="headless log format: plain (default; [log] format) or json (one object per line)",
     )
     sub = p.add_subparsers(dest="command")
+    # every admin command also takes --demo after its name (default SUPPRESS: never undoes a leading --demo)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--demo", action="store_true", default=argparse.SUPPRESS, help="act on the running demo's database"
+    )
 
     keys = sub.add_parser("keys", help="tenant API keys").add_subparsers(dest="action", required=True)
     kc = keys.add_parser(
-        "create", help="mint a key (creates the tenant if new); prints the secret on the last line"
+        "create", parents=[common], help="mint a key for a tenant; prints the secret on the last line"
     )
     kc.add_argument("--tenant", required=True)
+    kc.add_argument("--create", action="store_true", help="create the tenant if there is none of that name")
     kc.add_argument("--kind", choices=key_store.KINDS, default="payg")
     kc.add_argument("--label")
     kc.add_argument("--rpm", type=int)
@@ -94,46 +107,55 @@ def build_parser() -> argparse.ArgumentParser:
         "--budget-period", help="day (default) or month (calendar, UTC), or a rolling window like 24h"
     )
     kc.add_argument("--tpm", type=int, help="tokens per minute (input + output)")
-    keys.add_parser("list", help="one line per key: id tenant kind label state")
-    kr = keys.add_parser("revoke", help="revoke a key by id")
+    keys.add_parser("list", parents=[common], help="one line per key: id tenant kind label state")
+    kr = keys.add_parser("revoke", parents=[common], help="revoke a key by id")
     kr.add_argument("id")
 
     credits = sub.add_parser("credits", help="tenant credit").add_subparsers(dest="action", required=True)
-    ca = credits.add_parser("add", help="add prepaid credit (decimal USD, exact to the micro-dollar)")
+    ca = credits.add_parser(
+        "add", parents=[common], help="add prepaid credit (decimal USD, exact to the micro-dollar)"
+    )
     ca.add_argument("--tenant", required=True)
-    ca.add_argument("--usd", required=True)
+    ca.add_argument("--usd", required=True, help="at most [billing] max_credit_usd (default 10000)")
     ca.add_argument("--note")
-    cb = credits.add_parser("balance", help="show a tenant's balance")
+    ca.add_argument("--create", action="store_true", help="create the tenant if there is none of that name")
+    cb = credits.add_parser("balance", parents=[common], help="show a tenant's balance")
     cb.add_argument("--tenant", required=True)
 
     accounts = sub.add_parser("accounts", help="upstream accounts").add_subparsers(
         dest="action", required=True
     )
-    aa = accounts.add_parser("add", help="add an API-key account")
+    aa = accounts.add_parser("add", parents=[common], help="add an API-key account")
     aa.add_argument("--provider", required=True, choices=configmod.PROVIDERS)
     aa.add_argument("--api-key", required=True)
     aa.add_argument("--base-url")
     aa.add_argument("--label")
     aa.add_argument("--priority", type=int, default=0)
     aa.add_argument("--rpm", type=int)
-    accounts.add_parser("list", help="one line per account (never a secret)")
+    accounts.add_parser("list", parents=[common], help="one line per account (never a secret)")
 
     tenants = sub.add_parser("tenants", help="tenants: tiers and spending caps").add_subparsers(
         dest="action", required=True
     )
-    tenants.add_parser("list", help="one line per tenant: name tier status balance caps")
-    tt = tenants.add_parser("tier", help="put a tenant on a subscription tier by hand, or take it off")
+    tenants.add_parser("list", parents=[common], help="one line per tenant: name tier status balance caps")
+    tt = tenants.add_parser(
+        "tier", parents=[common], help="put a tenant on a subscription tier by hand, or take it off"
+    )
     tt.add_argument("--tenant", required=True)
     tier_choice = tt.add_mutually_exclusive_group(required=True)
     tier_choice.add_argument("--tier", help="a tier name from the config's [[tiers]]")
     tier_choice.add_argument("--none", action="store_true", help="take the tenant off its tier")
-    tc = tenants.add_parser("cap", help="the most one request may cost (decimal USD), for one model or all")
+    tc = tenants.add_parser(
+        "cap", parents=[common], help="the most one request may cost (decimal USD), for one model or all"
+    )
     tc.add_argument("--tenant", required=True)
     cap_choice = tc.add_mutually_exclusive_group(required=True)
     cap_choice.add_argument("--usd", help="the cap, e.g. 0.05")
     cap_choice.add_argument("--clear", action="store_true", help="remove the cap")
     tc.add_argument("--model", help="cap only this model (a configured name or alias)")
-    tp = tenants.add_parser("tpm", help="tokens per minute across a tenant's keys (input + output)")
+    tp = tenants.add_parser(
+        "tpm", parents=[common], help="tokens per minute across a tenant's keys (input + output)"
+    )
     tp.add_argument("--tenant", required=True)
     tpm_choice = tp.add_mutually_exclusive_group(required=True)
     tpm_choice.add_argument("tpm", nargs="?", type=int, help="the limit, e.g. 100000")
@@ -148,21 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_config(args: argparse.Namespace, *, for_run: bool) -> configmod.Config:
+    """The config file's, or the demo's (``--demo``, or running with no config file)."""
     path = Path(args.config) if args.config else configmod.default_path()
     if args.config and not path.exists():
         raise CliError(f"config file not found: {path}")
-    if path.exists() and not args.demo:
+    if args.demo or (for_run and not path.exists()):
+        cfg = demo_profile.demo_config()
+    elif path.exists():
         cfg = configmod.load(path)
     else:
         cfg = configmod.Config()
-        if for_run:
-            cfg.demo = True
-            cfg.database.path = str(
-                Path(tempfile.gettempdir())
-                / f"gatewaytui-demo-{os.getuid() if hasattr(os, 'getuid') else 0}.db"
-            )
-        elif path.exists():
-            cfg = configmod.load(path)
     if args.host:
         cfg.server.host = args.host
     if args.port is not None:
@@ -170,6 +187,44 @@ def load_config(args: argparse.Namespace, *, for_run: bool) -> configmod.Config:
             raise CliError("--port must be between 0 and 65535")
         cfg.server.port = args.port
     return cfg
+
+
+# the commands that may start a new database: adding an account, and any command given --create
+INITIALISING = frozenset({("accounts", "add")})
+
+
+def open_database(cfg: configmod.Config, args: argparse.Namespace) -> Any:
+    """The database an admin command acts on; one that does not exist is an error, not a new empty file."""
+    path = Path(cfg.database.path)
+    if (
+        not cfg.database.shared
+        and not path.exists()
+        and not ((args.command, args.action) in INITIALISING or getattr(args, "create", False))
+    ):
+        if cfg.demo:
+            hint = "the demo is not running (start it with `gatewaytui --demo`)"
+        elif cfg.path:
+            hint = f"check [database] path in {cfg.path}, or start the gateway once to create it"
+        else:
+            hint = (
+                f"no config file ({configmod.default_path()}); to reach a running demo add --demo, "
+                "or give --config"
+            )
+        raise CliError(f"no database at {path}: {hint}")
+    dbmod.migrate(cfg.database.target)
+    return dbmod.connect(cfg.database.target)
+
+
+def catalog_of(cfg: configmod.Config, conn: Any) -> Catalog:
+    """The models as the running gateway resolves them (config names and aliases, the operator's aliases)."""
+    catalog = Catalog(cfg.models, cfg.routing)
+    catalog.apply_settings(settings_store.all_settings(conn))
+    return catalog
+
+
+def bounds(cfg: configmod.Config, conn: Any) -> Bounds:
+    """What the specs check arguments against, as the running gateway would (its models and limits)."""
+    return Bounds.of(cfg, catalog_of(cfg, conn))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,16 +236,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "attach":
             return attach(args)
         cfg = load_config(args, for_run=False)
-        dbmod.migrate(cfg.database.target)
-        conn = dbmod.connect(cfg.database.target)
+        conn = open_database(cfg, args)
         try:
             return COMMANDS[(args.command, args.action)](cfg, conn, args)
         finally:
             conn.close()
+    except configmod.ConfigError as exc:
+        lines = exc.messages or [str(exc)]
+        print(
+            f"error: {len(lines)} problem{'s' if len(lines) > 1 else ''} in the configuration:",
+            file=sys.stderr,
+        )
+        for line in lines:
+            print(f"  {line}", file=sys.stderr)
+        return 2
     except GatewayError as err:  # an action's spec refused the arguments, or the store is unreachable
         print(f"error: {err.message}", file=sys.stderr)
         return 2
-    except (CliError, configmod.ConfigError, ValueError) as exc:
+    except (CliError, VaultError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -199,8 +262,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     cfg = load_config(args, for_run=True)
-    if args.demo:
-        cfg.demo = True
+    if args.keep and not cfg.demo:
+        raise CliError("--keep applies to the demo only (--demo, or no config file)")
+    removed = False
+    if cfg.demo:
+        try:
+            removed = demo_profile.prepare(Path(cfg.database.path), keep=args.keep)
+        except demo_profile.DemoRunning as exc:
+            raise CliError(str(exc)) from None
     if args.log_format:
         cfg.log.format = args.log_format
     from . import workers
@@ -243,8 +312,18 @@ def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
         announcer = logging.getLogger("gatewaytui.announce")
         announcer.setLevel(logging.INFO)
         announce = announcer.info
+    if cfg.demo:
+        db = Path(cfg.database.path)
+        if removed:
+            announce(f"demo: starting fresh (the previous run's database {db} was removed; --keep reuses it)")
+        announce(
+            f"demo: database {db} (admin commands reach it with --demo, e.g. `gatewaytui --demo keys list`)"
+        )
     try:
         return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce, reuse_port=args.reuse_port))
+    except OSError as exc:  # cannot listen (the message says why and what to do)
+        print(f"error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     finally:
         if listener is not None:
             listener.stop()  # writes out what is still queued
@@ -268,13 +347,44 @@ def attach(args: argparse.Namespace) -> int:
     token = os.environ.get(args.token_env)
     if not token:
         raise CliError(f"set {args.token_env} to the gateway's admin token")
+    url = args.url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise CliError(f"{args.url}: give the gateway's URL, e.g. http://127.0.0.1:8080")
+    check_console_api(url, token, args.token_env)
     try:
         from .tui.app import ConsoleApp
         from .tui.remote import RemoteSource
     except ImportError as exc:  # pragma: no cover
         raise CliError(f"console unavailable: {exc}") from None
-    ConsoleApp(RemoteSource(args.url.rstrip("/"), token)).run()
+    ConsoleApp(RemoteSource(url, token)).run()
     return 0
+
+
+def check_console_api(url: str, token: str, token_env: str) -> None:
+    """Before opening the console: the gateway answers its console API with this token, or say why not."""
+    import httpx
+
+    try:
+        r = httpx.get(f"{url}/admin/snapshot", headers={"authorization": f"Bearer {token}"}, timeout=10)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach {url}: {exc.__class__.__name__}: {exc}") from None
+    if r.status_code == 200:
+        try:
+            if isinstance(r.json(), dict):
+                return
+        except ValueError:
+            pass
+        raise CliError(
+            f"{url}/admin/snapshot did not answer with a console snapshot: is this a gatewaytui gateway?"
+        )
+    detail = r.text.strip()[:2000] or r.reason_phrase
+    if r.status_code in (401, 403):
+        raise CliError(f"{url} refused the admin token in ${token_env} ({r.status_code}): {detail}")
+    if r.status_code == 404:
+        raise CliError(
+            f"{url} has no console API (404: {detail}); is it a gatewaytui gateway with its admin token set?"
+        )
+    raise CliError(f"{url}/admin/snapshot answered {r.status_code}: {detail}")
 
 
 # ------------------------------------------------------------------ admin commands
@@ -293,9 +403,11 @@ def _keys_create(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> 
         raise CliError("--budget-period needs --budget-usd")
     key = tenant_ops.MINT_KEY.parse(
         {"tenant": args.tenant, "kind": args.kind, "label": args.label, "rpm": args.rpm, "models": models}
+        | {"create": args.create}
         | ({"expires_at": expires} if expires is not None else {})
         | ({"budget_micro": budget, "budget_period": args.budget_period} if budget is not None else {})
-        | ({"tpm": args.tpm} if args.tpm is not None else {})
+        | ({"tpm": args.tpm} if args.tpm is not None else {}),
+        bounds=bounds(cfg, conn),
     )
     with dbmod.Transaction(conn):
         tenant, created, row, secret = tenant_ops.mint_rows(conn, **key)
@@ -336,11 +448,19 @@ def _credits_add(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> 
     except ValueError as exc:
         raise CliError(f"--usd: {exc}") from None
     credit = tenant_ops.CREDIT.parse(
-        {"tenant": args.tenant, "amount_micro": amount, "kind": "topup", "note": args.note or "cli"}
+        {"tenant": args.tenant, "amount_micro": amount, "kind": "topup", "note": args.note or "cli"},
+        bounds=bounds(cfg, conn),
     )
     with dbmod.Transaction(conn):
         tenant, _ = tenant_ops.credit_rows(
-            conn, args.tenant, amount, "topup", f"cli-topup:{time.time_ns()}", credit["note"], "cli"
+            conn,
+            args.tenant,
+            amount,
+            "topup",
+            f"cli-topup:{time.time_ns()}",
+            credit["note"],
+            "cli",
+            args.create,
         )
         balance = ledger_store.balance(conn, tenant["id"])
     print(
@@ -424,7 +544,7 @@ def _tenants_tier(cfg: configmod.Config, conn: Any, args: argparse.Namespace) ->
     tenant_ops.SET_TIER.parse({"tenant": args.tenant, "tier": tier})
     check_tier(cfg.tiers, tier)
     with dbmod.Transaction(conn):
-        row = tenant_store.set_tier(conn, args.tenant, tier)
+        row = tenant_ops.tier_rows(conn, args.tenant, tier)
     print(f"{row['name']} is now on tier {tier}" if tier else f"{row['name']} is off its tier")
     return 0
 
@@ -437,12 +557,10 @@ def _tenants_cap(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> 
         except ValueError as exc:
             raise CliError(f"--usd: {exc}") from None
     tenant_ops.SET_CAP.parse({"tenant": args.tenant, "cap_micro": cap, "model": args.model})
-    catalog = Catalog(cfg.models, cfg.routing)  # resolved as the running gateway resolves it
-    catalog.apply_settings(settings_store.all_settings(conn))
-    model = tenant_ops.cap_model(catalog, args.model)
+    model = tenant_ops.cap_model(catalog_of(cfg, conn), args.model)  # as the running gateway names it
     try:
         with dbmod.Transaction(conn):
-            row = tenant_store.set_cap(conn, args.tenant, cap, model)
+            row = tenant_ops.cap_rows(conn, args.tenant, cap, model)
     except ValueError as exc:
         raise CliError(str(exc)) from None
     what = f"on {model}" if model else "per call"
@@ -454,7 +572,7 @@ def _tenants_tpm(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> 
     tpm = None if args.clear else args.tpm
     tenant_ops.SET_TENANT_TPM.parse({"tenant": args.tenant, "tpm": tpm})
     with dbmod.Transaction(conn):
-        row = tenant_store.set_tpm(conn, args.tenant, tpm)
+        row = tenant_ops.tpm_rows(conn, args.tenant, tpm)
     if tpm:
         print(f"{row['name']}: at most {tpm:,} tokens per minute")
     else:

@@ -6,6 +6,7 @@ file ``config.example.toml`` documents every key and is parsed by the test suite
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
@@ -20,7 +21,33 @@ ROUTES = ("claudecode", "cline", "cursor", "roocode")
 
 
 class ConfigError(Exception):
-    """A configuration problem, located as precisely as possible."""
+    """Configuration problems, each located as precisely as possible (file:line: table key: what)."""
+
+    def __init__(self, *messages: str) -> None:
+        self.messages = [m for m in messages if m]
+        super().__init__("\n".join(self.messages))
+
+
+class _Errors:
+    """Collects every problem of a file, so one run reports all of them."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def attempt(self, fn: Any, *args: Any, **kw: Any) -> Any:
+        """``fn(*args, **kw)``, or ``None`` with its problems noted."""
+        try:
+            return fn(*args, **kw)
+        except ConfigError as exc:
+            self.messages.extend(exc.messages)
+            return None
+
+    def note(self, err: ConfigError) -> None:
+        self.messages.extend(err.messages)
+
+    def raise_any(self) -> None:
+        if self.messages:
+            raise ConfigError(*self.messages)
 
 
 @dataclass(slots=True)
@@ -72,6 +99,7 @@ class AccountConfig:
     provider: str
     base_url: str = ""
     api_key: str | None = None
+    api_key_env: str | None = None  # read by ``resolve_secrets`` when the gateway starts, not at load
     rpm: int | None = None
     priority: int = 0  # higher first
     weight: int = 1
@@ -207,6 +235,17 @@ class OtelConfig:
     service_name: str = "gatewaytui"
 
 
+@dataclass(slots=True)
+class BillingConfig:
+    """Bounds on what an operator may hand out in one action (typos like an extra six zeros are refused)."""
+
+    max_credit_usd: float = 10_000.0  # the largest single credit or adjustment, in USD
+
+    @property
+    def max_credit_micro(self) -> int:
+        return int(round(self.max_credit_usd * 1_000_000))
+
+
 LOG_FORMATS = ("plain", "json")
 
 
@@ -228,9 +267,11 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     otel: OtelConfig = field(default_factory=OtelConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
     claude_home: str = "~/.claude"  # where Claude Code's settings.json lives
     path: str | None = None  # the file this came from
     demo: bool = False
+    source: _Source | None = None  # the file's text, to locate problems found after loading
 
 
 # ------------------------------------------------------------------ loading
@@ -309,13 +350,8 @@ def _database_url(db: DatabaseConfig, fail: Any) -> None:
         raise fail("database", "url", "must be a postgresql:// URL (for SQLite, set path instead)")
 
 
-def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
-    src = source or _Source("<config>", "")
-
-    def fail(table: str, key: str | None, msg: str, index: int | None = None) -> ConfigError:
-        return ConfigError(f"{src.where(table, key, index)}: {msg}")
-
-    known_top = {
+KNOWN_TOP = frozenset(
+    {
         "server",
         "database",
         "security",
@@ -332,127 +368,189 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
         "metrics",
         "log",
         "otel",
+        "billing",
         "claude_home",
     }
-    for key in data:
-        if key not in known_top:
-            raise fail("", key, f"unknown top-level key {key!r}")
-    cfg = Config()
-    cfg.server = _table(ServerConfig, data.get("server", {}), "server", fail)
-    cfg.database = _table(DatabaseConfig, data.get("database", {}), "database", fail)
-    _database_url(cfg.database, fail)
-    cfg.security = _table(SecurityConfig, data.get("security", {}), "security", fail)
-    cfg.routing = _table(RoutingConfig, data.get("routing", {}), "routing", fail)
-    cfg.stripe = _table(StripeConfig, data.get("stripe", {}), "stripe", fail)
-    cfg.console = _table(ConsoleConfig, data.get("console", {}), "console", fail)
-    cfg.metrics = _table(MetricsConfig, data.get("metrics", {}), "metrics", fail)
-    cfg.log = _table(LogConfig, data.get("log", {}), "log", fail)
-    cfg.otel = _table(OtelConfig, data.get("otel", {}), "otel", fail)
-    cfg.limits = _table(LimitsConfig, data.get("limits", {}), "limits", fail)
-    if cfg.limits.tenant_tpm_default < 0:
-        raise fail("limits", "tenant_tpm_default", "must be >= 0 (0: no limit)")
-    if cfg.log.format not in LOG_FORMATS:
-        raise fail("log", "format", f"must be one of {', '.join(LOG_FORMATS)}")
-    if "claude_home" in data:
-        cfg.claude_home = _check(str, data["claude_home"], "", "claude_home", fail)
-    if cfg.console.body_limit_kb < 1:
-        raise fail("console", "body_limit_kb", "body_limit_kb must be at least 1")
-    if cfg.routing.strategy not in STRATEGIES:
-        raise fail("routing", "strategy", f"must be one of {', '.join(STRATEGIES)}")
-    if not (0 <= cfg.server.port < 65536):
-        raise fail("server", "port", "must be between 0 (any free port) and 65535")
-    if not cfg.server.upstream_max_body_mb > 0:
-        raise fail("server", "upstream_max_body_mb", "must be a positive number of megabytes")
+)
+_SECTIONS = (
+    ("server", "server", ServerConfig),
+    ("database", "database", DatabaseConfig),
+    ("security", "security", SecurityConfig),
+    ("routing", "routing", RoutingConfig),
+    ("stripe", "stripe", StripeConfig),
+    ("console", "console", ConsoleConfig),
+    ("metrics", "metrics", MetricsConfig),
+    ("log", "log", LogConfig),
+    ("otel", "otel", OtelConfig),
+    ("limits", "limits", LimitsConfig),
+)
 
-    for i, raw in enumerate(_array(data.get("accounts", []), "accounts", fail)):
-        raw = dict(raw)
-        env = raw.pop("api_key_env", None)
-        if env is not None:
-            if "api_key" in raw:
-                raise fail("accounts", "api_key_env", "give api_key or api_key_env, not both", i)
-            value = os.environ.get(_check(str, env, "accounts", "api_key_env", fail, i))
-            if not value:
-                raise fail("accounts", "api_key_env", f"environment variable {env} is not set", i)
-            raw["api_key"] = value
-        acc = _table(AccountConfig, raw, "accounts", fail, i)
-        if acc.provider not in PROVIDERS:
-            raise fail(
-                "accounts", "provider", f"unknown provider {acc.provider!r}; one of {', '.join(PROVIDERS)}", i
-            )
-        if acc.provider == "openai-compatible" and not acc.base_url:
-            raise fail("accounts", "base_url", "required for openai-compatible accounts", i)
-        cfg.accounts.append(acc)
+
+def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
+    """The typed config; every problem in ``data`` is reported at once (one ``ConfigError``, many lines)."""
+    src = source or _Source("<config>", "")
+    errors = _Errors()
+
+    def fail(table: str, key: str | None, msg: str, index: int | None = None) -> ConfigError:
+        return ConfigError(f"{src.where(table, key, index)}: {msg}")
+
+    for key in data:
+        if key not in KNOWN_TOP:
+            errors.note(fail("", key, f"unknown top-level key {key!r}"))
+    cfg = Config(source=src)
+    for attr, table, cls in _SECTIONS:
+        section = errors.attempt(_table, cls, data.get(table, {}), table, fail)
+        if section is not None:
+            setattr(cfg, attr, section)
+    errors.attempt(_database_url, cfg.database, fail)
+    billing = errors.attempt(_table, BillingConfig, data.get("billing", {}), "billing", fail)
+    if billing is not None:
+        cfg.billing = billing
+    if cfg.log.format not in LOG_FORMATS:
+        errors.note(fail("log", "format", f"must be one of {', '.join(LOG_FORMATS)}"))
+    if "claude_home" in data:
+        home = errors.attempt(_check, str, data["claude_home"], "", "claude_home", fail)
+        cfg.claude_home = home if home is not None else cfg.claude_home
+    if cfg.console.body_limit_kb < 1:
+        errors.note(fail("console", "body_limit_kb", "body_limit_kb must be at least 1"))
+    if cfg.routing.strategy not in STRATEGIES:
+        errors.note(fail("routing", "strategy", f"must be one of {', '.join(STRATEGIES)}"))
+    if not (0 <= cfg.server.port < 65536):
+        errors.note(fail("server", "port", "must be between 0 (any free port) and 65535"))
+    if not cfg.server.upstream_max_body_mb > 0:
+        errors.note(fail("server", "upstream_max_body_mb", "must be a positive number of megabytes"))
+    if cfg.limits.tenant_tpm_default < 0:
+        errors.note(fail("limits", "tenant_tpm_default", "must be >= 0 (0: no limit)"))
+    if not cfg.billing.max_credit_usd > 0:
+        errors.note(fail("billing", "max_credit_usd", "must be a positive amount of USD"))
+
+    for i, raw in enumerate(errors.attempt(_array, data.get("accounts", []), "accounts", fail) or []):
+        acc = errors.attempt(_account, raw, i, fail)
+        if acc is not None:
+            cfg.accounts.append(acc)
     labels = [a.label for a in cfg.accounts]
     for i, label in enumerate(labels):
         if labels.index(label) != i:
-            raise fail("accounts", "label", f"duplicate account label {label!r}", i)
+            errors.note(fail("accounts", "label", f"duplicate account label {label!r}", i))
 
     seen: set[str] = set()
-    for i, raw in enumerate(_array(data.get("models", []), "models", fail)):
-        raw = dict(raw)
-        for key in (
-            "input_per_mtok",
-            "output_per_mtok",
-            "cache_read_per_mtok",
-            "cache_write_per_mtok",
-            "cache_write_1h_per_mtok",
-            "web_search_per_use",
-            "web_fetch_per_use",
-            "code_execution_per_use",
-        ):
-            if key in raw:
-                raw[key] = _micro(raw[key], lambda msg, k=key, n=i: fail("models", k, msg, n))
-        if "cache_write_1h_per_mtok" not in raw and "input_per_mtok" in raw:
-            raw["cache_write_1h_per_mtok"] = raw["input_per_mtok"] * 2  # Anthropic's 1-hour write price
-        model = _table(ModelConfig, raw, "models", fail, i)
-        for key in ("server_tool_max_uses", "server_tool_input_tokens"):
-            if getattr(model, key) < 0:
-                raise fail("models", key, "must be >= 0", i)
-        if model.provider not in PROVIDERS:
-            raise fail(
-                "models", "provider", f"unknown provider {model.provider!r}; one of {', '.join(PROVIDERS)}", i
-            )
+    for i, raw in enumerate(errors.attempt(_array, data.get("models", []), "models", fail) or []):
+        model = errors.attempt(_model, raw, i, fail)
+        if model is None:
+            continue
         for name in [model.name, *model.aliases]:
             if name in seen:
-                raise fail(
-                    "models",
-                    "aliases" if name != model.name else "name",
-                    f"model name or alias {name!r} is defined twice",
-                    i,
-                )
+                which = "aliases" if name != model.name else "name"
+                errors.note(fail("models", which, f"model name or alias {name!r} is defined twice", i))
             seen.add(name)
         cfg.models.append(model)
 
-    for i, raw in enumerate(_array(data.get("fallbacks", []), "fallbacks", fail)):
-        fallback = _table(FallbackConfig, raw, "fallbacks", fail, i)
+    for i, raw in enumerate(errors.attempt(_array, data.get("fallbacks", []), "fallbacks", fail) or []):
+        fallback = errors.attempt(_table, FallbackConfig, raw, "fallbacks", fail, i)
+        if fallback is None:
+            continue
         problem = fallback_problem(fallback.model, fallback.then, seen)
         if problem:
-            raise fail("fallbacks", problem[0], problem[1], i)
-        if any(f.model == fallback.model for f in cfg.fallbacks):
-            raise fail("fallbacks", "model", f"fallbacks for {fallback.model!r} are given twice", i)
-        cfg.fallbacks.append(fallback)
+            errors.note(fail("fallbacks", problem[0], problem[1], i))
+        elif any(f.model == fallback.model for f in cfg.fallbacks):
+            errors.note(fail("fallbacks", "model", f"fallbacks for {fallback.model!r} are given twice", i))
+        else:
+            cfg.fallbacks.append(fallback)
 
-    for i, raw in enumerate(_array(data.get("tiers", []), "tiers", fail)):
-        tier = _table(TierConfig, raw, "tiers", fail, i)
+    for i, raw in enumerate(errors.attempt(_array, data.get("tiers", []), "tiers", fail) or []):
+        tier = errors.attempt(_table, TierConfig, raw, "tiers", fail, i)
+        if tier is None:
+            continue
         for route in tier.routes:
             if route not in ROUTES:
-                raise fail("tiers", "routes", f"unknown route {route!r}; one of {', '.join(ROUTES)}", i)
+                errors.note(
+                    fail("tiers", "routes", f"unknown route {route!r}; one of {', '.join(ROUTES)}", i)
+                )
         cfg.tiers.append(tier)
     presets = data.get("presets", {})
     if not isinstance(presets, dict):
-        raise fail("presets", None, "must be a table")
+        errors.note(fail("presets", None, "must be a table"))
+        presets = {}
     for name, raw in presets.items():
         if name not in ROUTES:
-            raise fail(f"presets.{name}", None, f"unknown preset {name!r}; one of {', '.join(ROUTES)}")
-        cfg.presets[name] = _table(PresetConfig, raw, f"presets.{name}", fail)
+            errors.note(fail(f"presets.{name}", None, f"unknown preset {name!r}; one of {', '.join(ROUTES)}"))
+            continue
+        preset = errors.attempt(_table, PresetConfig, raw, f"presets.{name}", fail)
+        if preset is not None:
+            cfg.presets[name] = preset
     oauth = data.get("oauth", {})
     if not isinstance(oauth, dict):
-        raise fail("oauth", None, "must be a table")
+        errors.note(fail("oauth", None, "must be a table"))
+        oauth = {}
     for name, raw in oauth.items():
         if name not in PROVIDERS:
-            raise fail(f"oauth.{name}", None, f"unknown provider {name!r}")
-        cfg.oauth[name] = _table(OAuthProviderConfig, raw, f"oauth.{name}", fail)
+            errors.note(fail(f"oauth.{name}", None, f"unknown provider {name!r}"))
+            continue
+        provider = errors.attempt(_table, OAuthProviderConfig, raw, f"oauth.{name}", fail)
+        if provider is not None:
+            cfg.oauth[name] = provider
+    errors.raise_any()
     return cfg
+
+
+def _account(raw: dict[str, Any], i: int, fail: Any) -> AccountConfig:
+    raw = dict(raw)
+    if raw.get("api_key_env") is not None and "api_key" in raw:
+        raise fail("accounts", "api_key_env", "give api_key or api_key_env, not both", i)
+    acc: AccountConfig = _table(AccountConfig, raw, "accounts", fail, i)
+    if acc.provider not in PROVIDERS:
+        raise fail(
+            "accounts", "provider", f"unknown provider {acc.provider!r}; one of {', '.join(PROVIDERS)}", i
+        )
+    if acc.provider == "openai-compatible" and not acc.base_url:
+        raise fail("accounts", "base_url", "required for openai-compatible accounts", i)
+    return acc
+
+
+def _model(raw: dict[str, Any], i: int, fail: Any) -> ModelConfig:
+    raw = dict(raw)
+    problems = _Errors()
+    for key in (
+        "input_per_mtok",
+        "output_per_mtok",
+        "cache_read_per_mtok",
+        "cache_write_per_mtok",
+        "cache_write_1h_per_mtok",
+        "web_search_per_use",
+        "web_fetch_per_use",
+        "code_execution_per_use",
+    ):
+        if key in raw:
+            raw[key] = problems.attempt(_micro, raw[key], lambda msg, k=key: fail("models", k, msg, i))
+    problems.raise_any()
+    if "cache_write_1h_per_mtok" not in raw and "input_per_mtok" in raw:
+        raw["cache_write_1h_per_mtok"] = raw["input_per_mtok"] * 2  # Anthropic's 1-hour write price
+    model: ModelConfig = _table(ModelConfig, raw, "models", fail, i)
+    for key in ("server_tool_max_uses", "server_tool_input_tokens"):
+        if getattr(model, key) < 0:
+            raise fail("models", key, "must be >= 0", i)
+    if model.provider not in PROVIDERS:
+        raise fail(
+            "models", "provider", f"unknown provider {model.provider!r}; one of {', '.join(PROVIDERS)}", i
+        )
+    return model
+
+
+def resolve_secrets(cfg: Config) -> None:
+    """Read the accounts' ``api_key_env`` variables: only what starts the gateway needs upstream secrets
+    (the admin commands never do). Every variable that is unset is reported at once."""
+    src = cfg.source or _Source("<config>", "")
+    missing = []
+    for i, acc in enumerate(cfg.accounts):
+        if acc.api_key_env and not acc.api_key:
+            value = os.environ.get(acc.api_key_env)
+            if value:
+                acc.api_key = value
+            else:
+                where = src.where("accounts", "api_key_env", i)
+                missing.append(f"{where}: environment variable {acc.api_key_env} is not set")
+    if missing:
+        raise ConfigError(*missing)
 
 
 MAX_FALLBACKS = 8  # models in one chain
@@ -502,7 +600,15 @@ def _check(typ: Any, value: Any, table: str, key: str, fail: Any, index: int | N
     return value
 
 
+# keys earlier releases accepted that no longer do anything: ignored with a warning, so an upgrade
+# never refuses a config that used to start ("table.key" -> what to do instead)
+RETIRED = {
+    "server.upstream_transport": "the relay has one upstream client (aiohttp) now; remove the key",
+}
+
+
 def _table(cls: Any, raw: Any, table: str, fail: Any, index: int | None = None) -> Any:
+    import dataclasses
     import typing
 
     if not isinstance(raw, dict):
@@ -510,33 +616,48 @@ def _table(cls: Any, raw: Any, table: str, fail: Any, index: int | None = None) 
     hints = typing.get_type_hints(cls)
     names = set(cls.__dataclass_fields__)
     kwargs: dict[str, Any] = {}
+    problems = _Errors()
     for key, value in raw.items():
+        if key not in names and f"{table}.{key}" in RETIRED:
+            logging.getLogger("gatewaytui").warning(
+                "config: [%s] %s is retired and ignored: %s", table, key, RETIRED[f"{table}.{key}"]
+            )
+            continue
         if key not in names:
-            raise fail(table, key, f"unknown key {key!r} (known: {', '.join(sorted(names))})", index)
-        hint = hints[key]
-        origin = typing.get_origin(hint)
-        if origin is list:
-            if not isinstance(value, list):
-                raise fail(table, key, "expected an array", index)
-            (inner,) = typing.get_args(hint)
-            value = [_check(inner, v, table, key, fail, index) for v in value]
-        elif origin is dict:
-            if not isinstance(value, dict):
-                raise fail(table, key, "expected a table", index)
-            if typing.get_args(hint) == (str, str) and not all(isinstance(v, str) for v in value.values()):
-                raise fail(table, key, "expected a table of strings", index)
-        elif hint in (int, float, str, bool):
-            value = _check(hint, value, table, key, fail, index)
-        elif hint == (str | None) or hint == (int | None):
-            if value is not None:
-                base = str if hint == (str | None) else int
-                value = _check(base, value, table, key, fail, index)
-        kwargs[key] = value
+            problems.note(fail(table, key, f"unknown key {key!r} (known: {', '.join(sorted(names))})", index))
+            continue
+        checked = problems.attempt(_value, hints[key], value, table, key, fail, index)
+        if checked is not None or value is None:
+            kwargs[key] = checked
     missing = [
         n
         for n, f in cls.__dataclass_fields__.items()
-        if f.default is f.default_factory is __import__("dataclasses").MISSING and n not in kwargs
+        if f.default is f.default_factory is dataclasses.MISSING and n not in raw
     ]
-    if missing:
-        raise fail(table, None, f"missing required key {missing[0]!r}", index)
+    for name in missing:
+        problems.note(fail(table, None, f"missing required key {name!r}", index))
+    problems.raise_any()
     return cls(**kwargs)
+
+
+def _value(hint: Any, value: Any, table: str, key: str, fail: Any, index: int | None) -> Any:
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin is list:
+        if not isinstance(value, list):
+            raise fail(table, key, "expected an array", index)
+        (inner,) = typing.get_args(hint)
+        return [_check(inner, v, table, key, fail, index) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise fail(table, key, "expected a table", index)
+        if typing.get_args(hint) == (str, str) and not all(isinstance(v, str) for v in value.values()):
+            raise fail(table, key, "expected a table of strings", index)
+        return value
+    if hint in (int, float, str, bool):
+        return _check(hint, value, table, key, fail, index)
+    if hint == (str | None) or hint == (int | None):
+        if value is not None:
+            return _check(str if hint == (str | None) else int, value, table, key, fail, index)
+    return value

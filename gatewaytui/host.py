@@ -8,6 +8,7 @@ finish, and anything cut at the deadline is settled by the relay's cleanup.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import signal
@@ -54,9 +55,14 @@ class Gateway:
         except OSError as exc:
             sock.close()
             await self.rt.stop()
-            raise OSError(
-                f"cannot listen on {self.cfg.server.host}:{self.cfg.server.port}: {exc.strerror}"
-            ) from None
+            where = f"{self.cfg.server.host}:{self.cfg.server.port}"
+            hint = ""
+            if exc.errno == errno.EADDRINUSE:
+                hint = (
+                    f"; another process (another gateway?) is listening on port {self.cfg.server.port}: "
+                    "choose another with --port N (or [server] port; 0 picks a free one)"
+                )
+            raise OSError(exc.errno, f"cannot listen on {where}: {exc.strerror}{hint}") from None
         sock.listen(1024)
         sock.setblocking(False)
         self._sock = sock
@@ -133,11 +139,13 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print, reuse_port: bool 
     gateway = Gateway(cfg, reuse_port=reuse_port)
     try:
         await gateway.start()
-    except (OSError, StoreLocked, GatewayError) as exc:  # GatewayError: the store is unreachable
+    except BaseException as exc:  # the port is taken, the key does not match, the store is locked...
         if demo_ctx:
             await demo_ctx.stop()
-        announce(f"error: {exc}")
-        return 1
+        if isinstance(exc, (StoreLocked, GatewayError)):  # GatewayError: the store is unreachable
+            announce(f"error: {exc}")
+            return 1
+        raise  # the caller reports it (cannot listen, wrong secret key, unset api_key_env)
     stop = asyncio.Event()
     install_signal_handlers(stop)
     if not ui:
@@ -152,7 +160,10 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print, reuse_port: bool 
             from .demo.setup import seed, traffic
 
             key = demo_key = await seed(gateway.rt)
-            notice = f"Demo gateway at {gateway.base_url}\nDemo tenant key (shown once; also printed on exit):\n{key}"
+            notice = (
+                f"Demo gateway at {gateway.base_url}\nDemo tenant key (shown once; also printed on exit):\n{key}\n"
+                f"Demo database: {cfg.database.path} (admin commands: gatewaytui --demo keys list)"
+            )
             announce(f"gatewaytui demo: base URL {gateway.base_url}")
             announce(f"demo tenant key (shown once): {key}")
             announce(

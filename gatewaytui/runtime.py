@@ -25,7 +25,7 @@ from .billing.stripe_billing import StripeBilling
 from .billing.wallet import Wallet
 from .bus import EventBus
 from .catalog import Catalog
-from .config import Config
+from .config import Config, resolve_secrets
 from .oauth import OAuthManager
 from .offload import Offload
 from .pool.account import Account
@@ -124,6 +124,7 @@ class Runtime:
             raise
 
     async def _start(self) -> None:
+        resolve_secrets(self.cfg)  # the accounts' api_key_env variables: only starting the gateway needs them
         dbmod.migrate(self.db_path)
         key_file = self.cfg.security.secret_key_file or str(Path(self.cfg.database.path).with_suffix(".key"))
         self.writer.start()
@@ -285,6 +286,9 @@ class Runtime:
                 oauth = json.loads(self.vault.decrypt(row["oauth"]))
         except VaultError as exc:
             log.error("account %s: %s", row["label"], exc)
+            unusable: str | None = str(exc)
+        else:
+            unusable = None
         acc = Account(
             id=row["id"],
             label=row["label"],
@@ -300,6 +304,7 @@ class Runtime:
             rpm=row.get("rpm"),
             preferred=row["preferred"],
             source=row["source"],
+            unusable=unusable,
         )
         if state:
             acc.cooldown_until = state.get("cooldown_until") or 0.0
@@ -330,7 +335,7 @@ class Runtime:
         if self.shared:
             return await self._watch_shared()
         while True:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(WATCH_INTERVAL)
             try:
                 self.pool.tick()
                 self._warn_backlog()
@@ -458,6 +463,7 @@ class Runtime:
         settings: dict[str, Any],
     ) -> None:
         self.keyring.load(keys)
+        self.plans.clear()  # tiers and caps set by the CLI: re-read at the next request
         changed = self.wallet.apply_external(external)
         for tenant_id in changed:
             self.bus.publish(
@@ -476,4 +482,7 @@ class Runtime:
 
 
 WRITER_BACKLOG_WARN = 50_000
+# how often the database is checked for changes made by other processes (the CLI); README promises that a
+# change reaches the running gateway within a second
+WATCH_INTERVAL = 0.4
 COALESCE_S = 0.05  # notifications arriving this close together are applied as one change

@@ -20,6 +20,9 @@ from gatewaytui.ops import tenants as tenant_ops
 # a Fernet key, not a passphrase: a passphrase costs a scrypt derivation (~0.4 s) per gateway start
 # (tests/test_vault.py and tests/test_cli.py cover the passphrase road)
 os.environ.setdefault("GATEWAYTUI_SECRET_KEY", "Z2F0ZXdheXR1aS10ZXN0LXN1aXRlLXZhdWx0LWtleSE=")
+# the demo keeps its database under the user's data directory: one of its own per test worker, never the
+# real one (gatewaytui --demo run by a test, and anything it starts, inherit this)
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="gatewaytui-test-data-")
 
 DEFAULT_MODELS: list[dict[str, Any]] = [
     {
@@ -114,10 +117,10 @@ class GatewayHandle:
     async def mint(
         self, tenant: str = "acme", *, usd: float | None = 10.0, kind: str = "payg", **kw: Any
     ) -> str:
-        """A fresh tenant key (the secret); credits the tenant with ``usd`` first when given."""
+        """A fresh tenant key (the secret), the tenant created if new; credits it with ``usd`` first when given."""
         if usd:
-            await tenant_ops.credit(self.rt, tenant, int(round(usd * 1_000_000)))
-        _, secret = await tenant_ops.mint_key(self.rt, tenant, kind=kind, **kw)
+            await tenant_ops.credit(self.rt, tenant, int(round(usd * 1_000_000)), create=True)
+        _, secret = await tenant_ops.mint_key(self.rt, tenant, kind=kind, create=True, **kw)
         return secret
 
     async def flush(self) -> None:

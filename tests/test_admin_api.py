@@ -10,6 +10,8 @@ import anthropic
 import httpx
 import pytest
 
+from gatewaytui.ops import tenants as tenant_ops
+
 ADMIN_ENV = "GATEWAYTUI_TEST_ADMIN_TOKEN"
 TOKEN = "admin-token-for-the-tests"
 PROMPT = [{"role": "user", "content": "Hello there"}]
@@ -280,6 +282,11 @@ async def test_claude_code_settings(gw: Any, http: httpx.AsyncClient, tmp_path: 
     assert r.json()["mode"] == "direct"
     assert json.loads(settings.read_text()) == original  # everything as it was before
 
+    unknown = await http.post("/claude/config/proxy", json={"tenant": "new-tenant", "route": "v1"})
+    assert (
+        unknown.status_code == 404 and "no tenant named 'new-tenant'" in unknown.text
+    )  # never made by a typo
+    await tenant_ops.create_tenant(gw.rt, "new-tenant")
     minted = await http.post(
         "/claude/config/proxy", json={"tenant": "new-tenant", "route": "v1", "key_var": "ANTHROPIC_API_KEY"}
     )

@@ -136,7 +136,7 @@ async def test_events_arrive_after_ready_and_can_be_filtered(gw: Any, client: ht
         stream = frames(response)
         seen, _ = await until_topic(stream, "ready")
         assert seen == ["ready"]
-        balance = await tenant_ops.credit(gw.rt, "acme", 1_500_000, note="wire")
+        balance = await tenant_ops.credit(gw.rt, "acme", 1_500_000, note="wire", create=True)
         _, event = await until_topic(stream, "tenant.balance")
         assert event["topic"] == "tenant.balance" and event["data"]["balance_micro"] == balance
         assert isinstance(event["at"], float)
@@ -160,7 +160,9 @@ async def test_events_arrive_after_ready_and_can_be_filtered(gw: Any, client: ht
 
 
 async def test_console_actions_call_the_admin_functions(gw: Any, client: httpx.AsyncClient) -> None:
-    r = await client.post("/admin/console/mint_key", headers=AUTH, json={"tenant": "globex", "label": "ops"})
+    r = await client.post(
+        "/admin/console/mint_key", headers=AUTH, json={"tenant": "globex", "label": "ops", "create": True}
+    )
     assert r.status_code == 200
     result = r.json()["result"]
     key_id, secret = result["key"]["id"], result["secret"]

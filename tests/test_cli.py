@@ -2,63 +2,35 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable
 from pathlib import Path
 
 import anthropic
 import httpx
 import pytest
+from cli_util import ENV, acli, cli, poll_until, wait_for_line, write_config
 
 from gatewaytui import config as configmod
 from gatewaytui.host import Gateway
 
-ENV = {**os.environ, "GATEWAYTUI_SECRET_KEY": "cli-test-secret"}
-
-
-def cli(*args: str, cfg: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gatewaytui.cli", "--config", str(cfg), *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=60,
-    )
-
-
-def write_config(tmp_path: Path, upstream_url: str = "http://127.0.0.1:9") -> Path:
-    cfg = tmp_path / "gatewaytui.toml"
-    cfg.write_text(f"""
-[server]
-host = "127.0.0.1"
-port = 0
-[database]
-path = "state.db"
-flush_interval_ms = 5
-[[accounts]]
-label = "anthropic-1"
-provider = "anthropic"
-base_url = "{upstream_url}"
-api_key = "key-anthropic-1"
-[[models]]
-name = "claude-sonnet-4-5"
-provider = "anthropic"
-aliases = ["auto"]
-input_per_mtok = 3.0
-output_per_mtok = 15.0
-""")
-    return cfg
-
 
 def test_keys_credits_accounts_round_trip(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
-    made = cli("keys", "create", "--tenant", "acme", "--kind", "subscription", "--label", "laptop", cfg=cfg)
+    made = cli(
+        "keys",
+        "create",
+        "--tenant",
+        "acme",
+        "--create",
+        "--kind",
+        "subscription",
+        "--label",
+        "laptop",
+        cfg=cfg,
+    )
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip().splitlines()[-1]
     assert secret.startswith("gw-") and len(secret) > 30
@@ -101,27 +73,11 @@ def test_keys_credits_accounts_round_trip(tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_exits_nonzero_with_a_message(tmp_path: Path, args: tuple[str, ...]) -> None:
-    result = cli(*args, cfg=write_config(tmp_path))
+    cfg = write_config(tmp_path)
+    assert cli("keys", "create", "--tenant", "acme", "--create", cfg=cfg).returncode == 0
+    result = cli(*args, cfg=cfg)
     assert result.returncode != 0
     assert "error" in result.stderr.lower() and "Traceback" not in result.stderr
-
-
-async def acli(cfg_path: Path, *args: str) -> str:
-    """The CLI as a subprocess, without blocking the gateway's loop; its stdout."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gatewaytui.cli",
-        "--config",
-        str(cfg_path),
-        *args,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=ENV,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err
-    return out.decode()
 
 
 async def test_cli_changes_reach_a_running_gateway(tmp_path: Path, upstream) -> None:
@@ -133,7 +89,7 @@ async def test_cli_changes_reach_a_running_gateway(tmp_path: Path, upstream) -> 
         def run(*args: str) -> Awaitable[str]:
             return acli(cfg_path, *args)
 
-        secret = (await run("keys", "create", "--tenant", "live")).strip().splitlines()[-1]
+        secret = (await run("keys", "create", "--tenant", "live", "--create")).strip().splitlines()[-1]
         await run("credits", "add", "--tenant", "live", "--usd", "1")
         async with anthropic.AsyncAnthropic(api_key=secret, base_url=gw.base_url, max_retries=0) as client:
 
@@ -171,7 +127,7 @@ monthly_usd = 20
         def run(*args: str) -> Awaitable[str]:
             return acli(cfg_path, *args)
 
-        secret = (await run("keys", "create", "--tenant", "capped")).strip().splitlines()[-1]
+        secret = (await run("keys", "create", "--tenant", "capped", "--create")).strip().splitlines()[-1]
         await run("credits", "add", "--tenant", "capped", "--usd", "5")
         async with anthropic.AsyncAnthropic(api_key=secret, base_url=gw.base_url, max_retries=0) as client:
 
@@ -205,16 +161,6 @@ monthly_usd = 20
         await gw.stop()
 
 
-async def poll_until(fn, wanted, attempts: int = 50):
-    result = None
-    for _ in range(attempts):
-        result = await fn()
-        if result == wanted:
-            return result
-        await asyncio.sleep(0.1)
-    return result
-
-
 def test_headless_gateway_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
     proc = subprocess.Popen(
@@ -235,7 +181,7 @@ def test_headless_gateway_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_demo_mode_prints_url_and_key_and_answers(tmp_path: Path) -> None:
-    env = {**ENV, "TMPDIR": str(tmp_path)}
+    env = {**ENV, "XDG_DATA_HOME": str(tmp_path)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gatewaytui.cli", "--demo", "--no-ui", "--port", "0"],
         stdout=subprocess.PIPE,
@@ -256,23 +202,6 @@ def test_demo_mode_prints_url_and_key_and_answers(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=30)
     assert code == 0
-
-
-def wait_for_line(proc: subprocess.Popen[str], pattern: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    assert proc.stderr is not None
-    seen = []
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            if proc.poll() is not None:
-                break
-            continue
-        seen.append(line)
-        m = re.search(pattern, line)
-        if m:
-            return m.group(1)
-    raise AssertionError(f"no line matching {pattern!r}; got: {''.join(seen)[-2000:]}")
 
 
 @pytest.mark.parametrize(

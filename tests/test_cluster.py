@@ -289,7 +289,7 @@ async def test_workers_serve_one_port_and_stop_together(cluster: Any, tmp_path: 
 
 
 def test_workers_need_the_postgresql_store(tmp_path: Path) -> None:
-    from test_cli import ENV, write_config
+    from cli_util import ENV, write_config
 
     cfg = write_config(tmp_path)
     done = subprocess.run(

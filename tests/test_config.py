@@ -16,6 +16,9 @@ def test_example_config_parses_and_documents_every_key(monkeypatch: pytest.Monke
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-test")
     cfg = config.load(ROOT / "config.example.toml")
+    assert cfg.accounts[0].api_key is None  # read when the gateway starts, never by loading
+    config.resolve_secrets(cfg)
+    assert cfg.billing.max_credit_micro == 10_000 * 1_000_000
     assert cfg.server.host == "127.0.0.1" and cfg.server.port == 8080
     assert cfg.server.admin_token_env == "GATEWAYTUI_ADMIN_TOKEN"
     assert cfg.database.path.endswith("gatewaytui.db")
@@ -45,6 +48,7 @@ def test_example_config_parses_and_documents_every_key(monkeypatch: pytest.Monke
         config.StripeConfig,
         config.OAuthProviderConfig,
         config.ConsoleConfig,
+        config.BillingConfig,
     ):
         for name in section.__dataclass_fields__:
             assert re.search(rf"^(#\s*or:\s*)?{name}\s*=|#\s*or:\s*{name}\s*=", text, re.M), (
@@ -86,10 +90,7 @@ def test_prices_are_exact_micro_usd() -> None:
         ),
         ("[server]\nbogus = 1\n", "x.toml:2: [server] bogus: unknown key"),
         ("[server\n", "x.toml: invalid TOML"),
-        (
-            '[[accounts]]\nlabel = "a"\nprovider = "openai"\napi_key_env = "GATEWAYTUI_TEST_UNSET_VAR"\n',
-            "x.toml:4: [[accounts]] #1 api_key_env: environment variable GATEWAYTUI_TEST_UNSET_VAR is not set",
-        ),
+        ("[billing]\nmax_credit_usd = 0\n", "x.toml:2: [billing] max_credit_usd: must be a positive amount"),
     ],
 )
 def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -103,7 +104,67 @@ def test_errors_name_file_line_and_key(tmp_path: Path, text: str, expected: str)
 def test_secret_by_env_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_KEY", "sk-from-env")
     cfg = config.parse({"accounts": [{"label": "a", "provider": "openai", "api_key_env": "MY_KEY"}]})
+    assert cfg.accounts[0].api_key is None
+    config.resolve_secrets(cfg)
     assert cfg.accounts[0].api_key == "sk-from-env"
+
+
+def test_unset_secrets_are_reported_when_resolved_all_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading never needs an upstream secret (the admin commands load the file too); the gateway's start
+    resolves them and names every variable that is missing, with its file and line."""
+    monkeypatch.delenv("GATEWAYTUI_TEST_UNSET_A", raising=False)
+    monkeypatch.delenv("GATEWAYTUI_TEST_UNSET_B", raising=False)
+    path = tmp_path / "x.toml"
+    path.write_text(
+        '[[accounts]]\nlabel = "a"\nprovider = "openai"\napi_key_env = "GATEWAYTUI_TEST_UNSET_A"\n'
+        '[[accounts]]\nlabel = "b"\nprovider = "openai"\napi_key_env = "GATEWAYTUI_TEST_UNSET_B"\n'
+    )
+    cfg = config.load(path)
+    with pytest.raises(config.ConfigError) as info:
+        config.resolve_secrets(cfg)
+    assert [m.replace(str(tmp_path) + "/", "") for m in info.value.messages] == [
+        "x.toml:4: [[accounts]] #1 api_key_env: environment variable GATEWAYTUI_TEST_UNSET_A is not set",
+        "x.toml:8: [[accounts]] #2 api_key_env: environment variable GATEWAYTUI_TEST_UNSET_B is not set",
+    ]
+    with pytest.raises(config.ConfigError, match="api_key or api_key_env, not both"):
+        config.parse({"accounts": [{"label": "a", "provider": "openai", "api_key": "k", "api_key_env": "X"}]})
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text(
+        "surprise = 1\n"  # 1
+        "[server]\n"  # 2
+        'port = "x"\n'  # 3
+        "bogus = 1\n"  # 4
+        "[routing]\n"  # 5
+        'strategy = "random"\n'  # 6
+        "[[accounts]]\n"  # 7
+        'label = "a"\n'  # 8
+        'provider = "nope"\n'  # 9
+        "[[models]]\n"  # 10
+        'name = "m"\n'  # 11
+        'provider = "openai"\n'  # 12
+        "input_per_mtok = -1\n"  # 13
+        "output_per_mtok = -2\n"  # 14
+    )
+    with pytest.raises(config.ConfigError) as info:
+        config.load(path)
+    found = [m.replace(str(tmp_path) + "/", "") for m in info.value.messages]
+    expected = [
+        "x.toml:1: surprise: unknown top-level key",
+        "x.toml:3: [server] port: expected int",
+        "x.toml:4: [server] bogus: unknown key",
+        "x.toml:6: [routing] strategy: must be one of",
+        "x.toml:9: [[accounts]] #1 provider: unknown provider 'nope'",
+        "x.toml:13: [[models]] #1 input_per_mtok: must be >= 0",
+        "x.toml:14: [[models]] #1 output_per_mtok: must be >= 0",
+    ]
+    assert len(found) == len(expected), found
+    for line, prefix in zip(found, expected, strict=True):
+        assert line.startswith(prefix), (line, prefix)
 
 
 def test_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -120,3 +181,14 @@ def test_database_url_selects_postgresql(monkeypatch: pytest.MonkeyPatch) -> Non
     ]:
         with pytest.raises(config.ConfigError, match=message):
             config.parse({"database": section})
+
+
+def test_a_retired_key_warns_instead_of_refusing_the_config(caplog: pytest.LogCaptureFixture) -> None:
+    """Configs written for an earlier release still start: ``[server] upstream_transport`` chose between
+    upstream clients that no longer exist."""
+    with caplog.at_level("WARNING", logger="gatewaytui"):
+        cfg = config.parse({"server": {"port": 9000, "upstream_transport": "lean"}})
+    assert cfg.server.port == 9000
+    assert "upstream_transport is retired" in caplog.text
+    with pytest.raises(config.ConfigError, match="unknown key 'upstream_transprot'"):
+        config.parse({"server": {"upstream_transprot": "lean"}})

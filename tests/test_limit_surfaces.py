@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cli_util import acli, cli, poll_until, write_config
 from conftest import GatewayHandle
-from test_cli import acli, cli, poll_until, write_config
 
 from gatewaytui import config as configmod
 from gatewaytui.host import Gateway
@@ -46,7 +46,17 @@ async def test_cli_budgets_and_token_rates_reach_a_running_gateway(tmp_path: Pat
     try:
         made = await acli(
             cfg_path,
-            *("keys", "create", "--tenant", "acme", "--budget-usd", "1", "--budget-period", "day"),
+            *(
+                "keys",
+                "create",
+                "--tenant",
+                "acme",
+                "--create",
+                "--budget-usd",
+                "1",
+                "--budget-period",
+                "day",
+            ),
             *("--tpm", "5000"),
         )
         assert "budget $1.000000 per day, 5,000 tokens/min" in made
@@ -87,21 +97,32 @@ async def test_cli_budgets_and_token_rates_reach_a_running_gateway(tmp_path: Pat
 @pytest.mark.parametrize(
     "args,says",
     [
-        (("keys", "create", "--tenant", "a", "--budget-usd", "five"), "--budget-usd"),
-        (("keys", "create", "--tenant", "a", "--budget-usd", "0"), "budget_micro' must be at least 1"),
+        (("keys", "create", "--tenant", "a", "--create", "--budget-usd", "five"), "--budget-usd"),
         (
-            ("keys", "create", "--tenant", "a", "--budget-usd", "1", "--budget-period", "week"),
+            ("keys", "create", "--tenant", "a", "--create", "--budget-usd", "0"),
+            "budget_micro' must be at least 1",
+        ),
+        (
+            ("keys", "create", "--tenant", "a", "--create", "--budget-usd", "1", "--budget-period", "week"),
             "budget period",
         ),
-        (("keys", "create", "--tenant", "a", "--budget-usd", "1", "--budget-period", "0h"), "budget period"),
-        (("keys", "create", "--tenant", "a", "--budget-period", "day"), "--budget-period needs --budget-usd"),
-        (("keys", "create", "--tenant", "a", "--tpm", "0"), "'tpm' must be at least 1"),
+        (
+            ("keys", "create", "--tenant", "a", "--create", "--budget-usd", "1", "--budget-period", "0h"),
+            "budget period",
+        ),
+        (
+            ("keys", "create", "--tenant", "a", "--create", "--budget-period", "day"),
+            "--budget-period needs --budget-usd",
+        ),
+        (("keys", "create", "--tenant", "a", "--create", "--tpm", "0"), "'tpm' must be at least 1"),
         (("tenants", "tpm", "--tenant", "a", "0"), "'tpm' must be at least 1"),
         (("tenants", "tpm", "--tenant", "a"), "one of the arguments"),
+        (("tenants", "tpm", "--tenant", "nobody", "1000"), "no tenant named 'nobody'"),
     ],
 )
 def test_cli_refuses_bad_limits(tmp_path: Path, args: tuple[str, ...], says: str) -> None:
     cfg = write_config(tmp_path)
+    assert cli("credits", "add", "--tenant", "a", "--usd", "1", "--create", cfg=cfg).returncode == 0
     result = cli(*args, cfg=cfg)
     assert result.returncode == 2 and says in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
@@ -110,7 +131,18 @@ def test_cli_refuses_bad_limits(tmp_path: Path, args: tuple[str, ...], says: str
 
 def test_cli_rolling_budget_is_stored(tmp_path: Path) -> None:
     cfg = write_config(tmp_path)
-    made = cli("keys", "create", "--tenant", "a", "--budget-usd", "2.5", "--budget-period", "24h", cfg=cfg)
+    made = cli(
+        "keys",
+        "create",
+        "--tenant",
+        "a",
+        "--create",
+        "--budget-usd",
+        "2.5",
+        "--budget-period",
+        "24h",
+        cfg=cfg,
+    )
     assert made.returncode == 0, made.stderr
     assert "budget $2.500000 per 24h" in made.stdout
 
@@ -143,7 +175,13 @@ async def test_admin_mints_keys_with_budgets_and_sets_tenant_rates(
     r = await http.post(
         "/admin/console/mint_key",
         headers=AUTH,
-        json={"tenant": "globex", "budget_micro": 2_000_000, "budget_period": "month", "tpm": 9000},
+        json={
+            "tenant": "globex",
+            "create": True,
+            "budget_micro": 2_000_000,
+            "budget_period": "month",
+            "tpm": 9000,
+        },
     )
     assert r.status_code == 200, r.text
     key = r.json()["result"]["key"]

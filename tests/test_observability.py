@@ -226,11 +226,13 @@ async def test_metrics_need_the_admin_token(make_gateway: Any, monkeypatch: pyte
         assert ok.status_code == 200 and "gatewaytui_writer_queue_depth" in ok.text
 
 
-async def test_scrape_token_and_disabled_metrics(make_gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_scrape_token_and_disabled_metrics(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("GATEWAYTUI_ADMIN_TOKEN", raising=False)
     monkeypatch.setenv("GW_SCRAPE_TOKEN", "scrape-only-token")
     gw = await make_gateway(metrics={"token_env": "GW_SCRAPE_TOKEN"})
-    off = await make_gateway(metrics={"enabled": False}, db=str(Path(gw.rt.db_path).with_name("off.db")))
+    off = await make_gateway(metrics={"enabled": False}, db=str(tmp_path / "off.db"))
     async with httpx.AsyncClient() as http:
         assert (await http.get(gw.base_url + "/metrics")).status_code == 401
         r = await http.get(gw.base_url + "/metrics", headers={"authorization": "Bearer scrape-only-token"})

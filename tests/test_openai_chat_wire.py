@@ -172,7 +172,8 @@ def body(**kw: Any) -> dict[str, Any]:
     [
         ({"model": "gpt-4o"}, "messages"),
         ({"model": "gpt-4o", "messages": []}, "at least one message"),
-        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "", "messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": 5, "messages": [{"role": "user", "content": "x"}]}, "model"),
         (body(stream_options={"include_usage": True}), "only allowed when 'stream' is enabled"),
         (body(n=2), "n=1"),
         (body(temperature=3), "temperature"),

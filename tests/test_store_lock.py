@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_cli import ENV, cli, wait_for_line, write_config
+from cli_util import ENV, cli, wait_for_line, write_config
 
 from gatewaytui.store.lock import ServerLock, StoreLocked
 
@@ -36,7 +36,7 @@ def test_second_server_on_the_same_sqlite_file_is_refused(tmp_path: Path) -> Non
         assert "already serving the SQLite database" in second.stderr
         assert "PostgreSQL" in second.stderr and "postgresql://" in second.stderr
         # the admin CLI works beside the running server, and the server sees what it wrote
-        made = cli("keys", "create", "--tenant", "acme", cfg=cfg)
+        made = cli("keys", "create", "--tenant", "acme", "--create", cfg=cfg)
         assert made.returncode == 0, made.stderr
         assert cli("credits", "add", "--tenant", "acme", "--usd", "1", cfg=cfg).returncode == 0
         assert httpx.get(url + "/health", timeout=10).status_code == 200

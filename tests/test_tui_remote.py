@@ -34,6 +34,10 @@ async def test_remote_source_reads_acts_and_follows_events(gw: Any) -> None:
         events = source.events()
         snap = await source.snapshot()
         assert {a["label"] for a in snap["accounts"]} >= {"anthropic-1"}
+        with pytest.raises(ActionError) as unknown:
+            await source.mint_key("remote-co", label="ops")  # a typo never creates a tenant
+        assert unknown.value.kind == "not_found" and "no tenant named 'remote-co'" in unknown.value.message
+        await source.create_tenant("remote-co")
         key, secret = await source.mint_key("remote-co", label="ops")
         assert gw.rt.keyring.authenticate(secret)["id"] == key["id"]
         assert await source.credit("remote-co", 7_000_000) == 7_000_000

@@ -184,7 +184,7 @@ async def seed_console(rt: Runtime) -> None:
     """A small, fixed world: three tenants, four accounts in different states, traffic in flight and done."""
     now = FROZEN
     rt.started_at = now - 3723
-    await tenant_ops.credit(rt, "acme", 25_000_000, note="seed")
+    await tenant_ops.credit(rt, "acme", 25_000_000, note="seed", create=True)
     await tenant_ops.mint_key(
         rt, "acme", label="ci", budget_micro=5_000_000, budget_period="day", tpm=100_000
     )
@@ -196,7 +196,7 @@ async def seed_console(rt: Runtime) -> None:
     globex = await tenant_ops.create_tenant(rt, "globex")
     await rt.write(lambda c: tenant_store.update(c, globex["id"], tier="pro", subscription_status="active"))
     await tenant_ops.mint_key(rt, "globex", kind="subscription", label="team")
-    await tenant_ops.credit(rt, "initech", 500_000, note="trial")
+    await tenant_ops.credit(rt, "initech", 500_000, note="trial", create=True)
     await tenant_ops.mint_key(rt, "initech", label="prod")
     acme = await tenant_ops.create_tenant(rt, "acme")
     price = Price(input=3_000_000, output=15_000_000)

@@ -1,8 +1,9 @@
 """Each tenant's plan: subscription tier and status, and per-call spending caps, cached in memory.
 
 Admission reads plans on every request, so they are kept in memory and re-read from the database at
-most every ``ttl`` seconds per tenant (changes made by the CLI show up within that time). Changes made
-by this process (webhooks, operator actions) are applied at once with ``put``.
+most every ``ttl`` seconds per tenant. Changes made by this process (webhooks, operator actions) are
+applied at once with ``put``; when the runtime's watcher sees the database changed by another process (the
+CLI) it calls ``clear``, so those reach admission at the next request.
 """
 
 from __future__ import annotations

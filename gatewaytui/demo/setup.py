@@ -1,7 +1,8 @@
 """Demo mode: a built-in fake upstream, a seeded demo tenant, and a trickle of live traffic.
 
 ``gatewaytui --demo`` (and ``gatewaytui`` with no config file) uses this so a newcomer sees a working
-gateway and a live console without any API key.
+gateway and a live console without any API key. Its configuration and database location are in
+``profile`` (the admin commands' ``--demo`` reads them too, without loading any of this).
 """
 
 from __future__ import annotations
@@ -15,61 +16,16 @@ from typing import Any
 
 import httpx
 
-from ..config import AccountConfig, Config, ModelConfig
+from ..config import AccountConfig, Config
 from ..ops import tenants as tenant_ops
 from ..runtime import Runtime
+from .profile import demo_models
 from .upstream import FakeUpstream, serve
 
 log = logging.getLogger("gatewaytui.demo")
 
 DEMO_TENANT = "demo"
 DEMO_CREDIT_MICRO = 25_000_000  # $25 of play money
-
-
-def demo_models() -> list[ModelConfig]:
-    return [
-        ModelConfig(
-            name="claude-sonnet-4-5",
-            provider="anthropic",
-            aliases=["auto"],
-            input_per_mtok=3_000_000,
-            output_per_mtok=15_000_000,
-            cache_read_per_mtok=300_000,
-            cache_write_per_mtok=3_750_000,
-            cache_write_1h_per_mtok=6_000_000,
-            display_name="Claude Sonnet 4.5 (demo)",
-        ),
-        ModelConfig(
-            name="claude-haiku-4-5",
-            provider="anthropic",
-            input_per_mtok=1_000_000,
-            output_per_mtok=5_000_000,
-            cache_read_per_mtok=100_000,
-            cache_write_per_mtok=1_250_000,
-        ),
-        ModelConfig(
-            name="gpt-4o",
-            provider="openai",
-            input_per_mtok=2_500_000,
-            output_per_mtok=10_000_000,
-            cache_read_per_mtok=1_250_000,
-        ),
-        ModelConfig(
-            name="gpt-5",
-            provider="openai",
-            api="responses",
-            input_per_mtok=1_250_000,
-            output_per_mtok=10_000_000,
-            cache_read_per_mtok=125_000,
-        ),
-        ModelConfig(
-            name="gemini-2.5-flash",
-            provider="gemini",
-            input_per_mtok=300_000,
-            output_per_mtok=2_500_000,
-            cache_read_per_mtok=75_000,
-        ),
-    ]
 
 
 class DemoUpstream:

@@ -1,7 +1,8 @@
 """Typed action specs: the one validator of an operator action's arguments, and its JSON Schema.
 
-An action's spec lists its fields (JSON type, required, nullable, bounds, choices) and the rules that tie
-fields together. ``Spec.parse`` is the only place an action's arguments are checked: the admin and tenant
+An action's spec lists its fields (JSON type, required, nullable, bounds, choices), the rules that tie
+fields together and the checks against the gateway it runs on (``Bounds``: the models it serves, the
+operator's configured limits). ``Spec.parse`` is the only place an action's arguments are checked: the admin and tenant
 HTTP APIs, the console (in process or attached) and the CLI all hand it the arguments as a dict, and the
 OpenAPI request bodies are generated from ``Spec.schema`` instead of being written a second time.
 """
@@ -12,9 +13,12 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..model import GatewayError
+
+if TYPE_CHECKING:
+    from ..catalog import Catalog
 
 T = TypeVar("T")
 Kind = Literal["string", "integer", "number", "boolean", "strings", "object"]
@@ -122,6 +126,23 @@ Rule = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
+class Bounds:
+    """What arguments are checked against beyond their own shape: the gateway's models (``None``: not
+    known here, so not checked) and the operator's configured ceilings."""
+
+    catalog: Catalog | None = None
+    max_credit_micro: int = 10_000 * 1_000_000  # [billing] max_credit_usd's default
+
+    @classmethod
+    def of(cls, cfg: Any, catalog: Catalog | None) -> Bounds:
+        """The bounds of a gateway with this configuration and catalog (the runtime's, or the CLI's)."""
+        return cls(catalog=catalog, max_credit_micro=cfg.billing.max_credit_micro)
+
+
+Check = Callable[[dict[str, Any], Bounds], None]
+
+
+@dataclass(frozen=True, slots=True)
 class Spec:
     """An action's arguments. ``rules`` check what single fields cannot (e.g. one field needs another)."""
 
@@ -129,13 +150,18 @@ class Spec:
     fields: tuple[Field, ...]
     rules: tuple[Rule, ...] = ()
     doc: str = ""
+    checks: tuple[Check, ...] = ()  # rules that need the gateway's ``Bounds``
 
     @property
     def names(self) -> frozenset[str]:
         return frozenset(f.name for f in self.fields)
 
-    def parse(self, args: Any, *, extra: Literal["forbid", "ignore"] = "forbid") -> dict[str, Any]:
-        """The checked arguments (only those given); raises ``GatewayError`` (400 or 404) on bad input."""
+    def parse(
+        self, args: Any, *, extra: Literal["forbid", "ignore"] = "forbid", bounds: Bounds | None = None
+    ) -> dict[str, Any]:
+        """The checked arguments (only those given); raises ``GatewayError`` (400 or 404) on bad input.
+
+        ``bounds``: the gateway's models and limits (default: no model check, the default ceilings)."""
         if not isinstance(args, dict):
             raise bad(f"{self.name}: the body must be a JSON object of arguments")
         known = {f.name for f in self.fields}
@@ -155,6 +181,8 @@ class Spec:
             out[f.name] = f.check(self.name, args[f.name])
         for rule in self.rules:
             rule(out)
+        for check in self.checks:
+            check(out, bounds or Bounds())
         return out
 
     def schema(
@@ -204,7 +232,8 @@ def validated(spec: Spec) -> Callable[[Callable[..., Awaitable[T]]], Callable[..
             if len(args) > len(params):
                 raise bad(f"{spec.name}: too many arguments")
             given = {**dict(zip(params, args, strict=False)), **kwargs}
-            checked = spec.parse({k: v for k, v in given.items() if v is not UNSET})
+            given = {k: v for k, v in given.items() if v is not UNSET}
+            checked = spec.parse(given, bounds=Bounds.of(rt.cfg, rt.catalog))
             return await fn(rt, **checked)
 
         return action

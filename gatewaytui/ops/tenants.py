@@ -14,18 +14,20 @@ from typing import TYPE_CHECKING, Any
 from ..billing.plans import check_tier
 from ..billing.pricing import format_usd
 from ..catalog import Catalog
+from ..model import GatewayError
 from ..store import keys as key_store
 from ..store import ledger as ledger_store
 from ..store import requests as request_store
 from ..store import tenants as tenant_store
 from .keys import LIMIT_FIELDS, LIMIT_RULES
-from .spec import Field, Spec, bad, integer, string, validated
+from .spec import Bounds, Field, Spec, bad, integer, string, validated
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
 
 CREDIT_KINDS = ("topup", "adjustment", "refund")
-TENANT = string("tenant", required=True, max_length=200, doc="tenant name (created if new)")
+TENANT = string("tenant", required=True, max_length=200, doc="an existing tenant's name")
+CREATE = Field("create", "boolean", doc="create the tenant if there is none of that name (else 404)")
 
 
 def _positive_topup(args: dict[str, Any]) -> None:
@@ -37,6 +39,29 @@ def _tenant_name(args: dict[str, Any]) -> None:
     for key in ("tenant", "name"):
         if key in args and not args[key].strip():
             raise bad("tenant name must be 1-200 characters")
+
+
+def _credit_ceiling(args: dict[str, Any], bounds: Bounds) -> None:
+    amount = args.get("amount_micro")
+    if amount is not None and abs(amount) > bounds.max_credit_micro:
+        raise bad(
+            f"credit: {format_usd(abs(amount))} is more than one credit may be "
+            f"({format_usd(bounds.max_credit_micro)}, [billing] max_credit_usd)",
+            "amount_micro",
+        )
+
+
+def _known_models(args: dict[str, Any], bounds: Bounds) -> None:
+    if bounds.catalog is None:
+        return
+    for name in args.get("models") or ():
+        try:
+            bounds.catalog.resolve(name)
+        except GatewayError:
+            known = ", ".join(sorted(bounds.catalog.models)) or "none"
+            raise bad(
+                f"mint_key: no model {name[:100]!r} on this gateway; known: {known}", "models"
+            ) from None
 
 
 def _positive_cap(args: dict[str, Any]) -> None:
@@ -52,11 +77,13 @@ MINT_KEY = Spec(
         string("kind", choices=key_store.KINDS),
         string("label", nullable=True, max_length=200),
         integer("rpm", nullable=True, minimum=1),
-        Field("models", "strings", nullable=True, doc="model allow-list"),
+        Field("models", "strings", nullable=True, doc="model allow-list (names the gateway serves)"),
         Field("expires_at", "number", nullable=True, doc="Unix time"),
         *LIMIT_FIELDS,
+        CREATE,
     ),
     (_tenant_name, *LIMIT_RULES),
+    checks=(_known_models,),
 )
 REVOKE_KEY = Spec("revoke_key", (string("key_id", required=True), integer("tenant_id", nullable=True)))
 CREDIT = Spec(
@@ -67,8 +94,10 @@ CREDIT = Spec(
         string("kind", choices=CREDIT_KINDS),
         string("note", nullable=True, max_length=500),
         string("idempotency_key", nullable=True, max_length=200),
+        CREATE,
     ),
     (_tenant_name, _positive_topup),
+    checks=(_credit_ceiling,),
 )
 SET_TIER = Spec("set_tier", (TENANT, string("tier", required=True, nullable=True)), (_tenant_name,))
 SET_CAP = Spec(
@@ -100,11 +129,26 @@ SET_TENANT_TPM = Spec(
 # ------------------------------------------------------------------ database work (shared with the CLI)
 
 
+def tenant_row(conn: sqlite3.Connection, name: str, create: bool = False) -> tuple[dict[str, Any], bool]:
+    """The tenant of that name, and whether it was created now: an unknown name is a 404 unless
+    ``create`` (so a typo never makes a tenant)."""
+    if create:
+        return tenant_store.get_or_create(conn, name)
+    row = tenant_store.by_name(conn, name.strip())
+    if row is None:
+        raise GatewayError(
+            "not_found",
+            f"no tenant named {name[:200]!r}; create it first (create=true, or --create on the command line)",
+            param="tenant",
+        )
+    return row, False
+
+
 def mint_rows(
-    conn: sqlite3.Connection, tenant: str, **key: Any
+    conn: sqlite3.Connection, tenant: str, create: bool = False, **key: Any
 ) -> tuple[dict[str, Any], bool, dict[str, Any], str]:
-    """Create the tenant if new and mint a key: (tenant row, tenant created, key row, secret)."""
-    t, created = tenant_store.get_or_create(conn, tenant)
+    """Mint a key (creating the tenant only when ``create``): (tenant row, tenant created, key row, secret)."""
+    t, created = tenant_row(conn, tenant, create)
     row, secret = key_store.mint(conn, t["id"], **key)
     return t, created, row, secret
 
@@ -117,11 +161,32 @@ def credit_rows(
     idem: str,
     note: str | None,
     origin: str,
+    create: bool = False,
 ) -> tuple[dict[str, Any], bool]:
     """Append one ledger entry (once per idempotency key): (tenant row, whether it was new)."""
-    t, _ = tenant_store.get_or_create(conn, tenant)
+    t, _ = tenant_row(conn, tenant, create)
     fresh = ledger_store.append(conn, t["id"], kind, amount_micro, idem, note=note, origin=origin)
     return t, fresh
+
+
+def tier_rows(conn: sqlite3.Connection, tenant: str, tier: str | None) -> dict[str, Any]:
+    """Put an existing tenant on a tier (or off it)."""
+    tenant_row(conn, tenant)
+    return tenant_store.set_tier(conn, tenant, tier)
+
+
+def cap_rows(
+    conn: sqlite3.Connection, tenant: str, cap_micro: int | None, model: str | None
+) -> dict[str, Any]:
+    """Set or clear an existing tenant's cap."""
+    tenant_row(conn, tenant)
+    return tenant_store.set_cap(conn, tenant, cap_micro, model)
+
+
+def tpm_rows(conn: sqlite3.Connection, tenant: str, tpm: int | None) -> dict[str, Any]:
+    """Set or clear an existing tenant's token rate."""
+    tenant_row(conn, tenant)
+    return tenant_store.set_tpm(conn, tenant, tpm)
 
 
 def cap_model(catalog: Catalog, model: str | None) -> str | None:
@@ -161,8 +226,9 @@ async def mint_key(
     budget_micro: int | None = None,
     budget_period: str | None = None,
     tpm: int | None = None,
+    create: bool = False,
 ) -> tuple[dict[str, Any], str]:
-    """Create the tenant if new and mint a key; returns (public key info, secret shown once)."""
+    """Mint a key (creating the tenant only when ``create``); returns (public key info, secret shown once)."""
     key = {
         "kind": kind,
         "label": label,
@@ -173,7 +239,9 @@ async def mint_key(
         "budget_period": budget_period,
         "tpm": tpm,
     }
-    _, _, row, secret = await rt.write(lambda c: _store(lambda: mint_rows(c, tenant, **key)))
+    t, created, row, secret = await rt.write(lambda c: _store(lambda: mint_rows(c, tenant, create, **key)))
+    if created:
+        rt.bus.publish("tenant.created", tenant_id=t["id"], name=t["name"])
     rt.keyring.put(row)
     rt.bus.publish("key.created", key_id=row["id"], tenant=row["tenant"], kind=kind, label=label)
     return key_store.public(row), secret
@@ -199,12 +267,13 @@ async def credit(
     kind: str = "topup",
     note: str | None = None,
     idempotency_key: str | None = None,
+    create: bool = False,
 ) -> int:
     """Add (or with a negative adjustment, remove) credit; returns the new balance in micro-USD."""
     idem = idempotency_key or f"{kind}:{time.time_ns()}"
     origin = rt.wallet.origin
     t, fresh = await rt.write(
-        lambda c: _store(lambda: credit_rows(c, tenant, amount_micro, kind, idem, note, origin))
+        lambda c: _store(lambda: credit_rows(c, tenant, amount_micro, kind, idem, note, origin, create))
     )
     tenant_id = t["id"]
     if fresh:
@@ -222,7 +291,7 @@ async def credit(
 async def set_tier(rt: Runtime, tenant: str, tier: str | None) -> dict[str, Any]:
     """Put a tenant on a subscription tier by hand (active until removed), or take it off (``None``)."""
     check_tier(rt.cfg.tiers, tier)
-    row = await rt.write(lambda conn: _store(lambda: tenant_store.set_tier(conn, tenant, tier)))
+    row = await rt.write(lambda conn: _store(lambda: tier_rows(conn, tenant, tier)))
     rt.plans.put(row)
     rt.bus.publish(
         "tenant.subscription", tenant_id=row["id"], tier=tier, status=row.get("subscription_status")
@@ -236,7 +305,7 @@ async def set_cap(
 ) -> dict[str, Any]:
     """Set (or clear with ``None``) a tenant's per-call cap: for one model, or for every model."""
     model = cap_model(rt.catalog, model)
-    row = await rt.write(lambda conn: _store(lambda: tenant_store.set_cap(conn, tenant, cap_micro, model)))
+    row = await rt.write(lambda conn: _store(lambda: cap_rows(conn, tenant, cap_micro, model)))
     rt.plans.put(row)
     rt.bus.publish("tenant.caps", tenant_id=row["id"], model=model, cap_micro=cap_micro)
     return row
@@ -245,7 +314,7 @@ async def set_cap(
 @validated(SET_TENANT_TPM)
 async def set_tenant_tpm(rt: Runtime, tenant: str, tpm: int | None) -> dict[str, Any]:
     """Limit a tenant to ``tpm`` tokens per minute across its keys (``None``: the config's default)."""
-    row = await rt.write(lambda conn: _store(lambda: tenant_store.set_tpm(conn, tenant, tpm)))
+    row = await rt.write(lambda conn: _store(lambda: tpm_rows(conn, tenant, tpm)))
     rt.plans.put(row)
     rt.bus.publish("tenant.tpm", tenant_id=row["id"], tpm=tpm)
     return row

@@ -20,6 +20,8 @@ class Account:
     oauth: dict[str, Any] | None = None  # {"access_token", "refresh_token", "expires_at", ...}
     enabled: bool = True
     disabled_reason: str | None = None
+    # why its stored credential cannot be used (e.g. it does not decrypt): never served, never persisted
+    unusable: str | None = None
     priority: int = 0
     weight: int = 1
     models: list[str] = field(default_factory=list)
@@ -75,7 +77,7 @@ class Account:
 
     def ready_at(self, now: float, model: str | None = None) -> float:
         """When this account can next serve ``model`` (``now`` if it can now, ``inf`` if disabled)."""
-        if not self.enabled:
+        if not self.enabled or self.unusable:
             return float("inf")
         at = max(now, self.cooldown_until)
         if model and self.model_cooldowns.get(model, 0) > at:
@@ -86,7 +88,7 @@ class Account:
 
     def health(self, now: float | None = None) -> str:
         now = time.time() if now is None else now
-        if not self.enabled:
+        if not self.enabled or self.unusable:
             return "disabled"
         if self.cooldown_until > now:
             return "cooldown"
@@ -115,7 +117,7 @@ class Account:
             "base_url": self.base_url,
             "auth": self.auth,
             "enabled": self.enabled,
-            "disabled_reason": self.disabled_reason,
+            "disabled_reason": self.unusable or self.disabled_reason,
             "preferred": self.preferred,
             "priority": self.priority,
             "weight": self.weight,

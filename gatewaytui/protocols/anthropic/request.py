@@ -26,8 +26,9 @@ def decode_request(
     headers: dict[str, str] | None = None,
     count_only: bool = False,
 ) -> ChatRequest:
-    model = model or expect_type(body.get("model"), str, "model")
-    require(bool(model), "model: must not be empty", "model")
+    named = body.get("model")  # absent or null: the gateway's default model ([routing] default_model)
+    model = model or ("" if named is None else expect_type(named, str, "model"))
+    require(bool(model) or named is None, "model: must not be empty", "model")
     max_tokens = None
     if not count_only:
         require("max_tokens" in body, "max_tokens: field required", "max_tokens")

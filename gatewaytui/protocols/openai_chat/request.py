@@ -51,8 +51,9 @@ def decode_request(
     stream: bool | None = None,
     headers: dict[str, str] | None = None,
 ) -> ChatRequest:
-    model = model or expect_type(body.get("model"), str, "model")
-    require(bool(model), "model: must not be empty", "model")
+    named = body.get("model")  # absent or null: the gateway's default model ([routing] default_model)
+    model = model or ("" if named is None else expect_type(named, str, "model"))
+    require(bool(model) or named is None, "model: must not be empty", "model")
     for legacy in ("functions", "function_call"):
         require(legacy not in body, f"{legacy}: the legacy functions API is not supported; use tools", legacy)
     is_stream = bool(optional(body, "stream", bool)) if stream is None else stream

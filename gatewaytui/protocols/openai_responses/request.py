@@ -54,8 +54,9 @@ def decode_request(
         raise GatewayError(
             "invalid_request", f"{STATELESS}; background responses are not supported", param="background"
         )
-    model = model or expect_type(body.get("model"), str, "model")
-    require(bool(model), "model: must not be empty", "model")
+    named = body.get("model")  # absent or null: the gateway's default model ([routing] default_model)
+    model = model or ("" if named is None else expect_type(named, str, "model"))
+    require(bool(model) or named is None, "model: must not be empty", "model")
 
     system: list[Text] = []
     instructions = optional(body, "instructions", str)
