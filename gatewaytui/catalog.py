@@ -1,15 +1,16 @@
 """The model catalog: names and aliases clients may ask for, resolved to a configured model.
 
 Routing settings the operator can change at run time (persisted in the settings table): the default
-model (used when a request names none), extra aliases, and the haiku lane (``claude-haiku-*`` requests
-sent to another model, e.g. a cheaper OpenRouter one).
+model (used when a request names none), extra aliases, the haiku lane (``claude-haiku-*`` requests
+sent to another model, e.g. a cheaper OpenRouter one) and model fallbacks (the models that serve a
+request when no account of its own model can).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .config import ModelConfig, RoutingConfig
+from .config import FallbackConfig, ModelConfig, RoutingConfig
 from .model import GatewayError
 
 GEMINI_PREFIX = "models/"
@@ -17,12 +18,36 @@ MAX_PREFIXES = 2  # more "models/" prefixes than this name no model (and must no
 
 
 class Catalog:
-    def __init__(self, models: list[ModelConfig], routing: RoutingConfig) -> None:
+    def __init__(
+        self,
+        models: list[ModelConfig],
+        routing: RoutingConfig,
+        fallbacks: list[FallbackConfig] | None = None,
+    ) -> None:
         self.models: dict[str, ModelConfig] = {m.name: m for m in models}
         self.config_aliases: dict[str, str] = {a: m.name for m in models for a in m.aliases}
         self.extra_aliases: dict[str, str] = {}
         self.default_model = routing.default_model or (models[0].name if models else "")
         self.haiku_model = routing.haiku_model
+        self.fallbacks: dict[str, list[str]] = {}  # model name -> model names, in order
+        self.set_fallbacks({f.model: f.then for f in fallbacks or []})
+
+    def set_fallbacks(self, chains: dict[str, list[str]]) -> None:
+        """Replace every fallback chain; names and aliases become model names, unknown ones are dropped."""
+        out: dict[str, list[str]] = {}
+        for model, then in chains.items():
+            own = self._direct(model)
+            if own is None or not isinstance(then, list):
+                continue
+            names = [m.name for m in (self._direct(n) for n in then if isinstance(n, str)) if m is not None]
+            names = [n for i, n in enumerate(names) if n != own.name and n not in names[:i]]
+            if names:
+                out[own.name] = names
+        self.fallbacks = out
+
+    def fallback_chain(self, model: ModelConfig) -> list[ModelConfig]:
+        """The models that may serve a request for ``model`` when none of its accounts can, in order."""
+        return [self.models[n] for n in self.fallbacks.get(model.name, []) if n in self.models]
 
     def apply_settings(self, settings: dict[str, Any]) -> None:
         if isinstance(settings.get("default_model"), str) and settings["default_model"] in self.models:
@@ -31,6 +56,8 @@ class Catalog:
             self.haiku_model = settings["haiku_model"]
         if isinstance(settings.get("aliases"), dict):
             self.extra_aliases = {k: v for k, v in settings["aliases"].items() if v in self.models}
+        if isinstance(settings.get("fallbacks"), dict):  # the operator's chains replace the config's
+            self.set_fallbacks(settings["fallbacks"])
 
     @property
     def aliases(self) -> dict[str, str]:

@@ -2,11 +2,13 @@
 
     gatewaytui [--config PATH] [--demo [--keep]] [--no-ui] [--host H] [--port N]
     gatewaytui keys create --tenant NAME [--create] [--kind payg|subscription] [--label L] [--rpm N] [--models a,b] [--expires-days D]
+                           [--budget-usd AMOUNT [--budget-period day|month|<N>h]] [--tpm N]
     gatewaytui keys list | keys revoke ID
     gatewaytui credits add --tenant NAME --usd AMOUNT [--create]
     gatewaytui accounts add --provider P --api-key K [--base-url URL] [--label L] | accounts list
     gatewaytui tenants list | tenants tier --tenant NAME (--tier T | --none)
     gatewaytui tenants cap --tenant NAME (--usd AMOUNT | --clear) [--model M]
+    gatewaytui tenants tpm --tenant NAME (N | --clear)
     gatewaytui attach URL        (console against a running headless gateway; admin token from env)
 
 Admin commands write the database directly and work while the gateway runs; it notices within a second.
@@ -100,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--rpm", type=int)
     kc.add_argument("--models", help="comma-separated model allow-list")
     kc.add_argument("--expires-days", type=float)
+    kc.add_argument("--budget-usd", help="spend budget per --budget-period (decimal USD), held like credit")
+    kc.add_argument(
+        "--budget-period", help="day (default) or month (calendar, UTC), or a rolling window like 24h"
+    )
+    kc.add_argument("--tpm", type=int, help="tokens per minute (input + output)")
     keys.add_parser("list", parents=[common], help="one line per key: id tenant kind label state")
     kr = keys.add_parser("revoke", parents=[common], help="revoke a key by id")
     kr.add_argument("id")
@@ -146,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     cap_choice.add_argument("--usd", help="the cap, e.g. 0.05")
     cap_choice.add_argument("--clear", action="store_true", help="remove the cap")
     tc.add_argument("--model", help="cap only this model (a configured name or alias)")
+    tp = tenants.add_parser(
+        "tpm", parents=[common], help="tokens per minute across a tenant's keys (input + output)"
+    )
+    tp.add_argument("--tenant", required=True)
+    tpm_choice = tp.add_mutually_exclusive_group(required=True)
+    tpm_choice.add_argument("tpm", nargs="?", type=int, help="the limit, e.g. 100000")
+    tpm_choice.add_argument(
+        "--clear", action="store_true", help="remove it (the config's [limits] tenant_tpm_default applies)"
+    )
 
     at = sub.add_parser("attach", help="open the console against a running gateway (admin token from env)")
     at.add_argument("url")
@@ -377,18 +393,31 @@ def check_console_api(url: str, token: str, token_env: str) -> None:
 def _keys_create(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     expires = time.time() + args.expires_days * 86400 if args.expires_days else None
+    budget = None
+    if args.budget_usd is not None:
+        try:
+            budget = parse_usd(args.budget_usd)
+        except ValueError as exc:
+            raise CliError(f"--budget-usd: {exc}") from None
+    elif args.budget_period is not None:
+        raise CliError("--budget-period needs --budget-usd")
     key = tenant_ops.MINT_KEY.parse(
         {"tenant": args.tenant, "kind": args.kind, "label": args.label, "rpm": args.rpm, "models": models}
         | {"create": args.create}
-        | ({"expires_at": expires} if expires is not None else {}),
+        | ({"expires_at": expires} if expires is not None else {})
+        | ({"budget_micro": budget, "budget_period": args.budget_period} if budget is not None else {})
+        | ({"tpm": args.tpm} if args.tpm is not None else {}),
         bounds=bounds(cfg, conn),
     )
     with dbmod.Transaction(conn):
         tenant, created, row, secret = tenant_ops.mint_rows(conn, **key)
     if created:
         print(f"created tenant {tenant['name']}")
+    limits = [f"budget {format_usd(budget)} per {row['budget_period']}"] if budget is not None else []
+    limits += [f"{args.tpm:,} tokens/min"] if args.tpm is not None else []
     print(
-        f"key {row['id']} for tenant {tenant['name']} ({args.kind}{', ' + args.label if args.label else ''}); the secret is shown once:"
+        f"key {row['id']} for tenant {tenant['name']} ({args.kind}{', ' + args.label if args.label else ''}"
+        f"{''.join(', ' + x for x in limits)}); the secret is shown once:"
     )
     print(secret)
     return 0
@@ -502,8 +531,10 @@ def _tenants_list(cfg: configmod.Config, conn: Any, args: argparse.Namespace) ->
         model_caps = json.loads(t["model_caps"]) if t.get("model_caps") else {}
         caps = ",".join(f"{m}={format_usd(v)}" for m, v in sorted(model_caps.items())) or "-"
         status = t.get("subscription_status") or "-"
+        tpm = t.get("tpm") or cfg.limits.tenant_tpm_default
+        rate = f"{tpm} tpm" + ("" if t.get("tpm") else " (default)") if tpm else "- tpm"
         print(
-            f"{t['name']}\t{t.get('tier') or '-'}\t{status}\t{format_usd(balances.get(t['id'], 0))}\tcap {cap}\tmodel caps {caps}"
+            f"{t['name']}\t{t.get('tier') or '-'}\t{status}\t{format_usd(balances.get(t['id'], 0))}\tcap {cap}\tmodel caps {caps}\t{rate}"
         )
     return 0
 
@@ -537,6 +568,21 @@ def _tenants_cap(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> 
     return 0
 
 
+def _tenants_tpm(cfg: configmod.Config, conn: Any, args: argparse.Namespace) -> int:
+    tpm = None if args.clear else args.tpm
+    tenant_ops.SET_TENANT_TPM.parse({"tenant": args.tenant, "tpm": tpm})
+    with dbmod.Transaction(conn):
+        row = tenant_ops.tpm_rows(conn, args.tenant, tpm)
+    if tpm:
+        print(f"{row['name']}: at most {tpm:,} tokens per minute")
+    else:
+        default = cfg.limits.tenant_tpm_default
+        print(
+            f"{row['name']}: token rate cleared" + (f" (default {default:,} per minute)" if default else "")
+        )
+    return 0
+
+
 COMMANDS = {
     ("keys", "create"): _keys_create,
     ("keys", "list"): _keys_list,
@@ -548,6 +594,7 @@ COMMANDS = {
     ("tenants", "list"): _tenants_list,
     ("tenants", "tier"): _tenants_tier,
     ("tenants", "cap"): _tenants_cap,
+    ("tenants", "tpm"): _tenants_tpm,
 }
 
 

@@ -148,6 +148,19 @@ class RoutingConfig:
 
 
 @dataclass(slots=True)
+class LimitsConfig:
+    tenant_tpm_default: int = 0  # tokens per minute of a tenant with no limit of its own (0: none)
+
+
+@dataclass(slots=True)
+class FallbackConfig:
+    """When no account can serve ``model``, the request is served by the first of ``then`` that can."""
+
+    model: str
+    then: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class TierConfig:
     name: str
     monthly_usd: float = 0.0
@@ -248,6 +261,8 @@ class Config:
     accounts: list[AccountConfig] = field(default_factory=list)
     models: list[ModelConfig] = field(default_factory=list)
     tiers: list[TierConfig] = field(default_factory=list)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    fallbacks: list[FallbackConfig] = field(default_factory=list)
     presets: dict[str, PresetConfig] = field(default_factory=dict)
     stripe: StripeConfig = field(default_factory=StripeConfig)
     oauth: dict[str, OAuthProviderConfig] = field(default_factory=dict)
@@ -349,6 +364,8 @@ KNOWN_TOP = frozenset(
         "accounts",
         "models",
         "tiers",
+        "limits",
+        "fallbacks",
         "presets",
         "stripe",
         "oauth",
@@ -370,6 +387,7 @@ _SECTIONS = (
     ("metrics", "metrics", MetricsConfig),
     ("log", "log", LogConfig),
     ("otel", "otel", OtelConfig),
+    ("limits", "limits", LimitsConfig),
 )
 
 
@@ -406,6 +424,8 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
         errors.note(fail("server", "port", "must be between 0 (any free port) and 65535"))
     if not cfg.server.upstream_max_body_mb > 0:
         errors.note(fail("server", "upstream_max_body_mb", "must be a positive number of megabytes"))
+    if cfg.limits.tenant_tpm_default < 0:
+        errors.note(fail("limits", "tenant_tpm_default", "must be >= 0 (0: no limit)"))
     if not cfg.billing.max_credit_usd > 0:
         errors.note(fail("billing", "max_credit_usd", "must be a positive amount of USD"))
 
@@ -429,6 +449,18 @@ def parse(data: dict[str, Any], source: _Source | None = None) -> Config:
                 errors.note(fail("models", which, f"model name or alias {name!r} is defined twice", i))
             seen.add(name)
         cfg.models.append(model)
+
+    for i, raw in enumerate(errors.attempt(_array, data.get("fallbacks", []), "fallbacks", fail) or []):
+        fallback = errors.attempt(_table, FallbackConfig, raw, "fallbacks", fail, i)
+        if fallback is None:
+            continue
+        problem = fallback_problem(fallback.model, fallback.then, seen)
+        if problem:
+            errors.note(fail("fallbacks", problem[0], problem[1], i))
+        elif any(f.model == fallback.model for f in cfg.fallbacks):
+            errors.note(fail("fallbacks", "model", f"fallbacks for {fallback.model!r} are given twice", i))
+        else:
+            cfg.fallbacks.append(fallback)
 
     for i, raw in enumerate(errors.attempt(_array, data.get("tiers", []), "tiers", fail) or []):
         tier = errors.attempt(_table, TierConfig, raw, "tiers", fail, i)
@@ -524,6 +556,26 @@ def resolve_secrets(cfg: Config) -> None:
                 missing.append(f"{where}: environment variable {acc.api_key_env} is not set")
     if missing:
         raise ConfigError(*missing)
+
+
+MAX_FALLBACKS = 8  # models in one chain
+
+
+def fallback_problem(model: str, then: list[str], names: set[str]) -> tuple[str, str] | None:
+    """What is wrong with a fallback chain (``(key, message)``), or None; ``names``: every model name and
+    alias the gateway knows."""
+    if model not in names:
+        return "model", f"no model {model!r} is configured"
+    if not then:
+        return "then", "must name at least one model"
+    if len(then) > MAX_FALLBACKS:
+        return "then", f"at most {MAX_FALLBACKS} models"
+    for name in then:
+        if name not in names:
+            return "then", f"no model {name!r} is configured"
+    if len(set(then)) != len(then) or model in then:
+        return "then", "a model may appear once in a chain, and not as its own fallback"
+    return None
 
 
 def _micro(value: Any, fail: Any) -> int:

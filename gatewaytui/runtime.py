@@ -59,7 +59,7 @@ class Runtime:
         self.shared = cfg.database.shared  # several gateway processes share this store (PostgreSQL)
         self.bus = EventBus()
         self.traffic = Traffic()
-        self.catalog = Catalog(cfg.models, cfg.routing)
+        self.catalog = Catalog(cfg.models, cfg.routing, cfg.fallbacks)
         self.wallet = Wallet()
         self.shared_wallet: SharedWallet | None = None  # the same object as wallet, on a PostgreSQL store
         if self.shared:
@@ -86,7 +86,9 @@ class Runtime:
         self.plans = Plans(self.readers)  # tenants' tiers, subscription status and per-call caps
         self.quota = Quota(cfg.tiers, self.plans, self.readers)  # relay.admit/settle: subscription tokens
         self.caps = Caps(self.plans)  # relay.admit: per-call spending caps
-        self.limits = Limits(self.readers, self.plans)  # relay.admit/settle: key budgets, token rates
+        self.limits = Limits(  # relay.admit/settle: key budgets, token rates
+            self.readers, self.plans, tenant_tpm=cfg.limits.tenant_tpm_default
+        )
         # CPU-heavy per-request work off the event loop: token counts, and the decoding of large bodies
         self.counting = Offload("token counting", workers=2, backlog=16)
         self.decoding = Offload("large request bodies", workers=2, backlog=64)

@@ -21,8 +21,9 @@ class Flight:
     tenant_id: int | None = None
     key_id: str | None = None
     key_label: str | None = None
-    model: str = ""
+    model: str = ""  # the model serving it (a fallback's, once one took over)
     upstream_model: str = ""
+    requested_model: str = ""  # the model the client asked for, as the catalog names it
     account: str = ""
     account_id: str = ""
     stream: bool = False
@@ -53,6 +54,7 @@ class Flight:
             "tenant": self.tenant,
             "key_label": self.key_label,
             "model": self.model,
+            "requested_model": self.requested_model or self.model,
             "account": self.account,
             "stream": self.stream,
             "state": self.state,

@@ -162,6 +162,21 @@ class TestTenants:
 
         assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
+    def test_mint_key_dialog_with_a_budget_and_a_token_rate(self, app: Any, snap_compare: Any) -> None:
+        async def run_before(pilot: Any) -> None:
+            await ready(pilot, "4", "k")
+            for field, value in {
+                "label": "ci-runner",
+                "budget": "5",
+                "period": "month",
+                "tpm": "90000",
+            }.items():
+                pilot.app.screen.query_one(f"#{field}", Input).value = value
+            quiet_inputs(pilot)
+            await ready(pilot)
+
+        assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
     def test_credit_dialog_refuses_sub_micro_amounts(self, app: Any, snap_compare: Any) -> None:
         async def run_before(pilot: Any) -> None:
             await ready(pilot, "4", "c")
@@ -184,6 +199,14 @@ class TestRouting:
             await ready(pilot, "5")
 
         assert snap_compare(app, terminal_size=NARROW, run_before=run_before)
+
+    def test_fallback_dialog(self, app: Any, snap_compare: Any) -> None:
+        async def run_before(pilot: Any) -> None:
+            await ready(pilot, "5", "f")
+            quiet_inputs(pilot)
+            await ready(pilot)
+
+        assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
 
 class TestHelp:

@@ -185,7 +185,11 @@ async def seed_console(rt: Runtime) -> None:
     now = FROZEN
     rt.started_at = now - 3723
     await tenant_ops.credit(rt, "acme", 25_000_000, note="seed", create=True)
-    await tenant_ops.mint_key(rt, "acme", label="ci")
+    await tenant_ops.mint_key(
+        rt, "acme", label="ci", budget_micro=5_000_000, budget_period="day", tpm=100_000
+    )
+    await tenant_ops.set_tenant_tpm(rt, "acme", 400_000)
+    await routing_ops.set_fallbacks(rt, "claude-sonnet-4-5", ["gpt-4o", "gemini-2.5-flash"])
     await tenant_ops.mint_key(rt, "acme", label="laptop")
     old, _ = await tenant_ops.mint_key(rt, "acme", label="old")
     await tenant_ops.revoke_key(rt, old["id"])

@@ -8,8 +8,8 @@ replaces the hold with the real cost. Refused: 402 when the worst case exceeds t
 cannot help), else 429 with ``retry-after`` = when the period resets (or, rolling, when enough spend rolls
 out of the window; when only requests in flight are in the way, one second).
 
-Token rates. A key (``tpm``) and a tenant (``tpm`` on the tenant) may be limited to tokens per minute
-(input + output, a sliding 60-second window). Admission counts the request's worst case (its input bound
+Token rates. A key (``tpm``) and a tenant (``tpm`` on the tenant, else ``[limits] tenant_tpm_default``)
+may be limited to tokens per minute (input + output, a sliding 60-second window). Admission counts the request's worst case (its input bound
 plus its output ceiling); settlement corrects it to the tokens the upstream reported. Over the limit: 429
 with ``retry-after``; a request whose worst case alone exceeds the limit: 400 (lower ``max_tokens``).
 
@@ -110,10 +110,18 @@ class Ticket:
 
 
 class Limits:
-    def __init__(self, readers: ReaderSource, plans: Plans, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        readers: ReaderSource,
+        plans: Plans,
+        clock: Callable[[], float] = time.time,
+        *,
+        tenant_tpm: int = 0,
+    ) -> None:
         self._readers = readers
         self._plans = plans
         self._clock = clock
+        self.tenant_tpm = tenant_tpm  # tokens per minute of a tenant without its own limit (0: none)
         self._spend: dict[str, Spend] = {}
         self.held: dict[str, int] = {}  # key id -> budget held by requests in flight
         self._rates: dict[
@@ -122,22 +130,30 @@ class Limits:
 
     # ------------------------------------------------------------------ relay hooks
 
-    def admit(self, key: dict[str, Any], worst_micro: int, worst_tokens: int) -> Ticket:
+    def admit(
+        self, key: dict[str, Any], worst_micro: int, worst_tokens: int, *, replacing: Ticket | None = None
+    ) -> Ticket:
         """Check the key's budget and the key's and tenant's token rates, then record the request against
-        them; raises GatewayError (nothing recorded) when one refuses."""
+        them; raises GatewayError (nothing recorded) when one refuses.
+
+        ``replacing``: the same request's ticket for another model (a fallback re-admits the request at the
+        new model's worst case); it is checked as if released, and released only if the new one is admitted.
+        """
         now = self._clock()
         ticket = Ticket(key["id"])
         budget = key.get("budget_micro")
         if budget is not None and worst_micro:
-            self._check_budget(key, budget, worst_micro, now)
+            released = replacing.budget_hold if replacing is not None and not replacing.done else 0
+            self._check_budget(key, budget, worst_micro, now, released)
             ticket.budget_hold = worst_micro
         rates = [(("key", key["id"]), key.get("tpm"), "this key")]
-        plan = self._plans.get(key["tenant_id"])
-        if plan is not None and plan.tpm:
-            rates.append((("tenant", key["tenant_id"]), plan.tpm, "this tenant"))
+        tenant_tpm = self.tenant_limit(key["tenant_id"])
+        if tenant_tpm:
+            rates.append((("tenant", key["tenant_id"]), tenant_tpm, "this tenant"))
         windows = [(self._rate(scope, now), limit, who) for scope, limit, who in rates if limit]
         for window, limit, who in windows:
-            _check_rate(window, limit, who, worst_tokens, now)
+            _check_rate(window, limit, who, worst_tokens, now, _held_in(replacing, window))
+        self.close(replacing, None, 0)
         if ticket.budget_hold:
             self.held[key["id"]] = self.held.get(key["id"], 0) + ticket.budget_hold
         ticket.tokens = [(window, window.add(now, worst_tokens)) for window, _, _ in windows]
@@ -163,7 +179,19 @@ class Limits:
             for window, entry in ticket.tokens:
                 window.correct(entry, tokens)
 
+    def tenant_limit(self, tenant_id: int) -> int | None:
+        """A tenant's tokens per minute: its own limit, else the configured default (None: no limit)."""
+        plan = self._plans.get(tenant_id)
+        return (plan.tpm if plan is not None else None) or self.tenant_tpm or None
+
     # ------------------------------------------------------------------ reporting
+
+    def tenant_status(self, tenant_id: int) -> dict[str, Any]:
+        """A tenant's token rate: its limit and the tokens counted in the last minute."""
+        return {
+            "tpm": self.tenant_limit(tenant_id),
+            "tokens_last_minute": self._rate(("tenant", tenant_id), self._clock()).total,
+        }
 
     def key_status(self, key: dict[str, Any]) -> dict[str, Any]:
         """Budget and token-rate figures for a key (as ``/tenant/keys`` shows them)."""
@@ -176,21 +204,27 @@ class Limits:
             return out
         spend = self._current(key, now)
         held = self.held.get(key["id"], 0)
+        remaining = max(0, budget - spend.window.total - held)
         out.update(
             budget_usd=format_usd(budget),
             budget_period=spend.period,
             spent_usd=format_usd(spend.window.total),
             held_usd=format_usd(held),
-            remaining_usd=format_usd(max(0, budget - spend.window.total - held)),
+            remaining_usd=format_usd(remaining),
             resets_at=iso(spend.reset),
+            spent_micro=spend.window.total,
+            held_micro=held,
+            remaining_micro=remaining,
         )
         return out
 
     # ------------------------------------------------------------------ internals
 
-    def _check_budget(self, key: dict[str, Any], budget: int, worst: int, now: float) -> None:
+    def _check_budget(
+        self, key: dict[str, Any], budget: int, worst: int, now: float, released: int = 0
+    ) -> None:
         spend = self._current(key, now)
-        held = self.held.get(key["id"], 0)
+        held = self.held.get(key["id"], 0) - released
         if worst <= budget - spend.window.total - held:
             return
         per = f"per {spend.period}" if spend.period in ("day", "month") else f"per rolling {spend.period}"
@@ -243,8 +277,19 @@ class Limits:
         return window
 
 
-def _check_rate(window: Window, limit: int, who: str, worst: int, now: float) -> None:
-    if window.total + worst <= limit:
+def _held_in(ticket: Ticket | None, window: Window) -> int:
+    """Tokens a still-open ticket counts in ``window``."""
+    if ticket is None or ticket.done:
+        return 0
+    return sum(
+        int(entry[1])
+        for w, entry in ticket.tokens
+        if w is window and w.entries and entry[0] >= w.entries[0][0]
+    )
+
+
+def _check_rate(window: Window, limit: int, who: str, worst: int, now: float, released: int = 0) -> None:
+    if window.total - released + worst <= limit:
         return
     if worst > limit:
         raise GatewayError(
@@ -253,7 +298,7 @@ def _check_rate(window: Window, limit: int, who: str, worst: int, now: float) ->
             f"of {limit:,} tokens per minute; lower max_tokens or shorten the prompt",
             code="token_rate_exceeded",
         )
-    retry = max(1.0, window.frees_at(window.total + worst - limit, WINDOW) - now)
+    retry = max(1.0, window.frees_at(window.total - released + worst - limit, WINDOW) - now)
     raise GatewayError(
         "rate_limit",
         f"{who} is limited to {limit:,} tokens per minute: {window.total:,} used in the last minute and this "

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from psycopg import OperationalError
@@ -110,13 +110,44 @@ class SharedWallet(Wallet):
             return
         ok = False
         try:
+            ok = await self._guarded(lambda: self._admit(h))
+        finally:
+            if not ok:
+                self._undo(h)
+
+    async def resize(self, h: Hold, amount: int) -> None:
+        """Resize a reserved hold in the shared store (a request re-admitted on a fallback model): growing it
+        only if the cluster's available credit covers the difference; refused (402, or 503 when the store is
+        unreachable), nothing changed."""
+        if h.done or not h.charged or amount == h.amount:
+            return
+
+        async def change() -> bool:
+            async with self._pool.connection() as conn:
+                if h.amount <= 0:  # nothing was reserved in the store (a zero hold): reserve it now
+                    done = await credit_store.admit(conn, h.tenant_id, amount, h.request_id, self.origin)
+                else:
+                    done = await credit_store.resize(conn, h.tenant_id, h.request_id, amount - h.amount)
+                if done:
+                    return True
+                left = await credit_store.available(conn, h.tenant_id)
+            raise refusal(amount, left + h.amount)
+
+        await self._guarded(change)
+        self.held[h.tenant_id] += amount - h.amount
+        h.amount = amount
+
+    async def _guarded(self, admit: Callable[[], Awaitable[bool]]) -> bool:
+        """Run an admission against the store: once more on a dropped pooled connection; 503 when the store
+        cannot be reached (fail closed); the store's own refusal (402) as it is."""
+        try:
             try:
-                ok = await self._admit(h)
+                return await admit()
             except (
                 OperationalError
             ):  # pooled connections the server dropped (a restart): weed them, once more
                 await self._pool.check()
-                ok = await self._admit(h)
+                return await admit()
         except GatewayError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure to reach the store: fail closed
@@ -128,9 +159,6 @@ class SharedWallet(Wallet):
                 "the gateway's store is unreachable; paid requests are refused until it is back",
                 retry_after=5,
             ) from None
-        finally:
-            if not ok:
-                self._undo(h)
 
     async def _admit(self, h: Hold) -> bool:
         async with self._pool.connection() as conn:

@@ -68,6 +68,16 @@ class Wallet:
     async def secure(self, h: Hold) -> None:
         """Nothing to do: admission was decided by ``hold`` (the shared wallet reserves in the store here)."""
 
+    async def resize(self, h: Hold, amount: int) -> None:
+        """Change an open hold's amount (its request re-admitted at another worst case: a fallback model);
+        growing it is refused (402), nothing changed, when the difference is not available."""
+        if h.done or not h.charged or amount == h.amount:
+            return
+        if amount - h.amount > self.available(h.tenant_id):
+            raise refusal(amount, self.available(h.tenant_id) + h.amount)
+        self.held[h.tenant_id] += amount - h.amount
+        h.amount = amount
+
     def free_hold(self, tenant_id: int, request_id: str) -> Hold:
         """A hold of nothing (subscription traffic): tracked alike, never journaled as credit."""
         h = Hold(id="hold_" + request_id, tenant_id=tenant_id, amount=0, request_id=request_id, charged=False)

@@ -40,6 +40,7 @@ def _entries() -> dict[str, Action]:
         Action(tenants.CREDIT, tenants.credit, lambda balance: {"balance_micro": balance}),
         Action(tenants.SET_TIER, tenants.set_tier, tenants.tenant_view),
         Action(tenants.SET_CAP, tenants.set_cap, tenants.tenant_view),
+        Action(tenants.SET_TENANT_TPM, tenants.set_tenant_tpm, tenants.tenant_view),
         Action(accounts.ADD_ACCOUNT, accounts.add_account),
         Action(accounts.UPDATE_ACCOUNT, accounts.update_account),
         Action(accounts.SET_ACCOUNT_ENABLED, accounts.set_account_enabled),
@@ -51,6 +52,7 @@ def _entries() -> dict[str, Action]:
         Action(routing.SET_HAIKU_MODEL, routing.set_haiku_model, lambda _: {}),
         Action(routing.SET_ALIAS, routing.set_alias, lambda aliases: {"aliases": aliases}),
         Action(routing.SET_PRESET, routing.set_preset),
+        Action(routing.SET_FALLBACKS, routing.set_fallbacks, lambda chains: {"fallbacks": chains}),
     ]
     return {a.spec.name: a for a in table}
 

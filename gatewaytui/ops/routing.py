@@ -1,10 +1,11 @@
-"""Routing actions and views: the strategy, the default and haiku models, aliases, per-route presets."""
+"""Routing actions and views: the strategy, the default and haiku models, aliases, per-route presets,
+model fallbacks."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..config import ROUTES, STRATEGIES
+from ..config import MAX_FALLBACKS, ROUTES, STRATEGIES, fallback_problem
 from ..model import GatewayError
 from ..store import settings as settings_store
 from .spec import Field, Spec, bad, string, validated
@@ -33,6 +34,22 @@ SET_PRESET = Spec(
         string("route", required=True),
         string("system", required=True),
         Field("defaults", "object", nullable=True),
+    ),
+)
+SET_FALLBACKS = Spec(
+    "set_fallbacks",
+    (
+        string(
+            "model", required=True, max_length=200, doc="the model (name or alias) whose requests fall back"
+        ),
+        Field(
+            "then",
+            "strings",
+            required=True,
+            nullable=True,
+            max_items=MAX_FALLBACKS,
+            doc="the models tried in order when no account of it can serve; null or [] removes the chain",
+        ),
     ),
 )
 
@@ -92,6 +109,26 @@ async def set_preset(
     return rt.presets[route]
 
 
+@validated(SET_FALLBACKS)
+async def set_fallbacks(rt: Runtime, model: str, then: list[str] | None) -> dict[str, list[str]]:
+    """Set (or with ``then`` empty or null, remove) one model's fallback chain; returns every chain."""
+    cat = rt.catalog
+    own = cat.resolve(model).name  # 404 in the caller's shape for an unknown model
+    chains = dict(cat.fallbacks)
+    if then:
+        problem = fallback_problem(own, then, {name for name, _ in cat.names()})
+        if problem:
+            raise bad(f"set_fallbacks: {problem[0]}: {problem[1]}", problem[0])
+        chains[own] = then
+    else:
+        chains.pop(own, None)
+    cat.set_fallbacks(chains)
+    stored = dict(cat.fallbacks)
+    await rt.write(lambda c: settings_store.put(c, "fallbacks", stored))
+    rt.bus.publish("routing.changed", fallbacks=stored)
+    return stored
+
+
 # ------------------------------------------------------------------ the admin API's routing settings
 
 ROUTING = Spec(
@@ -101,6 +138,7 @@ ROUTING = Spec(
         string("default_model"),
         string("haiku_model", nullable=True, doc="empty or null: the lane is off"),
         Field("aliases", "object", doc="{alias: model name, or null to remove}"),
+        Field("fallbacks", "object", doc="{model: [fallback models in order], or null to remove}"),
     ),
 )
 
@@ -112,6 +150,7 @@ def routing_view(rt: Runtime) -> dict[str, Any]:
         "default_model": cat.default_model,
         "haiku_model": cat.haiku_model or "",
         "aliases": cat.aliases,
+        "fallbacks": cat.fallbacks,
         "models": list(cat.models),
     }
 
@@ -123,6 +162,9 @@ async def change_routing(rt: Runtime, body: Any) -> dict[str, Any]:
     for alias, target in aliases.items():
         if not alias or (target is not None and not isinstance(target, str)):
             raise bad("aliases: expected {alias: model name or null}")
+    fallbacks: dict[str, Any] = args.get("fallbacks") or {}
+    for model, then in fallbacks.items():
+        SET_FALLBACKS.parse({"model": model, "then": then})  # every chain checked before any is applied
     if "strategy" in args:
         await set_strategy(rt, args["strategy"])
     if "default_model" in args:
@@ -131,4 +173,6 @@ async def change_routing(rt: Runtime, body: Any) -> dict[str, Any]:
         await set_haiku_model(rt, args["haiku_model"] or "")
     for alias, target in aliases.items():
         await set_alias(rt, alias, target)
+    for model, then in fallbacks.items():
+        await set_fallbacks(rt, model, then)
     return routing_view(rt)

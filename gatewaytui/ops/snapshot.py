@@ -177,6 +177,7 @@ def routing_snapshot(rt: Runtime) -> dict[str, Any]:
             route: {"system": p.get("system", ""), "defaults": p.get("defaults") or {}}
             for route, p in sorted(rt.presets.items())
         },
+        "fallbacks": [{"model": model, "then": then} for model, then in sorted(cat.fallbacks.items())],
     }
 
 
@@ -223,6 +224,7 @@ async def _request_detail(rt: Runtime, request_id: str) -> dict[str, Any] | None
         "route": row.get("route"),
         "protocol": row.get("protocol"),
         "model": row.get("model"),
+        "requested_model": row.get("requested_model") or row.get("model"),
         "stream": bool(row.get("stream")),
         "state": row.get("status"),
         "status": row.get("http_status"),

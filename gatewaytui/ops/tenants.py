@@ -19,6 +19,7 @@ from ..store import keys as key_store
 from ..store import ledger as ledger_store
 from ..store import requests as request_store
 from ..store import tenants as tenant_store
+from .keys import LIMIT_FIELDS, LIMIT_RULES
 from .spec import Bounds, Field, Spec, bad, integer, string, validated
 
 if TYPE_CHECKING:
@@ -78,9 +79,10 @@ MINT_KEY = Spec(
         integer("rpm", nullable=True, minimum=1),
         Field("models", "strings", nullable=True, doc="model allow-list (names the gateway serves)"),
         Field("expires_at", "number", nullable=True, doc="Unix time"),
+        *LIMIT_FIELDS,
         CREATE,
     ),
-    (_tenant_name,),
+    (_tenant_name, *LIMIT_RULES),
     checks=(_known_models,),
 )
 REVOKE_KEY = Spec("revoke_key", (string("key_id", required=True), integer("tenant_id", nullable=True)))
@@ -106,6 +108,21 @@ SET_CAP = Spec(
         string("model", nullable=True),
     ),
     (_tenant_name, _positive_cap),
+)
+SET_TENANT_TPM = Spec(
+    "set_tenant_tpm",
+    (
+        TENANT,
+        integer(
+            "tpm",
+            required=True,
+            nullable=True,
+            minimum=1,
+            maximum=LIMIT_FIELDS[2].maximum,
+            doc="tokens per minute across the tenant's keys; null: [limits] tenant_tpm_default",
+        ),
+    ),
+    (_tenant_name,),
 )
 
 
@@ -166,6 +183,12 @@ def cap_rows(
     return tenant_store.set_cap(conn, tenant, cap_micro, model)
 
 
+def tpm_rows(conn: sqlite3.Connection, tenant: str, tpm: int | None) -> dict[str, Any]:
+    """Set or clear an existing tenant's token rate."""
+    tenant_row(conn, tenant)
+    return tenant_store.set_tpm(conn, tenant, tpm)
+
+
 def cap_model(catalog: Catalog, model: str | None) -> str | None:
     """A cap's model as the gateway names it (config names and aliases, the operator's aliases)."""
     return None if model is None else catalog.resolve(model).name
@@ -200,10 +223,22 @@ async def mint_key(
     expires_at: float | None = None,
     models: list[str] | None = None,
     rpm: int | None = None,
+    budget_micro: int | None = None,
+    budget_period: str | None = None,
+    tpm: int | None = None,
     create: bool = False,
 ) -> tuple[dict[str, Any], str]:
     """Mint a key (creating the tenant only when ``create``); returns (public key info, secret shown once)."""
-    key = {"kind": kind, "label": label, "expires_at": expires_at, "models": models, "rpm": rpm}
+    key = {
+        "kind": kind,
+        "label": label,
+        "expires_at": expires_at,
+        "models": models,
+        "rpm": rpm,
+        "budget_micro": budget_micro,
+        "budget_period": budget_period,
+        "tpm": tpm,
+    }
     t, created, row, secret = await rt.write(lambda c: _store(lambda: mint_rows(c, tenant, create, **key)))
     if created:
         rt.bus.publish("tenant.created", tenant_id=t["id"], name=t["name"])
@@ -276,8 +311,18 @@ async def set_cap(
     return row
 
 
+@validated(SET_TENANT_TPM)
+async def set_tenant_tpm(rt: Runtime, tenant: str, tpm: int | None) -> dict[str, Any]:
+    """Limit a tenant to ``tpm`` tokens per minute across its keys (``None``: the config's default)."""
+    row = await rt.write(lambda conn: _store(lambda: tpm_rows(conn, tenant, tpm)))
+    rt.plans.put(row)
+    rt.bus.publish("tenant.tpm", tenant_id=row["id"], tpm=tpm)
+    return row
+
+
 async def tenants_overview(rt: Runtime) -> list[dict[str, Any]]:
-    """Every tenant with balance, holds in flight, keys and spend today (for the console and admin API)."""
+    """Every tenant with balance, holds in flight, token rate, keys (with budget use) and spend today (for
+    the console and admin API)."""
     day_start = time.time() - (time.time() % 86400)
 
     def work(conn: sqlite3.Connection) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[int, int]]:
@@ -301,12 +346,16 @@ async def tenants_overview(rt: Runtime) -> list[dict[str, Any]]:
                 "held_micro": rt.wallet.held[tid],
                 "available_micro": rt.wallet.available(tid),
                 "spend_today_micro": spend.get(tid, 0),
-                "keys": [key_store.public(k) for k in keys if k["tenant_id"] == tid],
+                **rt.limits.tenant_status(tid),  # tpm (its own or the default), tokens_last_minute
+                "own_tpm": t.get("tpm"),  # None: the config's default applies
+                "keys": [
+                    key_store.public(k) | rt.limits.key_status(k) for k in keys if k["tenant_id"] == tid
+                ],
             }
         )
     return out
 
 
 def tenant_view(row: dict[str, Any]) -> dict[str, Any]:
-    keep = ("id", "name", "tier", "subscription_status", "per_call_cap_micro", "model_caps")
+    keep = ("id", "name", "tier", "subscription_status", "per_call_cap_micro", "model_caps", "tpm")
     return {k: row.get(k) for k in keep}

@@ -27,6 +27,13 @@ from ..upstream import ConnectFailed, Response, TooLarge, TransportError
 from .call import Attempt, Call
 
 CONTENT_EVENTS = (BlockStart, MessageDelta, MessageStop)
+
+
+class Unserved(GatewayError):
+    """No account of the model could serve the request (none healthy, or every one failed before the first
+    byte for a reason of its own): the relay may try the model's fallbacks."""
+
+
 OPENING_EVENTS = (MessageStart, BlockStart)  # what precedes the first token
 
 
@@ -85,10 +92,17 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
             if a.id not in tried and a.enabled
         ]
         if not others:  # every account lacks the model: the client's 404, not an outage
-            raise last.to_gateway_error()
+            missing = last.to_gateway_error()
+            raise Unserved(
+                missing.kind,
+                missing.message,
+                status=missing.status,
+                retry_after=missing.retry_after,
+                code=missing.code,
+            )
     retry = rt.pool.earliest_recovery(provider_name, call.model.upstream, call.model.name)
     detail = f" (last error: {last.status} {last.cause}: {last.message})" if last else ""
-    raise GatewayError(
+    raise Unserved(
         "unavailable",
         f"no healthy upstream account for model {call.model.name}{detail}",
         retry_after=retry or 30.0,

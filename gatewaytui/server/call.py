@@ -42,6 +42,18 @@ class Call:
     raw_len: int = 0  # the request body's size in bytes
     ticket: Ticket | None = None  # what it holds against its key's budget and the token-rate windows
     capture: Any = None  # a store.bodies.Capture when [console] store_bodies is on
+    requested: ModelConfig | None = None  # the model asked for (``model``: the one serving, maybe a fallback)
+    asked_max_tokens: int | None = None  # the request's own output ceiling (None: each model's default)
+
+    @property
+    def asked_for(self) -> ModelConfig:
+        """The model the client asked for (``model`` is the one serving it)."""
+        return self.requested or self.model
+
+    @property
+    def fell_back(self) -> bool:
+        """A fallback model serves this call."""
+        return self.model is not self.asked_for
 
 
 @dataclass(slots=True)

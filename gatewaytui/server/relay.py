@@ -1,7 +1,7 @@
 """The one path every chat request takes, whatever protocol it arrived in.
 
     authenticate -> decode -> resolve model -> admit (hold credit or check quota)
-    -> attempt accounts (failover before the first byte) -> answer / stream -> settle
+    -> attempt accounts (failover before the first byte) -> [fallback models] -> answer / stream -> settle
 
 Streams: the relay waits a short commit window for the first upstream event. Failures inside the window
 become proper HTTP errors (and fail over); after it, the client gets a 200 with keep-alives while the
@@ -9,7 +9,14 @@ relay keeps trying, and any later failure is reported in-band in the client's pr
 retried once a byte of it reached the client. Settlement is synchronous bookkeeping (no await), so a
 client disconnect that cancels the handler cannot skip or double it.
 
-Here: admission and the answer's shape. ``attempts`` tries accounts (failover), ``stream`` relays and
+Fallbacks: when no account of the model can serve (all cooling or disabled, or every attempt failed before
+the first byte), ``serve`` re-admits the request on the model's configured fallbacks in turn (its hold,
+key budget and token rates resized to the fallback's worst case; a fallback the key may not use, or that
+does not fit, is skipped) and tries that model's accounts: the provider module re-encodes the request for
+it. Nothing reached the client yet, so this is still failover; the answer is billed at the model that
+answered, and the usage row names both.
+
+Here: admission, fallbacks and the answer's shape. ``attempts`` tries accounts (failover), ``stream`` relays and
 meters a committed stream, ``settlement`` closes the books; ``call`` holds the records they share.
 """
 
@@ -17,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from ..billing import pricing, server_tools
@@ -33,8 +41,8 @@ from ..providers import registry
 from ..runtime import Runtime
 from ..store import bodies
 from ..traffic import Flight
-from .attempts import connect
-from .call import Call
+from .attempts import Unserved, connect
+from .call import Attempt, Call
 from .protocols import PROTOCOLS, Reply, error_reply
 from .settlement import settle
 from .stream import abandon, stream_body, stream_content_type
@@ -87,36 +95,110 @@ def input_bound(raw_len: int, req: ChatRequest) -> int:
     return max(1, raw_len)
 
 
-def admit(
-    rt: Runtime, call_key: dict[str, Any], req: ChatRequest, route: str, raw_len: int, request_id: str
-) -> tuple[ModelConfig, Hold, pricing.Price, bool, Ticket]:
-    model = rt.catalog.resolve(req.model)
+@dataclass(slots=True)
+class Terms:
+    """What admitting a request on one model means: its price and the worst case to hold."""
+
+    model: ModelConfig
+    price: pricing.Price
+    max_tokens: int  # the output ceiling sent upstream
+    worst: int  # micro-USD (0: a subscription key, no credit held)
+    tokens: int  # the input bound plus the output ceiling (token-rate limits)
+
+
+def terms(
+    rt: Runtime,
+    call_key: dict[str, Any],
+    req: ChatRequest,
+    model: ModelConfig,
+    route: str,
+    raw_len: int,
+    asked_max_tokens: int | None,
+    *,
+    fallback: bool = False,
+) -> Terms:
+    """Check that the key may use ``model`` for this request (allow-list, quota, caps) and size its worst
+    case. A fallback must be on the key's allow-list by its own name: the name the client asked for does
+    not open another model."""
     allowed = call_key.get("models") or []
-    if allowed and model.name not in allowed and req.model not in allowed:
+    if allowed and model.name not in allowed and (fallback or req.model not in allowed):
         raise GatewayError("permission", f"this key may not use model {model.name!r}")
     price = pricing.Price.of(model)
-    max_tokens = req.max_tokens if req.max_tokens is not None else model.max_tokens
+    max_tokens = asked_max_tokens if asked_max_tokens is not None else model.max_tokens
     subscription = call_key["kind"] == "subscription"
     tools = server_tools.bound(req, model)
     if subscription:
         rt.quota.check(call_key, model, route)
-    elif req.max_tokens is None:
-        req.max_tokens = max_tokens  # the hold's ceiling is sent upstream, so output cannot outgrow it
     preset_bytes = len(str(req.extras.get("preset_system") or "").encode("utf-8", "surrogatepass"))
     bound = input_bound(raw_len, req) + preset_bytes + pricing.url_media_tokens(req) + tools.input_tokens
     worst = 0 if subscription else pricing.worst_case(price, bound, max_tokens, tools.uses)
     if not subscription:
         rt.caps.check(call_key["tenant_id"], model, worst)
-    ticket = rt.limits.admit(call_key, worst, bound + max_tokens)  # key budget, token rates
+    return Terms(model, price, max_tokens, worst, bound + max_tokens)
+
+
+def admit(
+    rt: Runtime, call_key: dict[str, Any], req: ChatRequest, route: str, raw_len: int, request_id: str
+) -> tuple[ModelConfig, Hold, pricing.Price, bool, Ticket]:
+    model = rt.catalog.resolve(req.model)
+    subscription = call_key["kind"] == "subscription"
+    t = terms(rt, call_key, req, model, route, raw_len, req.max_tokens)
+    if not subscription and req.max_tokens is None:
+        req.max_tokens = t.max_tokens  # the hold's ceiling is sent upstream, so output cannot outgrow it
+    ticket = rt.limits.admit(call_key, t.worst, t.tokens)  # key budget, token rates
     try:
         if subscription:
             hold = rt.wallet.free_hold(call_key["tenant_id"], request_id)
         else:
-            hold = rt.wallet.hold(call_key["tenant_id"], worst, request_id)
+            hold = rt.wallet.hold(call_key["tenant_id"], t.worst, request_id)
     except GatewayError:
         rt.limits.close(ticket, None, 0)
         raise
-    return model, hold, price, subscription, ticket
+    return model, hold, t.price, subscription, ticket
+
+
+async def switch(call: Call, model: ModelConfig) -> None:
+    """Re-admit the call on a fallback model: its key-budget and token-rate tickets, then its credit hold
+    (in the shared store too), resized to the new worst case; then aim it there. Refused (GatewayError):
+    the fallback is skipped and the call is never served on its earlier model again, so a ticket already
+    resized stays so until the call settles or moves on (at most the larger worst case, never less)."""
+    rt = call.rt
+    t = terms(rt, call.key, call.req, model, call.route, call.raw_len, call.asked_max_tokens, fallback=True)
+    call.ticket = rt.limits.admit(call.key, t.worst, t.tokens, replacing=call.ticket)
+    await rt.wallet.resize(call.hold, t.worst)
+    if not call.subscription and call.asked_max_tokens is None:
+        call.req.max_tokens = t.max_tokens
+    call.model, call.price = model, t.price
+    call.provider = registry.get(rt.catalog.provider_module(model))
+    call.flight.model, call.flight.upstream_model = model.name, model.upstream
+    call.flight.hold_micro = call.hold.amount
+
+
+async def serve(call: Call, *, stream: bool) -> Attempt:
+    """Try the model's accounts; when none can serve, the model's fallbacks in order (nothing has reached
+    the client yet). Raises the requested model's error when no fallback could serve either."""
+    try:
+        return await connect(call, stream=stream)
+    except Unserved as err:
+        first = err
+    tried = []
+    for model in call.rt.catalog.fallback_chain(call.asked_for):
+        try:
+            await switch(call, model)
+        except GatewayError as refused:  # the key may not use it, or its worst case does not fit
+            call.errors.append(f"fallback {model.name}: {refused.message}")
+            continue
+        tried.append(model.name)
+        call.rt.bus.publish(
+            "request.fallback", id=call.request_id, model=call.asked_for.name, fallback=model.name
+        )
+        try:
+            return await connect(call, stream=stream)
+        except Unserved:
+            continue
+    if tried:
+        first.message += f"; its fallbacks could not serve it either ({', '.join(tried)})"
+    raise first
 
 
 async def handle(
@@ -143,6 +225,7 @@ async def handle(
         if extras:
             req.extras.update(extras)
         apply_preset(rt, route, req)
+        asked_max_tokens = req.max_tokens
         model_cfg, hold, price, subscription, ticket = admit(rt, key, req, route, raw_len, request_id)
         if getattr(rt, "shared", False):  # a PostgreSQL store: the cluster-wide reservation (shared_wallet)
             await rt.wallet.secure(hold)
@@ -162,6 +245,7 @@ async def handle(
             key_label=key.get("label"),
             model=model_cfg.name,
             upstream_model=model_cfg.upstream,
+            requested_model=model_cfg.name,
             stream=req.stream,
             hold_micro=hold.amount,
             headers=headers,
@@ -190,6 +274,8 @@ async def handle(
         subscription,
         raw_len=raw_len,
         ticket=ticket,
+        requested=model_cfg,
+        asked_max_tokens=asked_max_tokens,
     )
     call.capture = bodies.Capture.begin(rt.cfg.console, body)  # None unless [console] store_bodies
     task = asyncio.current_task()
@@ -243,7 +329,7 @@ def _response_headers(call: Call) -> dict[str, str]:
 
 async def unary_response(call: Call) -> Reply:
     try:
-        at = await connect(call, stream=False)
+        at = await serve(call, stream=False)
     except GatewayError as err:
         settle(call, None, status="error", http_status=err.status, error=err.message)
         return error_reply(call.protocol.NAME, err, call.request_id)
@@ -256,7 +342,9 @@ async def unary_response(call: Call) -> Reply:
         if passthrough and at.raw_body is not None:
             payload = at.raw_body
         else:
-            if not at.result.model or at.result.model == call.model.upstream:
+            if call.fell_back:  # a fallback answered: say which model did
+                at.result.model = call.model.name
+            elif not at.result.model or at.result.model == call.model.upstream:
                 at.result.model = call.req.model or call.model.name
             payload = dumps(call.protocol.encode_response(at.result, call.req))
         if call.capture is not None:
@@ -269,7 +357,7 @@ async def unary_response(call: Call) -> Reply:
 
 async def stream_response(call: Call) -> Reply:
     rt = call.rt
-    task = call.upstream = asyncio.create_task(connect(call, stream=True))
+    task = call.upstream = asyncio.create_task(serve(call, stream=True))
     try:
         done, _ = await asyncio.wait({task}, timeout=rt.cfg.server.keepalive_interval)
     except BaseException:  # the client went away inside the commit window: the upstream try goes too

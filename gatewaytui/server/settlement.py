@@ -120,6 +120,7 @@ def _close(call: Call, usage: Usage | None, *, status: str, http_status: int, er
         "ttft_ms": (flight.first_token - flight.started) * 1000 if flight.first_token else None,
         "duration_ms": (now - flight.started) * 1000,
         "day": time.strftime("%Y-%m-%d", time.gmtime(flight.started)),
+        "requested_model": call.asked_for.name,  # differs from model when a fallback answered
     }
     tenant_id, request_id, origin = call.key["tenant_id"], call.request_id, rt.wallet.origin
     journal = [(request_store.INSERT, request_store.values(row))]

@@ -32,6 +32,23 @@ async def admit(conn: Any, tenant_id: int, amount: int, request_id: str, owner: 
     return await cur.fetchone() is not None
 
 
+RESIZE = (
+    "WITH c AS (UPDATE credit SET held = held + %(delta)s WHERE tenant_id = %(tenant)s"
+    " AND (%(delta)s <= 0 OR balance - held >= %(delta)s)"
+    " AND EXISTS (SELECT 1 FROM credit_holds WHERE request_id = %(request)s) RETURNING 1),"
+    " h AS (UPDATE credit_holds SET amount = amount + %(delta)s WHERE request_id = %(request)s"
+    " AND EXISTS (SELECT 1 FROM c) RETURNING 1)"
+    " SELECT 1 FROM c"
+)
+
+
+async def resize(conn: Any, tenant_id: int, request_id: str, delta: int) -> bool:
+    """Change a request's reserved hold by ``delta`` (growing it only if the tenant's balance less every hold
+    in the cluster covers the difference); False when refused (or the hold is gone)."""
+    cur = await conn.execute(RESIZE, {"delta": delta, "tenant": tenant_id, "request": request_id})
+    return await cur.fetchone() is not None
+
+
 async def available(conn: Any, tenant_id: int) -> int:
     cur = await conn.execute("SELECT balance - held FROM credit WHERE tenant_id = %s", (tenant_id,))
     row = await cur.fetchone()

@@ -36,6 +36,7 @@ COLUMNS = (
     "ttft_ms",
     "duration_ms",
     "day",
+    "requested_model",
 )
 INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 

@@ -328,6 +328,13 @@ NOTIFYING_TABLES = ("api_keys", "tenants", "accounts", "account_state", "setting
 
 
 @migrations()
+def m007_requested_model(db: Database) -> None:
+    """A request served by a fallback model: ``model`` names the model that answered (and was billed),
+    ``requested_model`` the one the client asked for (equal when no fallback was needed)."""
+    db.execute("ALTER TABLE requests ADD COLUMN requested_model TEXT")
+
+
+@migrations()
 def m008_instance_live_state(db: Database) -> None:
     """PostgreSQL only: each instance publishes a compact summary of its live state with its lease renewal
     (``live``: JSON text, its in-flight count and a bounded list of in-flight streams, no secrets and no

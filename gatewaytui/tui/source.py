@@ -12,8 +12,9 @@ Snapshot shape (built by ``gatewaytui.ops.snapshot.build_snapshot``)::
     at, started_at, draining
     traffic   inflight[], recent[] (per-request dicts), series{requests,tokens,errors}[60], stats{...}
     accounts  [Account.public()]
-    tenants   [{id, name, balance_micro, held_micro, available_micro, spend_today_micro, keys[], subscription}]
-    routing   {default_model, haiku_model, strategy, models[], aliases[], presets{}}
+    tenants   [{id, name, balance_micro, held_micro, available_micro, spend_today_micro, tpm,
+               tokens_last_minute, keys[] (with budget use and token rate), subscription}]
+    routing   {default_model, haiku_model, strategy, models[], aliases[], presets{}, fallbacks[]}
     stats     {inflight, requests_per_s, tokens_per_s, error_rate_60s, spend_today_micro, latency/ttft p50/p95...}
     console   {refresh_ms, theme, keymap}
 """
@@ -80,10 +81,14 @@ class Source:
         return await self.act("create_tenant", name=name)
 
     async def mint_key(
-        self, tenant: str, *, kind: str = "payg", label: str | None = None
+        self, tenant: str, *, kind: str = "payg", label: str | None = None, **limits: Any
     ) -> tuple[dict[str, Any], str]:
-        result = await self.act("mint_key", tenant=tenant, kind=kind, label=label)
+        """``limits``: ``budget_micro``, ``budget_period``, ``tpm`` (checked by the action's spec)."""
+        result = await self.act("mint_key", tenant=tenant, kind=kind, label=label, **limits)
         return result["key"], result["secret"]
+
+    async def set_tenant_tpm(self, tenant: str, tpm: int | None) -> dict[str, Any]:
+        return await self.act("set_tenant_tpm", tenant=tenant, tpm=tpm)
 
     async def revoke_key(self, key_id: str) -> bool:
         return bool((await self.act("revoke_key", key_id=key_id))["revoked"])
@@ -133,6 +138,9 @@ class Source:
 
     async def set_alias(self, alias: str, target: str | None) -> dict[str, str]:
         return (await self.act("set_alias", alias=alias, target=target))["aliases"]
+
+    async def set_fallbacks(self, model: str, then: list[str] | None) -> dict[str, list[str]]:
+        return (await self.act("set_fallbacks", model=model, then=then))["fallbacks"]
 
     async def set_preset(self, route: str, system: str) -> dict[str, Any]:
         return await self.act("set_preset", route=route, system=system)

@@ -55,6 +55,7 @@ def admin_paths() -> dict[str, Any]:
             "default_model": STR,
             "haiku_model": STR,
             "aliases": ANY_OBJECT,
+            "fallbacks": ANY_OBJECT,
             "models": arr(STR),
         },
         ("strategy", "aliases", "models"),

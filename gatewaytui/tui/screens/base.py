@@ -9,7 +9,7 @@ collapse into one more reload, so a burst of events never queues a burst of fetc
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from textual.app import ComposeResult
@@ -113,3 +113,12 @@ class ConsoleScreen(Screen[None]):
     def perform(self, work: Awaitable[Any], done: str | None = None) -> None:
         """Run an operator action as a worker; report the outcome and reload."""
         self.console.perform(work, done, after=self.kick)
+
+    def ask(self, dialog: Any, act: Callable[[dict[str, Any]], tuple[Awaitable[Any], str]]) -> None:
+        """Open a form dialog; when it returns values, ``act`` turns them into (the action, what it did)."""
+
+        def chosen(values: dict[str, Any] | None) -> None:
+            if values:
+                self.perform(*act(values))
+
+        self.app.push_screen(dialog, chosen)

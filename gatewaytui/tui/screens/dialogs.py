@@ -207,12 +207,67 @@ class MintKeyDialog(FormDialog):
             Select([(k, k) for k in KEY_KINDS], value="payg", allow_blank=False, id="kind", compact=True),
         )
         yield from _field("Label", Input(placeholder="optional, e.g. ci", id="label", compact=True))
+        yield from _field(
+            "Budget in USD per period (held like credit)",
+            Input(placeholder="optional, e.g. 5.00", id="budget", compact=True),
+        )
+        yield from _field(
+            "Budget period",
+            Input(placeholder="day (default), month, or rolling e.g. 24h", id="period", compact=True),
+        )
+        yield from _field(
+            "Tokens per minute (input + output)",
+            Input(placeholder="optional, e.g. 100000", id="tpm", compact=True),
+        )
 
     def collect(self) -> dict[str, Any] | str:
         tenant = self.value("tenant")
         if not tenant:
             return "which tenant?"
-        return {"tenant": tenant, "kind": self.choice("kind"), "label": self.value("label") or None}
+        out: dict[str, Any] = {
+            "tenant": tenant,
+            "kind": self.choice("kind"),
+            "label": self.value("label") or None,
+        }
+        budget, period, tpm = self.value("budget"), self.value("period"), self.value("tpm")
+        if budget:
+            try:
+                out["budget_micro"] = parse_usd(budget)
+            except ValueError as exc:
+                return f"budget: {exc}"
+            out["budget_period"] = period or "day"
+        elif period:
+            return "a budget period needs a budget"
+        if tpm:
+            if not tpm.isdigit():
+                return "tokens per minute: a whole number"
+            out["tpm"] = int(tpm)
+        return out  # the bounds are the mint_key action's own (its spec answers in the note line)
+
+
+class TenantRateDialog(FormDialog):
+    TITLE_TEXT = "A tenant's token rate"
+    OK_LABEL = "Save"
+
+    def __init__(self, tenant: str, current: int | None) -> None:
+        super().__init__()
+        self.tenant = tenant
+        self.current = current
+
+    def fields(self) -> Iterable[Widget]:
+        yield from _field("Tenant", Input(self.tenant, id="tenant", compact=True))
+        yield from _field(
+            "Tokens per minute across its keys (blank: the config's default)",
+            Input(str(self.current or ""), placeholder="e.g. 100000", id="tpm", compact=True),
+        )
+
+    def collect(self) -> dict[str, Any] | str:
+        tenant, tpm = self.value("tenant"), self.value("tpm")
+        if not tenant:
+            return "which tenant?"
+        if tpm and not tpm.isdigit():
+            return "tokens per minute: a whole number"
+        return {"tenant": tenant, "tpm": int(tpm) if tpm else None}
 
 
 class CreditDialog(FormDialog):
@@ -277,6 +332,46 @@ class AliasDialog(FormDialog):
         if not alias:
             return "an alias needs a name"
         return {"alias": alias, "target": self.choice("target")}
+
+
+class FallbackDialog(FormDialog):
+    TITLE_TEXT = "Fallbacks: who serves a model's requests when none of its accounts can"
+    OK_LABEL = "Save"
+
+    def __init__(self, models: list[str], model: str | None, chains: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.models = models
+        self.model = model if model in models else models[0]
+        self.chains = chains
+
+    def fields(self) -> Iterable[Widget]:
+        yield from _field(
+            "Model",
+            Select(
+                [(Text(m), m) for m in self.models],
+                value=self.model,
+                allow_blank=False,
+                id="model",
+                compact=True,
+            ),
+        )
+        yield from _field(
+            "Then, in order (comma-separated; blank removes the chain)",
+            Input(
+                ", ".join(self.chains.get(self.model, [])),
+                placeholder="e.g. gpt-4o, gemini-2.5-flash",
+                id="then",
+                compact=True,
+            ),
+        )
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id == "model" and isinstance(event.value, str):
+            self.query_one("#then", Input).value = ", ".join(self.chains.get(event.value, []))
+
+    def collect(self) -> dict[str, Any] | str:
+        then = [name.strip() for name in self.value("then").split(",") if name.strip()]
+        return {"model": self.choice("model"), "then": then or None}
 
 
 class HaikuDialog(FormDialog):

@@ -123,7 +123,10 @@ class RequestScreen(ConsoleScreen):
         text.append(
             f" · key {d.get('key_label') or '-'} · {d.get('route')}/{PROTOCOL_SHORT.get(d.get('protocol') or '', d.get('protocol'))}"
         )
-        text.append(f" · {d.get('model')} via {d.get('account') or '-'}\n")
+        text.append(f" · {d.get('model')}")
+        if d.get("requested_model") and d["requested_model"] != d.get("model"):
+            text.append(f" (fallback for {d['requested_model']})", style="yellow")
+        text.append(f" via {d.get('account') or '-'}\n")
         text.append(state, style=STATE_STYLE.get(state, ""))
         text.append(f" · HTTP {d.get('status') or '-'} · attempts {d.get('attempts') or 0}")
         if d.get("elapsed_s") is not None:

@@ -1,4 +1,5 @@
-"""Models and routing: the default model, the haiku lane, aliases, and each model's provider and price."""
+"""Models and routing: the default model, the haiku lane, aliases, fallbacks, and each model's provider and
+price."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from textual.widgets import Label, Static
 from ..format import price
 from ..widgets import Col, LiveTable
 from .base import ConsoleScreen
-from .dialogs import AliasDialog, ConfirmDialog, HaikuDialog
+from .dialogs import AliasDialog, ConfirmDialog, FallbackDialog, HaikuDialog
 
 MODEL_COLUMNS = [
     Col("name", "Model", 12, grow=2),
@@ -27,6 +28,10 @@ ALIAS_COLUMNS = [
     Col("target", "Model", 12, grow=1),
     Col("source", "Set by", 9),
 ]
+FALLBACK_COLUMNS = [
+    Col("model", "Model", 12, grow=1),
+    Col("then", "Then, in order", 14, grow=2),
+]
 
 
 class RoutingScreen(ConsoleScreen):
@@ -38,6 +43,7 @@ class RoutingScreen(ConsoleScreen):
         Binding("h", "haiku", "Haiku lane", id="routing.haiku"),
         Binding("a", "alias", "Alias", id="routing.alias"),
         Binding("x", "unalias", "Drop alias", id="routing.unalias"),
+        Binding("f", "fallbacks", "Fallbacks", id="routing.fallbacks"),
         Binding("tab", "app.focus_next", "Models/aliases", id="routing.next", show=False),
     ]
 
@@ -47,6 +53,8 @@ class RoutingScreen(ConsoleScreen):
         yield LiveTable(MODEL_COLUMNS, id="models")
         yield Label("Aliases", classes="section")
         yield LiveTable(ALIAS_COLUMNS, id="aliases")
+        yield Label("Fallbacks (when no account of a model can serve)", classes="section")
+        yield LiveTable(FALLBACK_COLUMNS, id="fallbacks")
 
     def show(self, snap: dict[str, Any]) -> None:
         r = snap["routing"]
@@ -90,6 +98,9 @@ class RoutingScreen(ConsoleScreen):
                 )
                 for a in r["aliases"]
             ]
+        )
+        self.query_one("#fallbacks", LiveTable).sync(
+            [(f["model"], (f["model"], " → ".join(f["then"]))) for f in r.get("fallbacks", [])]
         )
 
     def selected_model(self) -> str | None:
@@ -151,3 +162,23 @@ class RoutingScreen(ConsoleScreen):
                 self.perform(self.console.source.set_alias(alias, None), f"alias {alias} dropped")
 
         self.app.push_screen(ConfirmDialog(f"Drop alias {alias}?"), confirmed)
+
+    def action_fallbacks(self) -> None:
+        if self.snap is None:
+            return
+        r = self.snap["routing"]
+        models = [m["name"] for m in r["models"]]
+        if not models:
+            self.notify("no models are configured", severity="warning", markup=False)
+            return
+        chains = {f["model"]: f["then"] for f in r.get("fallbacks", [])}
+        chosen_row = self.query_one("#fallbacks", LiveTable).selected_key
+        focused = self.focused.id if self.focused is not None else None
+        model = chosen_row if focused == "fallbacks" else self.selected_model()
+
+        def act(values: dict[str, Any]) -> tuple[Any, str]:
+            model, then = values["model"], values["then"]
+            said = f"{model} falls back to {', '.join(then)}" if then else f"{model}: no fallbacks"
+            return self.console.source.set_fallbacks(model, then), said
+
+        self.ask(FallbackDialog(models, model, chains), act)

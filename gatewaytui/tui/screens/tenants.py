@@ -1,4 +1,5 @@
-"""Tenants: balances, holds, spend today, subscription quota and keys; create, mint (shown once), revoke, credit."""
+"""Tenants: balances, holds, spend today, subscription quota, token rate and keys (with budget use and token
+rate); create, mint (shown once, with a budget and a token rate), revoke, credit, set a tenant's token rate."""
 
 from __future__ import annotations
 
@@ -9,10 +10,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Label
 
-from ..format import bar, duration, short, usd
+from ..format import bar, count, duration, short, usd
 from ..widgets import Col, LiveTable
 from .base import ConsoleScreen
-from .dialogs import ConfirmDialog, CreateTenantDialog, CreditDialog, MintKeyDialog, SecretDialog
+from .dialogs import (
+    ConfirmDialog,
+    CreateTenantDialog,
+    CreditDialog,
+    MintKeyDialog,
+    SecretDialog,
+    TenantRateDialog,
+)
 
 TENANT_COLUMNS = [
     Col("name", "Tenant", 8, grow=1),
@@ -21,16 +29,19 @@ TENANT_COLUMNS = [
     Col("available", "Available", 10, grow=1, most=14),
     Col("today", "Today", 8, grow=1, drop=1, most=14),
     Col("plan", "Subscription", 17),
+    Col("tpm", "Tok/min", 9, drop=3),
     Col("keys", "Keys", 5),
 ]
 KEY_COLUMNS = [
     Col("id", "Key id", 20),
     Col("label", "Label", 8, grow=1),
     Col("kind", "Kind", 12),
-    Col("prefix", "Prefix", 13, drop=2),
+    Col("prefix", "Prefix", 13, drop=4),
     Col("state", "State", 7),
     Col("age", "Age", 6),
-    Col("rpm", "RPM", 4, drop=1),
+    Col("rpm", "RPM", 4, drop=3),
+    Col("budget", "Budget used", 11, grow=1, drop=1, most=26),
+    Col("tpm", "Tok/min", 9, drop=1),  # after the budget: with the same rank, it leaves first
 ]
 KEY_STATE_STYLE = {"active": "green", "revoked": "red", "expired": "yellow"}
 
@@ -53,8 +64,26 @@ def tenant_row(t: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
         Text(usd(available), style="red" if available <= 0 else ""),
         usd(t["spend_today_micro"]),
         plan,
+        rate(t.get("tokens_last_minute"), t.get("tpm")),
         f"{active}/{len(t['keys'])}",
     )
+
+
+def rate(used: int | None, limit: int | None) -> Any:
+    """Tokens in the last minute against a limit ("1.2k/10k"); "-" without a limit."""
+    if not limit:
+        return Text("-", style="dim")
+    return Text(f"{count(used or 0)}/{count(limit)}", style="red" if (used or 0) >= limit else "")
+
+
+def budget_use(k: dict[str, Any]) -> Any:
+    """A key's budget: how much of it is spent or held, and how big it is per period."""
+    budget = k.get("budget_micro")
+    if not budget or "spent_micro" not in k:
+        return Text("-", style="dim")
+    used = bar((k["spent_micro"] + k["held_micro"]) / budget, 3)
+    used.append(f" of {usd(budget)}/{k['budget_period']}")
+    return used
 
 
 def key_row(k: dict[str, Any], now: float) -> tuple[str, tuple[Any, ...]]:
@@ -67,6 +96,8 @@ def key_row(k: dict[str, Any], now: float) -> tuple[str, tuple[Any, ...]]:
         Text(state, style=KEY_STATE_STYLE.get(state, "")),
         duration(now - k["created_at"]),
         str(k["rpm"]) if k.get("rpm") else "-",
+        budget_use(k),
+        rate(k.get("tokens_last_minute"), k.get("tpm")),
     )
 
 
@@ -79,6 +110,7 @@ class TenantsScreen(ConsoleScreen):
         Binding("k", "mint", "Mint key", id="tenants.mint"),
         Binding("c", "credit", "Credit", id="tenants.credit"),
         Binding("r", "revoke", "Revoke key", id="tenants.revoke"),
+        Binding("l", "rate", "Token rate", id="tenants.rate"),
         Binding("tab", "app.focus_next", "Tenants/keys", id="tenants.next", show=False),
     ]
 
@@ -143,9 +175,7 @@ class TenantsScreen(ConsoleScreen):
 
         def minted(values: dict[str, Any] | None) -> None:
             if values:
-                work = self.console.source.mint_key(
-                    values["tenant"], kind=values["kind"], label=values["label"]
-                )
+                work = self.console.source.mint_key(**values)
                 self.console.perform(
                     work, then=lambda result: self.app.push_screen(SecretDialog(*result)), after=self.kick
                 )
@@ -163,6 +193,19 @@ class TenantsScreen(ConsoleScreen):
                 self.perform(work, f"credited {values['display']} to {values['tenant']}")
 
         self.app.push_screen(CreditDialog(t["name"] if t else ""), credited)
+
+    def action_rate(self) -> None:
+        t = self.selected_tenant()
+        if t is None:
+            self.notify("select a tenant first", severity="warning", markup=False)
+            return
+
+        def act(values: dict[str, Any]) -> tuple[Any, str]:
+            tenant, tpm = values["tenant"], values["tpm"]
+            said = f"{tenant}: {tpm:,} tokens per minute" if tpm else f"{tenant}: the default token rate"
+            return self.console.source.set_tenant_tpm(tenant, tpm), said
+
+        self.ask(TenantRateDialog(t["name"], t.get("own_tpm")), act)
 
     def action_revoke(self) -> None:
         key_id = self.query_one("#keys", LiveTable).selected_key
