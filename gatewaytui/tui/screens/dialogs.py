@@ -201,7 +201,7 @@ class MintKeyDialog(FormDialog):
         self.tenant = tenant
 
     def fields(self) -> Iterable[Widget]:
-        yield from _field("Tenant (created if new)", Input(self.tenant, id="tenant", compact=True))
+        yield from _field("Tenant (must exist; n creates one)", Input(self.tenant, id="tenant", compact=True))
         yield from _field(
             "Kind",
             Select([(k, k) for k in KEY_KINDS], value="payg", allow_blank=False, id="kind", compact=True),
