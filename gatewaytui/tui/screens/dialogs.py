@@ -19,7 +19,8 @@ from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static
 
-from ...billing.pricing import format_usd, parse_usd
+from ...billing.pricing import parse_usd
+from ..format import usd
 from ..widgets import ConsoleFooter
 
 PROVIDERS = ("anthropic", "openai", "gemini", "openrouter", "openai-compatible")
@@ -299,7 +300,7 @@ class CreditDialog(FormDialog):
             "tenant": tenant,
             "amount_micro": amount,
             "note": self.value("note") or None,
-            "display": format_usd(amount),
+            "display": usd(amount),
         }
 
 
