@@ -411,3 +411,28 @@ async def test_a_failing_observer_never_reaches_the_request(
     assert msg.content[0].type == "text"
     assert not gw.rt.traffic.inflight and gw.rt.traffic.total == 1  # settled in full
     assert "telemetry failed" in caplog.text
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"], indirect=True)
+async def test_each_instance_of_a_cluster_labels_its_own_metrics(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch, store: Any
+) -> None:
+    """On a shared store every sample carries ``gateway_instance`` (the id the instance's lease and holds carry),
+    so one Prometheus job over several instances keeps their series apart; a lone SQLite gateway adds none."""
+    monkeypatch.setenv("GATEWAYTUI_ADMIN_TOKEN", ADMIN)
+    gw = await make_gateway()
+    key = await gw.mint("acme", usd=1)
+    a = anthropic.AsyncAnthropic(api_key=key, base_url=gw.base_url, max_retries=0)
+    await a.messages.create(
+        model="claude-sonnet-4-5", max_tokens=16, messages=[{"role": "user", "content": PROMPT}]
+    )
+    await a.close()
+    async with httpx.AsyncClient() as http:
+        text = (await http.get(gw.base_url + "/metrics", headers={"authorization": f"Bearer {ADMIN}"})).text
+    fams = families(text)
+    every = [s for f in fams.values() for s in f.samples]
+    assert samples(fams, "gatewaytui_requests") and every
+    if gw.rt.cfg.database.shared:
+        assert {s.labels.get("gateway_instance") for s in every} == {gw.rt.wallet.origin}
+    else:
+        assert not any("gateway_instance" in s.labels for s in every)

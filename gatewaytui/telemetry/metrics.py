@@ -71,9 +71,11 @@ class Metrics(Collector):
         self._requests: dict[tuple[str, ...], list[Any]] = {}
         self._upstream_errors: dict[tuple[str, ...], int] = {}
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self)
-        if rt is not None:
-            self.registry.register(RuntimeCollector(rt))
+        # several instances on one store: each exports its own families, every sample labelled by instance
+        instance = rt.wallet.origin if rt is not None and rt.cfg.database.shared else None
+        collectors: list[Collector] = [self] + ([RuntimeCollector(rt)] if rt is not None else [])
+        for collector in collectors:
+            self.registry.register(collector if instance is None else Labelled(collector, instance))
 
     def settled(self, call: Any, row: dict[str, Any]) -> None:
         """One finished request (``settlement.settle``'s usage row)."""
@@ -202,6 +204,24 @@ def _histogram(
             buckets.append(("+Inf" if bound == float("inf") else str(bound), running))
         family.add_metric(key, buckets, sum_value=total)
     return family
+
+
+class Labelled(Collector):
+    """Every sample of ``inner`` labelled ``gateway_instance`` (the instance id its lease and holds carry; not
+    ``instance``, which Prometheus sets to the scrape target)."""
+
+    def __init__(self, inner: Collector, instance: str) -> None:
+        self.inner, self.instance = inner, instance
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.inner.collect():
+            family.samples = [
+                s._replace(labels={**s.labels, "gateway_instance": self.instance}) for s in family.samples
+            ]
+            yield family
 
 
 class RuntimeCollector(Collector):
