@@ -254,6 +254,7 @@ class StreamsScreen(ConsoleScreen):
         box.display = bool(text)
         box.value = text
         self.limit = PAGE
+        self.to_newest = True  # a new filter is a new view: it starts at its newest row
         self.recent.focus()
         self.kick()
 
