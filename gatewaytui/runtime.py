@@ -189,7 +189,7 @@ class Runtime:
         self.telemetry.close()
         if self.shared_wallet is not None:
             await self.shared_wallet.close_pool()
-        self.readers.close()
+        await asyncio.to_thread(self.readers.close)  # waits for reads still running on other threads
         if self._watch_conn is not None:
             self._watch_conn.close()
             self._watch_conn = None
@@ -206,7 +206,7 @@ class Runtime:
     # ------------------------------------------------------------ database access
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.to_thread(lambda: fn(self.readers.get()))
+        return await asyncio.to_thread(self.readers.run, fn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self.writer.call(fn)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,3 +44,35 @@ def test_many_rows_go_in_few_statements(tmp_path) -> None:
     assert len(inserts) == 3  # 200 + 200 + 50 rows: a GIL hand-off per statement, not per row
     assert tuple(conn.execute("SELECT COUNT(*), SUM(id) FROM t").fetchone()) == (450, sum(range(450)))
     assert conn.execute("SELECT v FROM t WHERE id = 449").fetchone()[0] == "v449"
+
+
+def test_closing_the_readers_waits_for_a_read_in_progress(tmp_path: Path) -> None:
+    """Closing a SQLite connection while another thread steps it crashed the process (a console snapshot
+    read was still running when the runtime stopped): ``close`` waits for reads in progress."""
+    import threading
+
+    from gatewaytui.store import db as dbmod
+
+    path = tmp_path / "r.db"
+    dbmod.migrate(path)
+    readers = dbmod.Readers(path)
+    inside, release = threading.Event(), threading.Event()
+    seen: list[int] = []
+
+    def slow(conn: Any) -> int:
+        inside.set()
+        release.wait(5)
+        return conn.execute("SELECT COUNT(*) FROM tenants").fetchone()[0]
+
+    reader = threading.Thread(target=lambda: seen.append(readers.run(slow)))
+    reader.start()
+    assert inside.wait(5)
+    closer = threading.Thread(target=readers.close)
+    closer.start()
+    closer.join(0.2)
+    assert closer.is_alive()  # still waiting for the read
+    release.set()
+    reader.join(5)
+    closer.join(5)
+    assert not closer.is_alive() and seen == [0]
+    assert readers.run(lambda c: c.execute("SELECT 1").fetchone()[0]) == 1  # a late read still answers

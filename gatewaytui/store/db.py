@@ -12,12 +12,15 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import TypeVar, cast
 
 import sqlite_utils
 
 from .schema import migrations
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -89,6 +92,31 @@ class Readers:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._active = 0  # reads running in ``run`` now
+        self._closed = False
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on this thread's read connection. ``close`` waits for runs in progress: closing a SQLite
+        connection while another thread steps it crashes the process. After ``close``, a late run gets a
+        connection of its own, closed when it ends."""
+        with self._lock:
+            late = self._closed
+            if not late:
+                self._active += 1
+        if late:
+            conn = connect(self.path, readonly=True)
+            try:
+                return fn(conn)
+            finally:
+                conn.close()
+        try:
+            return fn(self.get())
+        finally:
+            with self._lock:
+                self._active -= 1
+                if not self._active:
+                    self._idle.notify_all()
 
     def get(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -103,8 +131,10 @@ class Readers:
                 self._all.append(conn)
         return conn
 
-    def close(self) -> None:
+    def close(self, wait: float = 10.0) -> None:
         with self._lock:
+            self._closed = True
+            self._idle.wait_for(lambda: not self._active, timeout=wait)
             for conn in self._all:
                 try:
                     conn.close()
