@@ -31,6 +31,7 @@ import statistics
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -254,9 +255,14 @@ def soak(args: argparse.Namespace) -> int:
         "counters_back_to_zero": ok,
         "samples": samples,
     }
+    return report(run_dir, summary, render_soak, ok)
+
+
+def report(run_dir: Path, summary: dict[str, Any], render: Callable[[dict[str, Any]], str], ok: bool) -> int:
+    """Write a soak's summary beside its logs, print it rendered, and give the exit status."""
     (run_dir / "soak.json").write_text(json.dumps(summary, indent=2))
     print()
-    print(render_soak(summary))
+    print(render(summary))
     return 0 if ok else 1
 
 
@@ -485,10 +491,7 @@ def cluster_soak(args: argparse.Namespace) -> int:
         "money_exact_and_counters_zero": ok,
         "samples": samples,
     }
-    (run_dir / "soak.json").write_text(json.dumps(summary, indent=2))
-    print()
-    print(render_cluster_soak(summary))
-    return 0 if ok else 1
+    return report(run_dir, summary, render_cluster_soak, ok)
 
 
 def render_cluster_soak(s: dict[str, Any]) -> str:
