@@ -133,19 +133,44 @@ class PgCluster:
                 time.sleep(0.1)
 
     def stop(self) -> None:
-        """Fast shutdown (SIGINT): open connections are cut, as when the server goes down."""
-        if self.proc is not None and self.proc.poll() is None:
-            try:  # the postmaster itself (under runuser, self.proc is runuser, which does not forward it)
-                pid = int((self.data / "postmaster.pid").read_text().split()[0])
-                os.kill(pid, signal.SIGINT)
-            except (OSError, ValueError, IndexError):
-                self.proc.send_signal(signal.SIGINT)
+        """Fast shutdown (SIGINT): open connections are cut, as when the server goes down. Returns once the
+        postmaster itself is gone (a busy server can take a while: after 10 s it gets SIGQUIT, the immediate
+        shutdown, then SIGKILL), so a following ``launch`` never meets its lock file."""
+        if self.proc is None:
+            return
+        try:  # the postmaster itself (under runuser, self.proc is runuser, which does not forward it)
+            pid: int | None = int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = None
+        for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGKILL):
             try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                os.kill(pid, sig) if pid is not None else self.proc.send_signal(sig)
+            except OSError:
+                pass
+            if self._gone(pid, timeout=10):
+                break
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
         self.proc = None
+
+    def _gone(self, pid: int | None, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pid is None or self.proc is None or pid == self.proc.pid:  # our own child: poll reaps it
+                if self.proc is None or self.proc.poll() is not None:
+                    return True
+            else:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return True
+                except PermissionError:
+                    pass
+            time.sleep(0.05)
+        return False
 
     def drop_database(self, url: str) -> None:
         import psycopg
