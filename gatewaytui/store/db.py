@@ -150,11 +150,7 @@ class Transaction:
         self.conn = conn
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
-        if getattr(self.conn, "dialect", "sqlite") == "postgresql":
-            # SQLite's IMMEDIATE serializes writers; on PostgreSQL these transactions (the CLI, start-up's
-            # upserts) take one advisory lock for the same effect. The writer's batches do not.
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtext('gatewaytui-immediate'))")
+        self.conn.execute("BEGIN IMMEDIATE")  # on PostgreSQL with an advisory lock to the same effect (pg.py)
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

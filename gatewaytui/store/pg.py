@@ -118,7 +118,12 @@ def translate(sql: str, with_params: bool) -> str:
     """The store's SQL as PostgreSQL's (placeholders only when the statement carries parameters)."""
     stripped = sql.strip()
     if stripped.upper() == "BEGIN IMMEDIATE":
-        return "BEGIN"
+        # SQLite's BEGIN IMMEDIATE takes the write lock up front: one writing transaction at a time. The
+        # same here, across every instance (the writer's batches, the CLI, start-up's upserts): without it
+        # two instances' batches lock the rows they share (a tenant's credit row through the ledger
+        # trigger, account_state) in different orders and deadlock (seen in the multi-instance soak).
+        # Admissions are single autocommit statements and never wait on it.
+        return "BEGIN; SELECT pg_advisory_xact_lock(hashtext('gatewaytui-immediate'))"
     if with_params:
         sql = _placeholders(sql)
     if _OR_IGNORE.match(sql):
