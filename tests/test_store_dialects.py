@@ -122,3 +122,48 @@ def test_every_insert_or_replace_in_the_package_has_a_postgresql_conflict_target
     }
     assert tables, "the scan found no INSERT OR REPLACE at all"
     assert tables <= set(pg.PRIMARY_KEYS), sorted(tables - set(pg.PRIMARY_KEYS))
+
+
+def test_two_writers_touching_the_same_rows_in_opposite_orders_never_deadlock_on_postgresql(
+    pg_cluster: Any,
+) -> None:
+    """Two instances' writer batches (BEGIN IMMEDIATE) lock shared rows in whatever order their work came in;
+    on PostgreSQL they take turns like SQLite's writers, so neither is chosen as a deadlock victim."""
+    import threading
+
+    url = pg_cluster.new_database()
+    conns = [dbmod.connect(url), dbmod.connect(url)]
+    try:
+        with dbmod.Transaction(conns[0]):
+            for name in ("a", "b"):
+                tenant_store.get_or_create(conns[0], name)
+        ids = [r[0] for r in conns[0].execute("SELECT id FROM tenants ORDER BY name")]
+        both_in = threading.Barrier(2, timeout=2)
+        errors: list[BaseException] = []
+
+        def batch(conn: Any, order: list[int]) -> None:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("UPDATE tenants SET name = name WHERE id = ?", (order[0],))
+                try:
+                    both_in.wait()  # without the writers' lock both hold their first row here
+                except threading.BrokenBarrierError:
+                    pass  # the other one waits for the lock: the expected turn-taking
+                conn.execute("UPDATE tenants SET name = name WHERE id = ?", (order[1],))
+                conn.execute("COMMIT")
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=batch, args=(conns[0], ids)),
+            threading.Thread(target=batch, args=(conns[1], ids[::-1])),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+    finally:
+        for conn in conns:
+            conn.close()
+        pg_cluster.drop_database(url)
