@@ -123,7 +123,7 @@ def translate(sql: str, with_params: bool) -> str:
         # two instances' batches lock the rows they share (a tenant's credit row through the ledger
         # trigger, account_state) in different orders and deadlock (seen in the multi-instance soak).
         # Admissions are single autocommit statements and never wait on it.
-        return "BEGIN; SELECT pg_advisory_xact_lock(hashtext('gatewaytui-immediate'))"
+        return "BEGIN; SELECT pg_advisory_xact_lock(hashtext('gatewaytui'), 1)"  # (int, int): apart from one-key locks
     if with_params:
         sql = _placeholders(sql)
     if _OR_IGNORE.match(sql):
