@@ -87,15 +87,17 @@ class Siblings(Collector):
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            with contextlib.suppress(TimeoutError):  # an asker that stopped reading does not hold us up
+                await asyncio.wait_for(self._server.wait_closed(), self.timeout)
             self._server = None
         self.path.unlink(missing_ok=True)
 
     async def _serve(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             writer.write(encode(self.registry.collect()))
-            await writer.drain()
-        except OSError:  # the asking sibling gave up
+            async with asyncio.timeout(self.timeout):
+                await writer.drain()
+        except (OSError, TimeoutError):  # the asking sibling gave up, or stopped reading
             pass
         finally:
             writer.close()
