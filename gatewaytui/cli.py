@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run N server processes on one port (headless, PostgreSQL store only)",
     )
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --workers worker
+    p.add_argument("--siblings", help=argparse.SUPPRESS)  # a --workers worker: the workers' private run dir
     p.add_argument("--log-level", default=os.environ.get("GATEWAYTUI_LOG", "info"))
     p.add_argument(
         "--log-format",
@@ -320,7 +321,11 @@ def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             f"demo: database {db} (admin commands reach it with --demo, e.g. `gatewaytui --demo keys list`)"
         )
     try:
-        return asyncio.run(host.run(cfg, ui=not args.no_ui, announce=announce, reuse_port=args.reuse_port))
+        return asyncio.run(
+            host.run(
+                cfg, ui=not args.no_ui, announce=announce, reuse_port=args.reuse_port, siblings=args.siblings
+            )
+        )
     except OSError as exc:  # cannot listen (the message says why and what to do)
         print(f"error: {exc.strerror or exc}", file=sys.stderr)
         return 1

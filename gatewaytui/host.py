@@ -23,14 +23,16 @@ from .model import GatewayError
 from .runtime import Runtime
 from .server.app import create_app
 from .store.lock import StoreLocked
+from .telemetry.siblings import Siblings, SiblingsError
 
 log = logging.getLogger("gatewaytui")
 
 
 class Gateway:
-    def __init__(self, cfg: Config, *, reuse_port: bool = False) -> None:
+    def __init__(self, cfg: Config, *, reuse_port: bool = False, siblings: str | None = None) -> None:
         self.cfg = cfg
         self.reuse_port = reuse_port  # one of --workers N processes sharing the port (SO_REUSEPORT)
+        self.siblings = siblings  # --workers: the supervisor's private run directory (metrics of all workers)
         self.rt = Runtime(cfg)
         self.shutdown = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -76,9 +78,23 @@ class Gateway:
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.h11_max_incomplete_size = 64 * 1024
         app = create_app(self.rt)
+        await self._join_siblings()
         self._task = asyncio.create_task(
             serve(app, hc, shutdown_trigger=self.shutdown.wait), name="gatewaytui-http"
         )
+
+    async def _join_siblings(self) -> None:
+        """A --workers worker: listen on its private socket and answer /metrics for every worker."""
+        metrics = self.rt.telemetry.metrics
+        if self.siblings is None or metrics is None:
+            return
+        siblings = Siblings(metrics.registry, self.siblings, self.rt.wallet.origin)
+        try:
+            await siblings.start()
+        except (OSError, SiblingsError) as exc:  # this worker's scrapes show its own metrics only
+            log.error("metrics of the other workers are not gathered: %s", exc)
+            return
+        self.rt.telemetry.siblings = siblings
 
     async def stop(self) -> None:
         self.rt.draining = True
@@ -89,6 +105,9 @@ class Gateway:
             except Exception:  # noqa: BLE001
                 log.exception("HTTP server stopped with an error")
             self._task = None
+        if self.rt.telemetry.siblings is not None:
+            await self.rt.telemetry.siblings.stop()
+            self.rt.telemetry.siblings = None
         if self._sock is not None:
             try:
                 self._sock.close()  # Hypercorn usually closed it already
@@ -128,7 +147,9 @@ def install_signal_handlers(stop: asyncio.Event) -> None:
             pass
 
 
-async def run(cfg: Config, *, ui: bool, announce: Any = print, reuse_port: bool = False) -> int:
+async def run(
+    cfg: Config, *, ui: bool, announce: Any = print, reuse_port: bool = False, siblings: str | None = None
+) -> int:
     """Run until SIGINT/SIGTERM (headless) or until the console quits."""
     demo_ctx = None
     if cfg.demo:
@@ -136,7 +157,7 @@ async def run(cfg: Config, *, ui: bool, announce: Any = print, reuse_port: bool 
 
         demo_ctx = DemoUpstream()
         await demo_ctx.start(cfg)
-    gateway = Gateway(cfg, reuse_port=reuse_port)
+    gateway = Gateway(cfg, reuse_port=reuse_port, siblings=siblings)
     try:
         await gateway.start()
     except BaseException as exc:  # the port is taken, the key does not match, the store is locked...

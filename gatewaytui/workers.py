@@ -5,18 +5,26 @@ to the same port with SO_REUSEPORT; the kernel spreads new connections over them
 through the PostgreSQL store (admission, ledger, keys, accounts, notifications), so workers require it. The
 supervisor reserves the port (bound, never listening: it receives no connections), starts the workers,
 restarts one that dies, and on SIGINT/SIGTERM passes the signal on and waits for every worker to drain.
+
+A scrape of the shared port reaches one worker, so the supervisor also makes a private run directory (mode
+0700, removed at exit) where each worker listens on a unix socket of its own: the worker answering
+``/metrics`` gathers the others' metrics there (``telemetry.siblings``). The supervisor removes a dead
+worker's socket before starting its replacement.
 """
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
 from .config import Config
+from .telemetry.siblings import socket_path
 
 RESTART_AFTER = 1.0  # seconds before a worker that died is started again
 
@@ -56,10 +64,12 @@ def reserve(host: str, port: int) -> socket.socket:
 
 
 def supervise(argv: list[str], cfg: Config, workers: int, announce: Callable[[str], None]) -> int:
-    """Run ``workers`` copies of ``gatewaytui <argv> --port P --reuse-port`` until SIGINT/SIGTERM."""
+    """Run ``workers`` copies of ``gatewaytui <argv> --port P --reuse-port --siblings DIR`` until SIGINT/SIGTERM."""
     reservation = reserve(cfg.server.host, cfg.server.port)
     port = reservation.getsockname()[1]
+    run_dir = tempfile.mkdtemp(prefix="gatewaytui-workers-")  # mode 0700: only this user's processes
     command = [sys.executable, "-m", "gatewaytui.cli", *argv, "--port", str(port), "--reuse-port"]
+    command += ["--siblings", run_dir]
     stopping: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -81,6 +91,7 @@ def supervise(argv: list[str], cfg: Config, workers: int, announce: Callable[[st
             for n, proc in enumerate(procs):
                 if proc.poll() is not None and not stopping:
                     announce(f"worker {proc.pid} exited with {proc.returncode}; starting another")
+                    socket_path(run_dir, proc.pid).unlink(missing_ok=True)  # its siblings stop asking it
                     time.sleep(RESTART_AFTER)
                     if not stopping:
                         procs[n] = subprocess.Popen(command)
@@ -94,3 +105,4 @@ def supervise(argv: list[str], cfg: Config, workers: int, announce: Callable[[st
                 proc.kill()
                 proc.wait()
         reservation.close()
+        shutil.rmtree(run_dir, ignore_errors=True)

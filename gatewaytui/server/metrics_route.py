@@ -2,6 +2,8 @@
 
 Never public: it answers the admin token, or the scrape-only token named by ``[metrics] token_env``.
 With neither configured it is refused (403), like the admin API; with ``[metrics] enabled = false``, 404.
+A ``--workers`` worker answers with its siblings' families too (``telemetry.siblings``), so one scrape of
+the shared port sees every worker.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from quart import Response, request
 from ..codec import dumps
 from ..model import GatewayError
 from ..runtime import Runtime
+from ..telemetry.siblings import Gathered
 from .auth import require_admin
 
 
@@ -33,7 +36,10 @@ def register(app: Any, rt: Runtime) -> None:
             body = dumps({"error": {"type": err.kind, "message": err.message}})
             return Response(body, status=err.status, content_type="application/json")
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        body = encoder(telemetry_metrics.registry)
+        siblings = rt.telemetry.siblings
+        body = encoder(
+            telemetry_metrics.registry if siblings is None else Gathered(await siblings.families())
+        )
         return Response(body, status=200, content_type=content_type, headers={"cache-control": "no-store"})
 
 

@@ -14,9 +14,10 @@ from typing import Any
 
 from .metrics import Metrics, Runtime
 from .requestlog import RequestLog
+from .siblings import Siblings
 from .tracing import Tracing
 
-__all__ = ["Metrics", "RequestLog", "Telemetry", "Tracing"]
+__all__ = ["Metrics", "RequestLog", "Siblings", "Telemetry", "Tracing"]
 
 log = logging.getLogger("gatewaytui.telemetry")
 
@@ -27,6 +28,8 @@ class Telemetry:
         self.metrics = Metrics(rt, tenant_labels=cfg.metrics.tenant_labels) if cfg.metrics.enabled else None
         self.log = RequestLog() if cfg.log.requests else None
         self.tracing = Tracing.from_config(cfg.otel)
+        # a --workers worker's view of its siblings' metrics (the host sets it): /metrics answers for them all
+        self.siblings: Siblings | None = None
 
     def settled(self, call: Any, row: dict[str, Any]) -> None:
         """One finished request: ``row`` is the usage row settlement journals. Never raises: the books are
