@@ -32,6 +32,8 @@ from psycopg import OperationalError
 
 from ..model import GatewayError
 from ..store import credit as credit_store
+from ..store import key_limits as limits_store
+from .limits import Ticket
 from .wallet import Hold, Wallet, refusal
 
 log = logging.getLogger("gatewaytui.billing")
@@ -64,6 +66,7 @@ class SharedWallet(Wallet):
         self.lease_lapsed = 0  # times this instance found its own lease gone (it was cut off that long)
         self.summary: Callable[[], dict[str, Any]] | None = None  # live state published with the lease
         self._pool: Any = None
+        self.limits: Any = None  # the SharedLimits whose tickets ``secure`` reserves (their refusals)
         self._reads = self._applied = 0  # refreshes started / the latest one applied
 
     # ------------------------------------------------------------ life cycle
@@ -104,22 +107,42 @@ class SharedWallet(Wallet):
 
     # ------------------------------------------------------------ admission
 
-    async def secure(self, h: Hold) -> None:
-        """Reserve a hold made by ``hold`` in the shared store, or undo it and raise (402/503)."""
-        if not h.charged or h.amount <= 0:
+    async def secure(self, h: Hold, ticket: Ticket | None = None) -> None:
+        """Reserve a hold made by ``hold`` in the shared store, or undo it and raise (402/503). With a
+        ``ticket`` that holds a key budget or counts a token rate (``SharedLimits``), those are reserved in
+        the same statement (refused: 402, or 429 with ``retry-after``)."""
+        if ticket is not None and ticket.shared:
+            amount = h.amount if h.charged else 0
+            check = lambda: self._admit_limited(h, ticket, amount, resize=False)  # noqa: E731
+        elif not h.charged or h.amount <= 0:
             return
+        else:
+            check = lambda: self._admit(h)  # noqa: E731
         ok = False
         try:
-            ok = await self._guarded(lambda: self._admit(h))
+            ok = await self._guarded(check)
         finally:
             if not ok:
                 self._undo(h)
 
-    async def resize(self, h: Hold, amount: int) -> None:
+    async def resize(self, h: Hold, amount: int, ticket: Ticket | None = None) -> None:
         """Resize a reserved hold in the shared store (a request re-admitted on a fallback model): growing it
-        only if the cluster's available credit covers the difference; refused (402, or 503 when the store is
+        only if the cluster's available credit covers the difference (and, with a ``ticket``, the key's
+        budget and token rates the growth of theirs); refused (402/429, or 503 when the store is
         unreachable), nothing changed."""
-        if h.done or not h.charged or amount == h.amount:
+        if h.done:
+            return
+        if ticket is not None and ticket.shared:
+            delta = amount - h.amount if h.charged else 0
+            resize = h.charged and h.amount > 0  # else nothing is reserved yet: reserve the whole amount
+            await self._guarded(
+                lambda: self._admit_limited(h, ticket, delta if resize else amount, resize=resize)
+            )
+            if h.charged:
+                self.held[h.tenant_id] += amount - h.amount
+                h.amount = amount
+            return
+        if not h.charged or amount == h.amount:
             return
 
         async def change() -> bool:
@@ -167,6 +190,40 @@ class SharedWallet(Wallet):
             left = await credit_store.available(conn, h.tenant_id)
         self.balance[h.tenant_id] = left + self.cluster_held.get(h.tenant_id, 0)
         raise refusal(h.amount, left)
+
+    async def _admit_limited(self, h: Hold, ticket: Ticket, amount: int, *, resize: bool) -> bool:
+        """Credit, the key's budget and its token rates in one statement (``store/key_limits.py``)."""
+        key_amount = (ticket.budget_hold if ticket.budget is not None else 0) - ticket.reserved
+        tokens = max(0, ticket.worst_tokens - sum(n for _, n in ticket.counted)) if ticket.rates else 0
+        async with self._pool.connection() as conn:
+            verdict, second = await limits_store.admit(
+                conn,
+                request_id=h.request_id,
+                tenant_id=h.tenant_id,
+                amount=amount,
+                owner=self.origin,
+                resize=resize,
+                key_id=ticket.key_id,
+                budget=ticket.budget,
+                key_amount=key_amount,
+                from_hour=int(ticket.start // 3600),
+                scopes=[scope for scope, _, _ in ticket.rates],
+                limits=[limit for _, limit, _ in ticket.rates],
+                tokens=tokens,
+            )
+            if verdict == "ok":
+                ticket.reserved += key_amount
+                if tokens:
+                    ticket.counted.append((second, tokens))
+                return True
+            if verdict not in ("credit", "gone"):
+                assert self.limits is not None
+                raise await self.limits.refusal(conn, verdict, ticket, second)
+            left = await credit_store.available(conn, h.tenant_id)
+        whole = amount + h.amount if resize else amount
+        if not resize:
+            self.balance[h.tenant_id] = left + self.cluster_held.get(h.tenant_id, 0)
+        raise refusal(whole, left + (h.amount if resize else 0))
 
     def _undo(self, h: Hold) -> None:
         if h.done:
