@@ -157,10 +157,7 @@ class Runtime:
             self.shared_wallet.summary = lambda: live_state(list(self.traffic.inflight.values()))
             await self.shared_wallet.open()  # joins the cluster: lease, balances and holds of every instance
             self._tasks.append(asyncio.create_task(self.shared_wallet.run_lease(), name="gatewaytui-lease"))
-            from .billing.shared_rate import SharedRates
-
-            self.keyring.peers = rates = SharedRates(self.shared_wallet)
-            self._tasks.append(asyncio.create_task(rates.run(), name="gatewaytui-rates"))
+            self.keyring.shared = True  # RPM counted by the store at admission (billing/shared_limits.py)
             self._tasks.append(asyncio.create_task(self.shared_wallet.limits.run(), name="gatewaytui-limits"))
         else:
             self._watch_conn = dbmod.connect(self.db_path, readonly=True)

@@ -236,3 +236,30 @@ def test_token_rate_is_a_sliding_minute_corrected_at_settlement() -> None:
     assert err.value.kind == "rate_limit" and err.value.retry_after == 30
     clock.now += 30.5
     lim.admit(key, 0, 100)
+
+
+async def test_a_fallback_moves_the_keys_budget_hold_and_token_count(
+    make_gateway: Any, upstream: Any
+) -> None:
+    """A key with a budget and a token rate whose model's only account fails, served by its fallback: the
+    request is re-admitted at the fallback's worst case (on a shared store: the same hold resized in the
+    store); once settled, the key holds nothing, its spend is the cost billed and its tokens the real use."""
+    from test_fallbacks import CHAIN, accounts
+
+    gw = await make_gateway(accounts=accounts(upstream.base_url), fallbacks=CHAIN)
+    secret, row = await mint(gw, budget_micro=1_000_000, budget_period="day", tpm=100_000)
+    upstream.fail_key("key-a", status=500)
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hi [usage in=100 out=20]"}],
+    }
+    async with httpx.AsyncClient(base_url=gw.base_url, timeout=30) as h:
+        r = await post(h, secret, body)
+    assert r.status_code == 200, r.text
+    await gw.flush()
+    billed = request_store.get(gw.rt.readers.get(), r.headers["request-id"])
+    assert billed["model"] == "gpt-4o" and billed["cost_micro"] > 0
+    status = gw.rt.limits.key_status(row)
+    assert (status["spent_micro"], status["held_micro"]) == (billed["cost_micro"], 0)
+    assert status["tokens_last_minute"] == 120

@@ -117,11 +117,25 @@ class Ticket:
     worst_tokens: int = 0
     counted: list[tuple[int, int]] = field(default_factory=list)  # (second, tokens) counted in every scope
     reserved: int = 0  # budget the store holds for this request
+    rpm: int = 0  # the key's requests per minute, counted once per request by the store
+    rpm_counted: bool = False
 
     @property
     def shared(self) -> bool:
         """Whether admission must go through the store's key checks (a budget to hold or a rate to count)."""
-        return bool(self.budget_hold or (self.rates and self.worst_tokens))
+        return bool(
+            self.budget_hold or (self.rates and self.worst_tokens) or (self.rpm and not self.rpm_counted)
+        )
+
+    def checks(self) -> list[tuple[str, int, str, int]]:
+        """The counts the store must check and add for this ticket, sorted by scope: (scope, limit, who,
+        amount): the tokens not counted yet against each token rate, and the request against the key's RPM
+        if it was not counted yet."""
+        tokens = max(0, self.worst_tokens - sum(n for _, n in self.counted))
+        out = [(scope, limit, who, tokens) for scope, limit, who in self.rates if tokens]
+        if self.rpm and not self.rpm_counted:
+            out.append((f"rpm:{self.key_id}", self.rpm, "rpm", 1))
+        return sorted(out)
 
 
 class Limits:

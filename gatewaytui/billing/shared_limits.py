@@ -59,9 +59,10 @@ class SharedLimits(Limits):
         once a worst case above the whole budget (402) or above a token rate (400). ``replacing``: the same
         request's ticket on an earlier model; the new one carries what the store already holds for it."""
         now = self._clock()
-        ticket = Ticket(key["id"], tenant_id=key["tenant_id"])
+        ticket = Ticket(key["id"], tenant_id=key["tenant_id"], rpm=int(key.get("rpm") or 0))
         if replacing is not None and not replacing.done:
             ticket.reserved, ticket.counted = replacing.reserved, list(replacing.counted)
+            ticket.rpm_counted = replacing.rpm_counted
             replacing.done = True
         budget = key.get("budget_micro")
         if budget is not None and worst_micro:
@@ -96,36 +97,45 @@ class SharedLimits(Limits):
 
     # ------------------------------------------------------------------ the store's checks
 
-    async def refusal(self, conn: Any, verdict: str, ticket: Ticket, at_second: int) -> GatewayError:
-        """The answer to a request the store refused on its key's budget or a token rate (``verdict``),
-        with the figures read now."""
+    async def budget_refusal(self, conn: Any, ticket: Ticket) -> GatewayError:
+        """The answer to a request the store refused on its key's budget, with the figures read now."""
         now = self._clock()
-        if verdict == "budget":
-            held, hours = await store.spend(conn, ticket.key_id, int(ticket.start // 3600))
-            rolling = ROLLING.fullmatch(ticket.period)
-            span = int(rolling.group(1)) * 3600.0 if rolling else 0.0
+        held, hours = await store.spend(conn, ticket.key_id, int(ticket.start // 3600))
+        rolling = ROLLING.fullmatch(ticket.period)
+        span = int(rolling.group(1)) * 3600.0 if rolling else 0.0
 
-            def frees_at(needed: int) -> float:  # an hour's spend leaves the window when all of it has
-                freed = 0
-                for hour, spent in hours:
-                    freed += spent
-                    if freed >= needed:
-                        return (hour + 1) * 3600 + span
-                return now + span
+        def frees_at(needed: int) -> float:  # an hour's spend leaves the window when all of it has
+            freed = 0
+            for hour, spent in hours:
+                freed += spent
+                if freed >= needed:
+                    return (hour + 1) * 3600 + span
+            return now + span
 
-            assert ticket.budget is not None
-            return budget_refusal(
-                ticket.budget,
-                ticket.period,
-                sum(spent for _, spent in hours),
-                held - ticket.reserved,
-                ticket.budget_hold,
-                now,
-                ticket.reset,
-                frees_at,
-            )
-        scope, limit, who = ticket.rates[int(verdict.partition(":")[2]) - 1]
+        assert ticket.budget is not None
+        return budget_refusal(
+            ticket.budget,
+            ticket.period,
+            sum(spent for _, spent in hours),
+            held - ticket.reserved,
+            ticket.budget_hold,
+            now,
+            ticket.reset,
+            frees_at,
+        )
+
+    async def rate_refusal(
+        self, conn: Any, ticket: Ticket, check: tuple[str, int, str, int], at_second: int
+    ) -> GatewayError:
+        """The answer to a request the store refused on a token rate or the key's RPM (``check``: the full
+        one), with ``retry-after`` from its counts read now."""
+        scope, limit, who, amount = check
         window = Window([(float(s), n) for s, n in await store.rate(conn, scope, at_second - int(WINDOW))])
+        if who == "rpm":
+            retry = max(1.0, window.frees_at(window.total + amount - limit, WINDOW) - at_second)
+            return GatewayError(
+                "rate_limit", f"this key is limited to {limit} requests per minute", retry_after=retry
+            )
         counted = sum(n for _, n in ticket.counted)
         try:
             check_rate(window, limit, who, ticket.worst_tokens, float(at_second), counted)

@@ -192,9 +192,9 @@ class SharedWallet(Wallet):
         raise refusal(h.amount, left)
 
     async def _admit_limited(self, h: Hold, ticket: Ticket, amount: int, *, resize: bool) -> bool:
-        """Credit, the key's budget and its token rates in one statement (``store/key_limits.py``)."""
+        """Credit, the key's budget, its token rates and its RPM in one statement (``store/key_limits.py``)."""
         key_amount = (ticket.budget_hold if ticket.budget is not None else 0) - ticket.reserved
-        tokens = max(0, ticket.worst_tokens - sum(n for _, n in ticket.counted)) if ticket.rates else 0
+        checks = ticket.checks()
         async with self._pool.connection() as conn:
             verdict, second = await limits_store.admit(
                 conn,
@@ -207,18 +207,21 @@ class SharedWallet(Wallet):
                 budget=ticket.budget,
                 key_amount=key_amount,
                 from_hour=int(ticket.start // 3600),
-                scopes=[scope for scope, _, _ in ticket.rates],
-                limits=[limit for _, limit, _ in ticket.rates],
-                tokens=tokens,
+                scopes=[scope for scope, _, _, _ in checks],
+                limits=[limit for _, limit, _, _ in checks],
+                amounts=[amount for _, _, _, amount in checks],
             )
             if verdict == "ok":
                 ticket.reserved += key_amount
+                tokens = next((n for _, _, who, n in checks if who != "rpm"), 0)
                 if tokens:
                     ticket.counted.append((second, tokens))
+                ticket.rpm_counted = True
                 return True
-            if verdict not in ("credit", "gone"):
-                assert self.limits is not None
-                raise await self.limits.refusal(conn, verdict, ticket, second)
+            if verdict == "budget":
+                raise await self.limits.budget_refusal(conn, ticket)
+            if verdict.startswith("rate:"):
+                raise await self.limits.rate_refusal(conn, ticket, checks[int(verdict[5:]) - 1], second)
             left = await credit_store.available(conn, h.tenant_id)
         whole = amount + h.amount if resize else amount
         if not resize:

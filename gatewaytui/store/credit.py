@@ -159,28 +159,3 @@ async def instances(conn: Any) -> list[dict[str, Any]]:
             live = {}
         row["live"] = live if isinstance(live, dict) else {}
     return rows
-
-
-async def record_rates(conn: Any, instance: str, counts: dict[tuple[str, int], int], keep_after: int) -> None:
-    """Add this instance's requests per (key, second); drop every instance's counts older than ``keep_after``."""
-    async with conn.transaction():
-        if counts:
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO key_rates (instance, key_id, second, n) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (instance, key_id, second) DO UPDATE SET n = key_rates.n + EXCLUDED.n",
-                    [(instance, k, s, n) for (k, s), n in counts.items()],
-                )
-        await conn.execute("DELETE FROM key_rates WHERE second < %s", (keep_after,))
-
-
-async def other_rates(conn: Any, instance: str, since: int) -> dict[str, list[tuple[int, int]]]:
-    """Other instances' requests per key: (second, count) pairs after ``since``."""
-    cur = await conn.execute(
-        "SELECT key_id, second, SUM(n) FROM key_rates WHERE instance <> %s AND second > %s GROUP BY key_id, second",
-        (instance, since),
-    )
-    out: dict[str, list[tuple[int, int]]] = {}
-    for key_id, second, n in await cur.fetchall():
-        out.setdefault(key_id, []).append((int(second), int(n)))
-    return out

@@ -1,12 +1,12 @@
 """PostgreSQL only: key budgets and token rates shared by every instance (schema ``m009``).
 
-``admit`` runs the whole admission of a key with a budget or a token rate in one statement
+``admit`` runs the whole admission of a key with a budget, a token rate or an RPM limit in one statement
 (``gatewaytui_admit``): the tenant's credit row, the key's budget row and each token-rate scope's advisory
-lock are taken in that order, every check reads afresh under those locks, and only then is anything
+lock (token rates, requests per minute) are taken in that order, every check reads afresh under those locks, and only then is anything
 written, so PostgreSQL serializes every instance's admissions of the key exactly as it serializes credit.
 The budget hold is a column of the request's credit hold: it has the same owner and lease and ends with it
-(``store/credit.py``). A key's spend is kept per hour by a trigger on the request rows; token-rate counts
-per scope and second of the database's clock.
+(``store/credit.py``). A key's spend is kept per hour by a trigger on the request rows; token and request
+counts per scope and second of the database's clock.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ async def admit(
     from_hour: int,
     scopes: list[str],
     limits: list[int],
-    tokens: int,
+    amounts: list[int],
 ) -> tuple[str, int]:
-    """(verdict, second): ``ok`` (everything reserved; the tokens were counted in ``second``), ``credit``,
-    ``budget``, ``rate:<n>`` (the n-th scope, from 1, is full) or ``gone`` (a resize whose hold was released).
-    Resizing, the amounts are differences (only growth is checked)."""
+    """(verdict, second): ``ok`` (everything reserved; each scope's amount was counted in ``second``),
+    ``credit``, ``budget``, ``rate:<n>`` (the n-th scope, from 1, is full) or ``gone`` (a resize whose hold
+    was released). Resizing, the amounts are differences (only growth is checked). Scopes in sorted order
+    (the order their locks are taken)."""
     cur = await conn.execute(
         ADMIT,
         (
@@ -51,7 +52,7 @@ async def admit(
             from_hour,
             scopes,
             limits,
-            tokens,
+            amounts,
         ),
     )
     row = await cur.fetchone()

@@ -355,9 +355,11 @@ def m009_shared_key_limits(db: Database) -> None:
     its hours. ``key_budget`` is the row admission locks per key, with the budget held by requests in flight
     on any instance; each such hold is a column of the request's credit hold (``key_amount``), so it has the
     credit hold's owner and lease and ends with it, exactly once (settlement's ledger entry, or the sweep of
-    a dead instance's holds). ``token_rates`` counts tokens per scope (``key:<id>``, ``tenant:<id>``) and
-    second by the database's clock; admission adds the worst case, settlement corrects it.
-    ``gatewaytui_admit`` is the whole admission of a key with a budget or a token rate in one statement:
+    a dead instance's holds). ``token_rates`` counts per scope and second of the database's clock: tokens
+    (``key:<id>``, ``tenant:<id>``; admission adds the worst case, settlement corrects it) and requests
+    (``rpm:<key id>``), which replaces the per-instance counts of ``key_rates`` (dropped).
+    ``gatewaytui_admit`` is the whole admission of a key with a budget, a token rate or an RPM limit in one
+    statement:
     the tenant's credit row, the key's budget row and the scopes' advisory locks, taken in that order, then
     each check on fresh reads, then every write."""
     if dialect(db) != "postgresql":
@@ -373,6 +375,7 @@ def m009_shared_key_limits(db: Database) -> None:
         INSERT INTO key_spend (key_id, hour, spent)
             SELECT key_id, FLOOR(started_at / 3600)::BIGINT, SUM(cost_micro) FROM requests
             WHERE cost_micro <> 0 GROUP BY 1, 2;
+        DROP TABLE key_rates;
         CREATE TABLE token_rates (
             scope TEXT NOT NULL, second BIGINT NOT NULL, tokens BIGINT NOT NULL, PRIMARY KEY (scope, second)
         );
@@ -410,7 +413,7 @@ def m009_shared_key_limits(db: Database) -> None:
         CREATE FUNCTION gatewaytui_admit(
             p_request TEXT, p_tenant BIGINT, p_amount BIGINT, p_owner TEXT, p_resize BOOLEAN,
             p_key TEXT, p_budget BIGINT, p_key_amount BIGINT, p_from_hour BIGINT,
-            p_scopes TEXT[], p_limits BIGINT[], p_tokens BIGINT
+            p_scopes TEXT[], p_limits BIGINT[], p_amounts BIGINT[]
         ) RETURNS TABLE (verdict TEXT, at_second BIGINT) LANGUAGE plpgsql AS $$
         DECLARE
             left_micro BIGINT; key_held BIGINT; used BIGINT; now_s BIGINT; i INT;
@@ -443,22 +446,18 @@ def m009_shared_key_limits(db: Database) -> None:
                     END IF;
                 END IF;
             END IF;
-            IF p_tokens > 0 THEN
-                FOR i IN 1..n LOOP
-                    PERFORM pg_advisory_xact_lock(hashtextextended(p_scopes[i], 0));
-                END LOOP;
-            END IF;
+            FOR i IN 1..n LOOP
+                PERFORM pg_advisory_xact_lock(hashtextextended(p_scopes[i], 0));
+            END LOOP;
             now_s := FLOOR(EXTRACT(EPOCH FROM clock_timestamp()));
-            IF p_tokens > 0 THEN
-                FOR i IN 1..n LOOP
-                    SELECT COALESCE(SUM(tokens), 0) INTO used FROM token_rates
-                        WHERE scope = p_scopes[i] AND second > now_s - 60;
-                    IF used + p_tokens > p_limits[i] THEN
-                        RETURN QUERY SELECT 'rate:' || i, now_s;
-                        RETURN;
-                    END IF;
-                END LOOP;
-            END IF;
+            FOR i IN 1..n LOOP
+                SELECT COALESCE(SUM(tokens), 0) INTO used FROM token_rates
+                    WHERE scope = p_scopes[i] AND second > now_s - 60;
+                IF used + p_amounts[i] > p_limits[i] THEN
+                    RETURN QUERY SELECT 'rate:' || i, now_s;
+                    RETURN;
+                END IF;
+            END LOOP;
             -- every check passed: the writes
             IF p_amount <> 0 THEN
                 UPDATE credit SET held = held + p_amount WHERE tenant_id = p_tenant;
@@ -475,12 +474,10 @@ def m009_shared_key_limits(db: Database) -> None:
                     VALUES (p_request, p_tenant, p_amount, p_owner, EXTRACT(EPOCH FROM clock_timestamp()),
                             p_key, p_key_amount);
             END IF;
-            IF p_tokens > 0 THEN
-                FOR i IN 1..n LOOP
-                    INSERT INTO token_rates (scope, second, tokens) VALUES (p_scopes[i], now_s, p_tokens)
-                        ON CONFLICT (scope, second) DO UPDATE SET tokens = token_rates.tokens + EXCLUDED.tokens;
-                END LOOP;
-            END IF;
+            FOR i IN 1..n LOOP
+                INSERT INTO token_rates (scope, second, tokens) VALUES (p_scopes[i], now_s, p_amounts[i])
+                    ON CONFLICT (scope, second) DO UPDATE SET tokens = token_rates.tokens + EXCLUDED.tokens;
+            END LOOP;
             RETURN QUERY SELECT 'ok'::TEXT, now_s;
         END $$;
         """
