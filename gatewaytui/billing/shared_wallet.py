@@ -14,8 +14,12 @@ the instance publishes a compact summary of its live state (``live_state``: in-f
 ``LIVE_STREAMS`` in-flight streams, no secrets, no prompts) and reads the cluster-wide balances and holds, so
 every instance's console shows the whole cluster within ``lease / 6`` seconds.
 
+A key with a budget, a token rate (its own or its tenant's) or an RPM limit is admitted with those in the
+same statement (``secure`` with its ``SharedLimits`` ticket, ``store/key_limits.py``).
+
 When the database cannot be reached, paid admission fails with 503 ``unavailable`` (in the client's
-protocol); subscription traffic, which reserves no credit, is not affected.
+protocol), and so does any request whose key's limits the store counts; other subscription traffic, which
+reserves no credit, is not affected.
 """
 
 from __future__ import annotations
