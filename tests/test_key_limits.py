@@ -263,3 +263,40 @@ async def test_a_fallback_moves_the_keys_budget_hold_and_token_count(
     status = gw.rt.limits.key_status(row)
     assert (status["spent_micro"], status["held_micro"]) == (billed["cost_micro"], 0)
     assert status["tokens_last_minute"] == 120
+
+
+async def test_a_rolling_budget_refuses_until_its_spend_leaves_the_window(gateway: GatewayHandle) -> None:
+    """A 2-hour rolling budget with spend from 90 minutes ago: 429 until that spend leaves the window
+    (in memory: to the second; on a shared store, by whole hours: up to an hour later, never earlier)."""
+    import time
+
+    secret, row = await mint(gateway, budget_micro=1_000, budget_period="2h")
+    started = time.time() - 5400
+    await gateway.rt.write(
+        lambda c: request_store.insert(
+            c,
+            {
+                "id": "req_earlier",
+                "tenant_id": row["tenant_id"],
+                "key_id": row["id"],
+                "route": "v1",
+                "model": "claude-haiku-4-5",
+                "status": "ok",
+                "cost_micro": 990,
+                "started_at": started,
+                "day": "2026-01-01",
+                **dict.fromkeys(
+                    ("stream", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens"),
+                    0,
+                ),
+                **dict.fromkeys(("cache_write_1h_tokens", "reasoning_tokens", "hold_micro"), 0),
+                "attempts": 1,
+            },
+        )
+    )
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as h:
+        r = await post(h, secret, haiku())
+    assert r.status_code == 429 and "per rolling 2h is used up" in r.json()["error"]["message"], r.text
+    exact = started + 7200 - time.time()  # when the earlier spend leaves the window
+    assert exact - 2 <= int(r.headers["retry-after"]) <= exact + 3600 + 2
+    assert gateway.rt.limits.key_status(row)["spent_micro"] == 990
