@@ -30,6 +30,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 from psycopg import OperationalError
@@ -113,15 +114,15 @@ class SharedWallet(Wallet):
 
     async def secure(self, h: Hold, ticket: Ticket | None = None) -> None:
         """Reserve a hold made by ``hold`` in the shared store, or undo it and raise (402/503). With a
-        ``ticket`` that holds a key budget or counts a token rate (``SharedLimits``), those are reserved in
-        the same statement (refused: 402, or 429 with ``retry-after``)."""
+        ``ticket`` that holds a key budget or counts a token rate or the key's RPM (``SharedLimits``), those
+        are reserved in the same statement (refused: 402, or 429 with ``retry-after``)."""
+        check: Callable[[], Awaitable[bool]]
         if ticket is not None and ticket.shared:
-            amount = h.amount if h.charged else 0
-            check = lambda: self._admit_limited(h, ticket, amount, resize=False)  # noqa: E731
+            check = partial(self._admit_limited, h, ticket, h.amount if h.charged else 0, resize=False)
         elif not h.charged or h.amount <= 0:
             return
         else:
-            check = lambda: self._admit(h)  # noqa: E731
+            check = partial(self._admit, h)
         ok = False
         try:
             ok = await self._guarded(check)
@@ -137,11 +138,9 @@ class SharedWallet(Wallet):
         if h.done:
             return
         if ticket is not None and ticket.shared:
-            delta = amount - h.amount if h.charged else 0
             resize = h.charged and h.amount > 0  # else nothing is reserved yet: reserve the whole amount
-            await self._guarded(
-                lambda: self._admit_limited(h, ticket, delta if resize else amount, resize=resize)
-            )
+            credit = (amount - h.amount if resize else amount) if h.charged else 0
+            await self._guarded(partial(self._admit_limited, h, ticket, credit, resize=resize))
             if h.charged:
                 self.held[h.tenant_id] += amount - h.amount
                 h.amount = amount
@@ -213,7 +212,7 @@ class SharedWallet(Wallet):
                 from_hour=int(ticket.start // 3600),
                 scopes=[scope for scope, _, _, _ in checks],
                 limits=[limit for _, limit, _, _ in checks],
-                amounts=[amount for _, _, _, amount in checks],
+                amounts=[n for _, _, _, n in checks],
             )
             if verdict == "ok":
                 ticket.reserved += key_amount
