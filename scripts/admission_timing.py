@@ -1,7 +1,8 @@
 """Time one admission statement on a PostgreSQL store, with and without a key's budget / token-rate / RPM
 checks: ``python scripts/admission_timing.py URL [N]`` (URL: a migrated gatewaytui database; a throwaway
 one: it gets a tenant, a key and many holds). Variants run interleaved, one connection, N times each
-(default 2000); prints p50 and p90 in microseconds per variant. The statement alone, not a request."""
+(default 2000); prints p50 and p90 in microseconds per variant. The statement alone, not a request. Then
+the settlement's usage-row insert with and without the trigger that keeps the key's spend."""
 
 from __future__ import annotations
 
@@ -86,6 +87,23 @@ async def main(url: str, n: int) -> None:
             start = time.perf_counter()
             await run()
             times[name].append((time.perf_counter() - start) * 1e6)
+    # settlement: the usage row's insert, with the trigger that keeps the key's spend per hour, and without
+    usage = (
+        "INSERT INTO requests (id, tenant_id, key_id, route, model, status, stream, cost_micro, started_at, day)"
+        " VALUES (%s, %s, %s, 'v1', 'timing', 'ok', 0, 7, %s, '2026-01-01')"
+    )
+    for name, trigger in (
+        ("settlement: usage row + spend trigger", True),
+        ("settlement: usage row alone", False),
+    ):
+        if not trigger:
+            await aconn.execute("ALTER TABLE requests DISABLE TRIGGER requests_spend")
+        times[name] = []
+        for _ in range(n):
+            start = time.perf_counter()
+            await aconn.execute(usage, (f"t{next(seq)}-{owner}", tenant, kid, time.time()))
+            times[name].append((time.perf_counter() - start) * 1e6)
+    await aconn.execute("ALTER TABLE requests ENABLE TRIGGER requests_spend")
     for name, ts in times.items():
         ts.sort()
         print(f"{name:48s} p50 {ts[len(ts) // 2]:6.0f} µs   p90 {ts[int(len(ts) * 0.9)]:6.0f} µs")

@@ -176,10 +176,9 @@ class SharedLimits(Limits):
         return max(0, store.tokens_now(conn, scope, since) - pending)
 
     def tenant_status(self, tenant_id: int) -> dict[str, Any]:
-        return {
-            "tpm": self.tenant_limit(tenant_id),
-            "tokens_last_minute": self._tokens(self._readers.get(), f"tenant:{tenant_id}"),
-        }
+        tpm = self.tenant_limit(tenant_id)  # without a limit nothing is counted: no read
+        counted = self._tokens(self._readers.get(), f"tenant:{tenant_id}") if tpm else 0
+        return {"tpm": tpm, "tokens_last_minute": counted}
 
     def key_status(self, key: dict[str, Any]) -> dict[str, Any]:
         now = self._clock()
