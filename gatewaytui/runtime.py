@@ -89,6 +89,12 @@ class Runtime:
         self.limits = Limits(  # relay.admit/settle: key budgets, token rates
             self.readers, self.plans, tenant_tpm=cfg.limits.tenant_tpm_default
         )
+        if self.shared_wallet is not None:  # held in the store, across every instance
+            from .billing.shared_limits import SharedLimits
+
+            self.limits = self.shared_wallet.limits = SharedLimits(
+                self.readers, self.plans, tenant_tpm=cfg.limits.tenant_tpm_default, wallet=self.shared_wallet
+            )
         # CPU-heavy per-request work off the event loop: token counts, and the decoding of large bodies
         self.counting = Offload("token counting", workers=2, backlog=16)
         self.decoding = Offload("large request bodies", workers=2, backlog=64)
@@ -151,10 +157,8 @@ class Runtime:
             self.shared_wallet.summary = lambda: live_state(list(self.traffic.inflight.values()))
             await self.shared_wallet.open()  # joins the cluster: lease, balances and holds of every instance
             self._tasks.append(asyncio.create_task(self.shared_wallet.run_lease(), name="gatewaytui-lease"))
-            from .billing.shared_rate import SharedRates
-
-            self.keyring.peers = rates = SharedRates(self.shared_wallet)
-            self._tasks.append(asyncio.create_task(rates.run(), name="gatewaytui-rates"))
+            self.keyring.shared = True  # RPM counted by the store at admission (billing/shared_limits.py)
+            self._tasks.append(asyncio.create_task(self.shared_wallet.limits.run(), name="gatewaytui-limits"))
         else:
             self._watch_conn = dbmod.connect(self.db_path, readonly=True)
             self._data_version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]

@@ -54,10 +54,10 @@ async def test_admitted_spend_never_exceeds_balance(gateway: GatewayHandle) -> N
 
     original_secure = rt.wallet.secure
 
-    async def secure_and_check(h: Any) -> None:
+    async def secure_and_check(h: Any, ticket: Any = None) -> None:
         """On a shared store the decision is the database's: its held credit never exceeds the balance."""
         nonlocal peak_held
-        await original_secure(h)
+        await original_secure(h, ticket)
         if h.tenant_id == tid:
             left, held = await rt.read(
                 lambda conn: conn.execute(

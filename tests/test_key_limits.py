@@ -64,6 +64,7 @@ async def test_a_tiny_daily_budget_is_never_passed_under_concurrency(gateway: Ga
                 assert r.headers["retry-after"] == "1", "only requests in flight were in the way"
         # keep going one at a time: refused as soon as spent + worst case would pass the budget
         while True:
+            await gateway.flush()  # on a shared store a settlement ends its hold when its batch commits
             r = await post(h, secret, haiku())
             if r.status_code != 200:
                 break
@@ -235,3 +236,67 @@ def test_token_rate_is_a_sliding_minute_corrected_at_settlement() -> None:
     assert err.value.kind == "rate_limit" and err.value.retry_after == 30
     clock.now += 30.5
     lim.admit(key, 0, 100)
+
+
+async def test_a_fallback_moves_the_keys_budget_hold_and_token_count(
+    make_gateway: Any, upstream: Any
+) -> None:
+    """A key with a budget and a token rate whose model's only account fails, served by its fallback: the
+    request is re-admitted at the fallback's worst case (on a shared store: the same hold resized in the
+    store); once settled, the key holds nothing, its spend is the cost billed and its tokens the real use."""
+    from test_fallbacks import CHAIN, accounts
+
+    gw = await make_gateway(accounts=accounts(upstream.base_url), fallbacks=CHAIN)
+    secret, row = await mint(gw, budget_micro=1_000_000, budget_period="day", tpm=100_000)
+    upstream.fail_key("key-a", status=500)
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": "hi [usage in=100 out=20]"}],
+    }
+    async with httpx.AsyncClient(base_url=gw.base_url, timeout=30) as h:
+        r = await post(h, secret, body)
+    assert r.status_code == 200, r.text
+    await gw.flush()
+    billed = request_store.get(gw.rt.readers.get(), r.headers["request-id"])
+    assert billed["model"] == "gpt-4o" and billed["cost_micro"] > 0
+    status = gw.rt.limits.key_status(row)
+    assert (status["spent_micro"], status["held_micro"]) == (billed["cost_micro"], 0)
+    assert status["tokens_last_minute"] == 120
+
+
+async def test_a_rolling_budget_refuses_until_its_spend_leaves_the_window(gateway: GatewayHandle) -> None:
+    """A 2-hour rolling budget with spend from 90 minutes ago: 429 until that spend leaves the window
+    (in memory: to the second; on a shared store, by whole hours: up to an hour later, never earlier)."""
+    import time
+
+    secret, row = await mint(gateway, budget_micro=1_000, budget_period="2h")
+    started = time.time() - 5400
+    await gateway.rt.write(
+        lambda c: request_store.insert(
+            c,
+            {
+                "id": "req_earlier",
+                "tenant_id": row["tenant_id"],
+                "key_id": row["id"],
+                "route": "v1",
+                "model": "claude-haiku-4-5",
+                "status": "ok",
+                "cost_micro": 990,
+                "started_at": started,
+                "day": "2026-01-01",
+                **dict.fromkeys(
+                    ("stream", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_5m_tokens"),
+                    0,
+                ),
+                **dict.fromkeys(("cache_write_1h_tokens", "reasoning_tokens", "hold_micro"), 0),
+                "attempts": 1,
+            },
+        )
+    )
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as h:
+        r = await post(h, secret, haiku())
+    assert r.status_code == 429 and "per rolling 2h is used up" in r.json()["error"]["message"], r.text
+    exact = started + 7200 - time.time()  # when the earlier spend leaves the window
+    assert exact - 2 <= int(r.headers["retry-after"]) <= exact + 3600 + 2
+    assert gateway.rt.limits.key_status(row)["spent_micro"] == 990

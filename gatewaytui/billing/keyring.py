@@ -2,7 +2,8 @@
 
 A key unknown to the cache is looked up in the database once (so keys minted by the CLI work at once);
 revocations made elsewhere take effect on the next refresh (about a second). Per-key RPM limits are
-enforced here with a sliding one-minute window.
+enforced here with a sliding one-minute window; on a shared store the store counts them instead, for every
+instance, in the admission statement (``billing/shared_limits.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Keyring:
         self._misses: dict[str, float] = {}
         self._lookup = lookup
         self._windows: dict[str, deque[float]] = {}
-        self.peers: Any = None  # on a shared store: other instances' requests per key (billing/shared_rate)
+        self.shared = False  # on a shared store RPM is the store's (admission), not this process's
 
     def load(self, rows: list[dict[str, Any]]) -> None:
         self._by_hash = {r["hash"]: r for r in rows}
@@ -59,18 +60,15 @@ class Keyring:
 
     def check_rpm(self, key: dict[str, Any]) -> None:
         rpm = key.get("rpm")
-        if not rpm:
+        if not rpm or self.shared:
             return
         now = time.monotonic()
         window = self._windows.setdefault(key["id"], deque())
         while window and window[0] <= now - 60:
             window.popleft()
-        others = self.peers.count(key["id"]) if self.peers is not None else 0
-        if len(window) + others >= rpm:
+        if len(window) >= rpm:
             retry = max(1.0, window[0] + 60 - now) if window else 1.0
             raise GatewayError(
                 "rate_limit", f"this key is limited to {rpm} requests per minute", retry_after=retry
             )
         window.append(now)
-        if self.peers is not None:
-            self.peers.record(key["id"])

@@ -107,6 +107,35 @@ class Ticket:
     budget_hold: int = 0
     tokens: list[tuple[Window, list[float]]] = field(default_factory=list)
     done: bool = False
+    # on a shared store (billing/shared_limits.py) the checks are the database's: what they need
+    tenant_id: int = 0
+    budget: int | None = None
+    period: str = ""
+    start: float = 0.0
+    reset: float | None = None
+    rates: list[tuple[str, int, str]] = field(default_factory=list)  # (scope, tokens per minute, who)
+    worst_tokens: int = 0
+    counted: list[tuple[int, int]] = field(default_factory=list)  # (second, tokens) counted in every scope
+    reserved: int = 0  # budget the store holds for this request
+    rpm: int = 0  # the key's requests per minute, counted once per request by the store
+    rpm_counted: bool = False
+
+    @property
+    def shared(self) -> bool:
+        """Whether admission must go through the store's key checks (a budget to hold or a rate to count)."""
+        return bool(
+            self.budget_hold or (self.rates and self.worst_tokens) or (self.rpm and not self.rpm_counted)
+        )
+
+    def checks(self) -> list[tuple[str, int, str, int]]:
+        """The counts the store must check and add for this ticket, sorted by scope: (scope, limit, who,
+        amount): the tokens not counted yet against each token rate, and the request against the key's RPM
+        if it was not counted yet."""
+        tokens = max(0, self.worst_tokens - sum(n for _, n in self.counted))
+        out = [(scope, limit, who, tokens) for scope, limit, who in self.rates if tokens]
+        if self.rpm and not self.rpm_counted:
+            out.append((f"rpm:{self.key_id}", self.rpm, "rpm", 1))
+        return sorted(out)
 
 
 class Limits:
@@ -146,13 +175,9 @@ class Limits:
             released = replacing.budget_hold if replacing is not None and not replacing.done else 0
             self._check_budget(key, budget, worst_micro, now, released)
             ticket.budget_hold = worst_micro
-        rates = [(("key", key["id"]), key.get("tpm"), "this key")]
-        tenant_tpm = self.tenant_limit(key["tenant_id"])
-        if tenant_tpm:
-            rates.append((("tenant", key["tenant_id"]), tenant_tpm, "this tenant"))
-        windows = [(self._rate(scope, now), limit, who) for scope, limit, who in rates if limit]
+        windows = [(self._rate(scope, now), limit, who) for scope, limit, who in self.rates_of(key)]
         for window, limit, who in windows:
-            _check_rate(window, limit, who, worst_tokens, now, _held_in(replacing, window))
+            check_rate(window, limit, who, worst_tokens, now, _held_in(replacing, window))
         self.close(replacing, None, 0)
         if ticket.budget_hold:
             self.held[key["id"]] = self.held.get(key["id"], 0) + ticket.budget_hold
@@ -178,6 +203,14 @@ class Limits:
         if tokens is not None:
             for window, entry in ticket.tokens:
                 window.correct(entry, tokens)
+
+    def rates_of(self, key: dict[str, Any]) -> list[tuple[tuple[str, Any], int, str]]:
+        """The token-rate limits a key's requests count against: (scope, tokens per minute, who)."""
+        rates = [(("key", key["id"]), key.get("tpm"), "this key")]
+        tenant_tpm = self.tenant_limit(key["tenant_id"])
+        if tenant_tpm:
+            rates.append((("tenant", key["tenant_id"]), tenant_tpm, "this tenant"))
+        return [(scope, int(limit), who) for scope, limit, who in rates if limit]
 
     def tenant_limit(self, tenant_id: int) -> int | None:
         """A tenant's tokens per minute: its own limit, else the configured default (None: no limit)."""
@@ -227,29 +260,15 @@ class Limits:
         held = self.held.get(key["id"], 0) - released
         if worst <= budget - spend.window.total - held:
             return
-        per = f"per {spend.period}" if spend.period in ("day", "month") else f"per rolling {spend.period}"
-        if worst > budget:
-            raise GatewayError(
-                "billing",
-                f"this request may cost up to {format_usd(worst)}, above this key's whole budget of "
-                f"{format_usd(budget)} {per}; lower max_tokens or shorten the prompt",
-                code="key_budget_exceeded",
-            )
-        if spend.window.total + worst <= budget:  # only requests still in flight are in the way
-            retry, reset = 1.0, None
-        else:
-            needed = spend.window.total + held + worst - budget
-            reset = (
-                spend.reset if spend.reset is not None else spend.window.frees_at(needed, now - spend.start)
-            )
-            retry = max(1.0, reset - now)
-        when = f"; it resets at {iso(reset)}" if reset is not None else ""
-        raise GatewayError(
-            "rate_limit",
-            f"this key's budget of {format_usd(budget)} {per} is used up: {format_usd(spend.window.total)} spent, "
-            f"{format_usd(held)} held by requests in flight, this request may cost up to {format_usd(worst)}{when}",
-            retry_after=retry,
-            code="key_budget_exceeded",
+        raise budget_refusal(
+            budget,
+            spend.period,
+            spend.window.total,
+            held,
+            worst,
+            now,
+            spend.reset,
+            lambda needed: spend.window.frees_at(needed, now - spend.start),
         )
 
     def _current(self, key: dict[str, Any], now: float) -> Spend:
@@ -277,6 +296,44 @@ class Limits:
         return window
 
 
+def budget_refusal(
+    budget: int,
+    period: str,
+    spent: int,
+    held: int,
+    worst: int,
+    now: float,
+    reset: float | None,
+    frees_at: Callable[[int], float],
+) -> GatewayError:
+    """The answer to a request whose worst case does not fit in its key's budget: 402 when it exceeds the
+    whole budget, else 429 with ``retry-after`` = when the period resets (a calendar period), when enough
+    spend leaves the window (``frees_at(needed)``, a rolling one) or one second (only requests in flight are
+    in the way)."""
+    per = f"per {period}" if period in ("day", "month") else f"per rolling {period}"
+    if worst > budget:
+        return GatewayError(
+            "billing",
+            f"this request may cost up to {format_usd(worst)}, above this key's whole budget of "
+            f"{format_usd(budget)} {per}; lower max_tokens or shorten the prompt",
+            code="key_budget_exceeded",
+        )
+    if spent + worst <= budget:  # only requests still in flight are in the way
+        retry, reset = 1.0, None
+    else:
+        if reset is None:
+            reset = frees_at(spent + held + worst - budget)
+        retry = max(1.0, reset - now)
+    when = f"; it resets at {iso(reset)}" if reset is not None else ""
+    return GatewayError(
+        "rate_limit",
+        f"this key's budget of {format_usd(budget)} {per} is used up: {format_usd(spent)} spent, "
+        f"{format_usd(held)} held by requests in flight, this request may cost up to {format_usd(worst)}{when}",
+        retry_after=retry,
+        code="key_budget_exceeded",
+    )
+
+
 def _held_in(ticket: Ticket | None, window: Window) -> int:
     """Tokens a still-open ticket counts in ``window``."""
     if ticket is None or ticket.done:
@@ -288,7 +345,7 @@ def _held_in(ticket: Ticket | None, window: Window) -> int:
     )
 
 
-def _check_rate(window: Window, limit: int, who: str, worst: int, now: float, released: int = 0) -> None:
+def check_rate(window: Window, limit: int, who: str, worst: int, now: float, released: int = 0) -> None:
     if window.total - released + worst <= limit:
         return
     if worst > limit:

@@ -14,8 +14,12 @@ the instance publishes a compact summary of its live state (``live_state``: in-f
 ``LIVE_STREAMS`` in-flight streams, no secrets, no prompts) and reads the cluster-wide balances and holds, so
 every instance's console shows the whole cluster within ``lease / 6`` seconds.
 
+A key with a budget, a token rate (its own or its tenant's) or an RPM limit is admitted with those in the
+same statement (``secure`` with its ``SharedLimits`` ticket, ``store/key_limits.py``).
+
 When the database cannot be reached, paid admission fails with 503 ``unavailable`` (in the client's
-protocol); subscription traffic, which reserves no credit, is not affected.
+protocol), and so does any request whose key's limits the store counts; other subscription traffic, which
+reserves no credit, is not affected.
 """
 
 from __future__ import annotations
@@ -26,12 +30,15 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 from typing import Any
 
 from psycopg import OperationalError
 
 from ..model import GatewayError
 from ..store import credit as credit_store
+from ..store import key_limits as limits_store
+from .limits import Ticket
 from .wallet import Hold, Wallet, refusal
 
 log = logging.getLogger("gatewaytui.billing")
@@ -64,6 +71,7 @@ class SharedWallet(Wallet):
         self.lease_lapsed = 0  # times this instance found its own lease gone (it was cut off that long)
         self.summary: Callable[[], dict[str, Any]] | None = None  # live state published with the lease
         self._pool: Any = None
+        self.limits: Any = None  # the SharedLimits whose tickets ``secure`` reserves (their refusals)
         self._reads = self._applied = 0  # refreshes started / the latest one applied
 
     # ------------------------------------------------------------ life cycle
@@ -104,22 +112,40 @@ class SharedWallet(Wallet):
 
     # ------------------------------------------------------------ admission
 
-    async def secure(self, h: Hold) -> None:
-        """Reserve a hold made by ``hold`` in the shared store, or undo it and raise (402/503)."""
-        if not h.charged or h.amount <= 0:
+    async def secure(self, h: Hold, ticket: Ticket | None = None) -> None:
+        """Reserve a hold made by ``hold`` in the shared store, or undo it and raise (402/503). With a
+        ``ticket`` that holds a key budget or counts a token rate or the key's RPM (``SharedLimits``), those
+        are reserved in the same statement (refused: 402, or 429 with ``retry-after``)."""
+        check: Callable[[], Awaitable[bool]]
+        if ticket is not None and ticket.shared:
+            check = partial(self._admit_limited, h, ticket, h.amount if h.charged else 0, resize=False)
+        elif not h.charged or h.amount <= 0:
             return
+        else:
+            check = partial(self._admit, h)
         ok = False
         try:
-            ok = await self._guarded(lambda: self._admit(h))
+            ok = await self._guarded(check)
         finally:
             if not ok:
                 self._undo(h)
 
-    async def resize(self, h: Hold, amount: int) -> None:
+    async def resize(self, h: Hold, amount: int, ticket: Ticket | None = None) -> None:
         """Resize a reserved hold in the shared store (a request re-admitted on a fallback model): growing it
-        only if the cluster's available credit covers the difference; refused (402, or 503 when the store is
+        only if the cluster's available credit covers the difference (and, with a ``ticket``, the key's
+        budget and token rates the growth of theirs); refused (402/429, or 503 when the store is
         unreachable), nothing changed."""
-        if h.done or not h.charged or amount == h.amount:
+        if h.done:
+            return
+        if ticket is not None and ticket.shared:
+            resize = h.charged and h.amount > 0  # else nothing is reserved yet: reserve the whole amount
+            credit = (amount - h.amount if resize else amount) if h.charged else 0
+            await self._guarded(partial(self._admit_limited, h, ticket, credit, resize=resize))
+            if h.charged:
+                self.held[h.tenant_id] += amount - h.amount
+                h.amount = amount
+            return
+        if not h.charged or amount == h.amount:
             return
 
         async def change() -> bool:
@@ -167,6 +193,43 @@ class SharedWallet(Wallet):
             left = await credit_store.available(conn, h.tenant_id)
         self.balance[h.tenant_id] = left + self.cluster_held.get(h.tenant_id, 0)
         raise refusal(h.amount, left)
+
+    async def _admit_limited(self, h: Hold, ticket: Ticket, amount: int, *, resize: bool) -> bool:
+        """Credit, the key's budget, its token rates and its RPM in one statement (``store/key_limits.py``)."""
+        key_amount = (ticket.budget_hold if ticket.budget is not None else 0) - ticket.reserved
+        checks = ticket.checks()
+        async with self._pool.connection() as conn:
+            verdict, second = await limits_store.admit(
+                conn,
+                request_id=h.request_id,
+                tenant_id=h.tenant_id,
+                amount=amount,
+                owner=self.origin,
+                resize=resize,
+                key_id=ticket.key_id,
+                budget=ticket.budget,
+                key_amount=key_amount,
+                from_hour=int(ticket.start // 3600),
+                scopes=[scope for scope, _, _, _ in checks],
+                limits=[limit for _, limit, _, _ in checks],
+                amounts=[n for _, _, _, n in checks],
+            )
+            if verdict == "ok":
+                ticket.reserved += key_amount
+                tokens = next((n for _, _, who, n in checks if who != "rpm"), 0)
+                if tokens:
+                    ticket.counted.append((second, tokens))
+                ticket.rpm_counted = True
+                return True
+            if verdict == "budget":
+                raise await self.limits.budget_refusal(conn, ticket)
+            if verdict.startswith("rate:"):
+                raise await self.limits.rate_refusal(conn, ticket, checks[int(verdict[5:]) - 1], second)
+            left = await credit_store.available(conn, h.tenant_id)
+        whole = amount + h.amount if resize else amount
+        if not resize:
+            self.balance[h.tenant_id] = left + self.cluster_held.get(h.tenant_id, 0)
+        raise refusal(whole, left + (h.amount if resize else 0))
 
     def _undo(self, h: Hold) -> None:
         if h.done:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
 
 from ..model import GatewayError
 from .pricing import format_usd
@@ -65,10 +66,11 @@ class Wallet:
         self.holds[h.id] = h
         return h
 
-    async def secure(self, h: Hold) -> None:
-        """Nothing to do: admission was decided by ``hold`` (the shared wallet reserves in the store here)."""
+    async def secure(self, h: Hold, ticket: Any = None) -> None:
+        """Nothing to do: admission was decided by ``hold`` (the shared wallet reserves in the store here,
+        with the key budget and token rates of ``ticket``)."""
 
-    async def resize(self, h: Hold, amount: int) -> None:
+    async def resize(self, h: Hold, amount: int, ticket: Any = None) -> None:
         """Change an open hold's amount (its request re-admitted at another worst case: a fallback model);
         growing it is refused (402), nothing changed, when the difference is not available."""
         if h.done or not h.charged or amount == h.amount:

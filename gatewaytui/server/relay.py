@@ -165,7 +165,7 @@ async def switch(call: Call, model: ModelConfig) -> None:
     rt = call.rt
     t = terms(rt, call.key, call.req, model, call.route, call.raw_len, call.asked_max_tokens, fallback=True)
     call.ticket = rt.limits.admit(call.key, t.worst, t.tokens, replacing=call.ticket)
-    await rt.wallet.resize(call.hold, t.worst)
+    await rt.wallet.resize(call.hold, t.worst, call.ticket)
     if not call.subscription and call.asked_max_tokens is None:
         call.req.max_tokens = t.max_tokens
     call.model, call.price = model, t.price
@@ -228,7 +228,7 @@ async def handle(
         asked_max_tokens = req.max_tokens
         model_cfg, hold, price, subscription, ticket = admit(rt, key, req, route, raw_len, request_id)
         if getattr(rt, "shared", False):  # a PostgreSQL store: the cluster-wide reservation (shared_wallet)
-            await rt.wallet.secure(hold)
+            await rt.wallet.secure(hold, ticket)  # with the key's budget and token rates
     except GatewayError as err:
         rt.telemetry.rejected(protocol_name, route, request_id, err, key, received)
         return error_reply(protocol_name, err, request_id)

@@ -2,7 +2,9 @@
 
 Admission is one statement: a conditional UPDATE of the tenant's ``credit`` row (``balance - held >=
 hold``), which PostgreSQL serializes on the row, and the hold's row with its owner, inserted only if the
-UPDATE matched. A settle or release entry in the ledger ends the hold (a trigger). Instances renew a lease;
+UPDATE matched (a key with a budget or a token rate is admitted by ``key_limits.admit`` instead, one
+statement too; its budget hold rides on the same row). A settle or release entry in the ledger ends the
+hold (a trigger), and with it the key's budget hold. Instances renew a lease;
 ``sweep`` releases the holds of instances whose lease ran out, and holds that belong to no live instance.
 Times are the database's clock, so instances on machines with skewed clocks agree.
 """
@@ -80,6 +82,18 @@ async def renew(
     return False
 
 
+# the tail of a statement whose CTE ``d`` deleted credit holds: their credit and key-budget holds (schema
+# ``m009``) given back; (tenant, credit released). The tenants' credit rows must be locked first (in tenant
+# order, as admission and settlement take them, each before its keys' budget rows).
+RELEASE = (
+    "k AS (UPDATE key_budget b SET held = b.held - x.amount FROM (SELECT key_id, SUM(key_amount) AS amount"
+    " FROM d WHERE key_amount <> 0 GROUP BY key_id) x WHERE b.key_id = x.key_id),"
+    " s AS (SELECT tenant_id, SUM(amount) AS amount FROM d GROUP BY tenant_id)"
+    " UPDATE credit c SET held = c.held - s.amount FROM s WHERE c.tenant_id = s.tenant_id"
+    " RETURNING c.tenant_id, s.amount"
+)
+
+
 async def sweep(conn: Any) -> list[tuple[int, int]]:
     """Drop instances whose lease ran out and release every hold no live instance owns (tenant, amount).
 
@@ -93,10 +107,8 @@ async def sweep(conn: Any) -> list[tuple[int, int]]:
         )
         cur = await conn.execute(
             "WITH d AS (DELETE FROM credit_holds h WHERE NOT EXISTS"
-            " (SELECT 1 FROM instances i WHERE i.id = h.owner) RETURNING tenant_id, amount),"
-            " s AS (SELECT tenant_id, SUM(amount) AS amount FROM d GROUP BY tenant_id)"
-            " UPDATE credit c SET held = c.held - s.amount FROM s WHERE c.tenant_id = s.tenant_id"
-            " RETURNING c.tenant_id, s.amount"
+            " (SELECT 1 FROM instances i WHERE i.id = h.owner) RETURNING tenant_id, amount, key_id, key_amount),"
+            f" {RELEASE}"
         )
         return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 
@@ -119,10 +131,7 @@ async def release_own(conn: Any, owner: str, keep: set[str], older_than: float) 
         )
         cur = await conn.execute(
             "WITH d AS (DELETE FROM credit_holds WHERE request_id = ANY(%s) AND owner = %s"
-            " RETURNING tenant_id, amount),"
-            " s AS (SELECT tenant_id, SUM(amount) AS amount FROM d GROUP BY tenant_id)"
-            " UPDATE credit c SET held = c.held - s.amount FROM s WHERE c.tenant_id = s.tenant_id"
-            " RETURNING c.tenant_id, s.amount",
+            f" RETURNING tenant_id, amount, key_id, key_amount), {RELEASE}",
             ([r for r, _ in stale], owner),
         )
         return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
@@ -150,28 +159,3 @@ async def instances(conn: Any) -> list[dict[str, Any]]:
             live = {}
         row["live"] = live if isinstance(live, dict) else {}
     return rows
-
-
-async def record_rates(conn: Any, instance: str, counts: dict[tuple[str, int], int], keep_after: int) -> None:
-    """Add this instance's requests per (key, second); drop every instance's counts older than ``keep_after``."""
-    async with conn.transaction():
-        if counts:
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO key_rates (instance, key_id, second, n) VALUES (%s, %s, %s, %s)"
-                    " ON CONFLICT (instance, key_id, second) DO UPDATE SET n = key_rates.n + EXCLUDED.n",
-                    [(instance, k, s, n) for (k, s), n in counts.items()],
-                )
-        await conn.execute("DELETE FROM key_rates WHERE second < %s", (keep_after,))
-
-
-async def other_rates(conn: Any, instance: str, since: int) -> dict[str, list[tuple[int, int]]]:
-    """Other instances' requests per key: (second, count) pairs after ``since``."""
-    cur = await conn.execute(
-        "SELECT key_id, second, SUM(n) FROM key_rates WHERE instance <> %s AND second > %s GROUP BY key_id, second",
-        (instance, since),
-    )
-    out: dict[str, list[tuple[int, int]]] = {}
-    for key_id, second, n in await cur.fetchall():
-        out.setdefault(key_id, []).append((int(second), int(n)))
-    return out

@@ -344,3 +344,141 @@ def m008_instance_live_state(db: Database) -> None:
         return
     db.execute("ALTER TABLE instances ADD COLUMN live TEXT")
     db.execute("ALTER TABLE instances ADD COLUMN renewed_at REAL")
+
+
+@migrations()
+def m009_shared_key_limits(db: Database) -> None:
+    """PostgreSQL only: key budgets and token rates held across every instance (``store/key_limits.py``).
+
+    ``key_spend`` is each key's settled spend per hour (a trigger on ``requests`` keeps it, exactly once per
+    request row: an upsert adds the difference), seeded here from the request rows; a budget period sums
+    its hours. ``key_budget`` is the row admission locks per key, with the budget held by requests in flight
+    on any instance; each such hold is a column of the request's credit hold (``key_amount``), so it has the
+    credit hold's owner and lease and ends with it, exactly once (settlement's ledger entry, or the sweep of
+    a dead instance's holds). ``token_rates`` counts per scope and second of the database's clock: tokens
+    (``key:<id>``, ``tenant:<id>``; admission adds the worst case, settlement corrects it) and requests
+    (``rpm:<key id>``), which replaces the per-instance counts of ``key_rates`` (dropped).
+    ``gatewaytui_admit`` is the whole admission of a key with a budget, a token rate or an RPM limit in one
+    statement:
+    the tenant's credit row, the key's budget row and the scopes' advisory locks, taken in that order, then
+    each check on fresh reads, then every write."""
+    if dialect(db) != "postgresql":
+        return
+    db.executescript(
+        """
+        ALTER TABLE credit_holds ADD COLUMN key_id TEXT;
+        ALTER TABLE credit_holds ADD COLUMN key_amount BIGINT NOT NULL DEFAULT 0;
+        CREATE TABLE key_budget (key_id TEXT PRIMARY KEY, held BIGINT NOT NULL DEFAULT 0);
+        CREATE TABLE key_spend (
+            key_id TEXT NOT NULL, hour BIGINT NOT NULL, spent BIGINT NOT NULL, PRIMARY KEY (key_id, hour)
+        );
+        INSERT INTO key_spend (key_id, hour, spent)
+            SELECT key_id, FLOOR(started_at / 3600)::BIGINT, SUM(cost_micro) FROM requests
+            WHERE cost_micro <> 0 GROUP BY 1, 2;
+        DROP TABLE key_rates;
+        CREATE TABLE token_rates (
+            scope TEXT NOT NULL, second BIGINT NOT NULL, tokens BIGINT NOT NULL, PRIMARY KEY (scope, second)
+        );
+        CREATE FUNCTION requests_spend_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE delta BIGINT := NEW.cost_micro;
+        BEGIN
+            IF TG_OP = 'UPDATE' THEN
+                delta := NEW.cost_micro - OLD.cost_micro;
+            END IF;
+            IF delta <> 0 THEN
+                INSERT INTO key_spend (key_id, hour, spent) VALUES (NEW.key_id, FLOOR(NEW.started_at / 3600), delta)
+                    ON CONFLICT (key_id, hour) DO UPDATE SET spent = key_spend.spent + EXCLUDED.spent;
+            END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER requests_spend AFTER INSERT OR UPDATE OF cost_micro ON requests
+            FOR EACH ROW EXECUTE FUNCTION requests_spend_fn();
+        CREATE OR REPLACE FUNCTION ledger_credit_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE released BIGINT; held_key TEXT; key_released BIGINT;
+        BEGIN
+            INSERT INTO credit (tenant_id, balance) VALUES (NEW.tenant_id, NEW.amount_micro)
+                ON CONFLICT (tenant_id) DO UPDATE SET balance = credit.balance + EXCLUDED.balance;
+            IF NEW.kind IN ('settle', 'release') AND NEW.request_id IS NOT NULL THEN
+                DELETE FROM credit_holds WHERE request_id = NEW.request_id
+                    RETURNING amount, key_id, key_amount INTO released, held_key, key_released;
+                IF FOUND THEN
+                    UPDATE credit SET held = held - released WHERE tenant_id = NEW.tenant_id;
+                    IF key_released <> 0 THEN
+                        UPDATE key_budget SET held = held - key_released WHERE key_id = held_key;
+                    END IF;
+                END IF;
+            END IF;
+            RETURN NULL;
+        END $$;
+        CREATE FUNCTION gatewaytui_admit(
+            p_request TEXT, p_tenant BIGINT, p_amount BIGINT, p_owner TEXT, p_resize BOOLEAN,
+            p_key TEXT, p_budget BIGINT, p_key_amount BIGINT, p_from_hour BIGINT,
+            p_scopes TEXT[], p_limits BIGINT[], p_amounts BIGINT[]
+        ) RETURNS TABLE (verdict TEXT, at_second BIGINT) LANGUAGE plpgsql AS $$
+        DECLARE
+            left_micro BIGINT; key_held BIGINT; used BIGINT; now_s BIGINT; i INT;
+            n INT := COALESCE(array_length(p_scopes, 1), 0);
+        BEGIN
+            -- locks first, always in this order: credit row, key budget row, the scopes (sorted by the caller)
+            IF p_resize AND NOT EXISTS (SELECT 1 FROM credit_holds WHERE request_id = p_request) THEN
+                RETURN QUERY SELECT 'gone'::TEXT, 0::BIGINT;
+                RETURN;
+            END IF;
+            IF p_amount <> 0 THEN
+                SELECT balance - held INTO left_micro FROM credit WHERE tenant_id = p_tenant FOR UPDATE;
+                IF NOT FOUND OR (p_amount > 0 AND left_micro < p_amount) THEN
+                    RETURN QUERY SELECT 'credit'::TEXT, 0::BIGINT;
+                    RETURN;
+                END IF;
+            END IF;
+            IF p_key_amount <> 0 THEN
+                SELECT held INTO key_held FROM key_budget WHERE key_id = p_key FOR UPDATE;
+                IF NOT FOUND THEN
+                    INSERT INTO key_budget (key_id) VALUES (p_key) ON CONFLICT DO NOTHING;
+                    SELECT held INTO key_held FROM key_budget WHERE key_id = p_key FOR UPDATE;
+                END IF;
+                IF p_key_amount > 0 THEN  -- a fresh read: settlements that committed while we waited count
+                    SELECT COALESCE(SUM(spent), 0) INTO used FROM key_spend
+                        WHERE key_id = p_key AND hour >= p_from_hour;
+                    IF p_budget - used - key_held < p_key_amount THEN
+                        RETURN QUERY SELECT 'budget'::TEXT, 0::BIGINT;
+                        RETURN;
+                    END IF;
+                END IF;
+            END IF;
+            FOR i IN 1..n LOOP
+                PERFORM pg_advisory_xact_lock(hashtextextended(p_scopes[i], 0));
+            END LOOP;
+            now_s := FLOOR(EXTRACT(EPOCH FROM clock_timestamp()));
+            FOR i IN 1..n LOOP
+                SELECT COALESCE(SUM(tokens), 0) INTO used FROM token_rates
+                    WHERE scope = p_scopes[i] AND second > now_s - 60;
+                IF used + p_amounts[i] > p_limits[i] THEN
+                    RETURN QUERY SELECT 'rate:' || i, now_s;
+                    RETURN;
+                END IF;
+            END LOOP;
+            -- every check passed: the writes
+            IF p_amount <> 0 THEN
+                UPDATE credit SET held = held + p_amount WHERE tenant_id = p_tenant;
+            END IF;
+            IF p_key_amount <> 0 THEN
+                UPDATE key_budget SET held = held + p_key_amount WHERE key_id = p_key;
+            END IF;
+            IF p_resize THEN
+                UPDATE credit_holds SET amount = amount + p_amount,
+                    key_id = COALESCE(key_id, p_key), key_amount = key_amount + p_key_amount
+                    WHERE request_id = p_request;
+            ELSIF p_amount > 0 THEN
+                INSERT INTO credit_holds (request_id, tenant_id, amount, owner, created_at, key_id, key_amount)
+                    VALUES (p_request, p_tenant, p_amount, p_owner, EXTRACT(EPOCH FROM clock_timestamp()),
+                            p_key, p_key_amount);
+            END IF;
+            FOR i IN 1..n LOOP
+                INSERT INTO token_rates (scope, second, tokens) VALUES (p_scopes[i], now_s, p_amounts[i])
+                    ON CONFLICT (scope, second) DO UPDATE SET tokens = token_rates.tokens + EXCLUDED.tokens;
+            END LOOP;
+            RETURN QUERY SELECT 'ok'::TEXT, now_s;
+        END $$;
+        """
+    )
