@@ -25,6 +25,7 @@ from .billing.stripe_billing import StripeBilling
 from .billing.wallet import Wallet
 from .bus import EventBus
 from .catalog import Catalog
+from .changes import Seen
 from .config import Config, resolve_secrets
 from .oauth import OAuthManager
 from .offload import Offload
@@ -37,6 +38,7 @@ from .store import keys as key_store
 from .store import ledger as ledger_store
 from .store import notify
 from .store import settings as settings_store
+from .store import tenants as tenant_store
 from .store.lock import ServerLock
 from .store.spool import default_dir as spool_default_dir
 from .store.writer import Writer
@@ -118,6 +120,8 @@ class Runtime:
         self._persisted_at: dict[str, float] = {}
         self._watch_conn: sqlite3.Connection | None = None
         self._data_version = -1
+        # keys and tenants as this process knows them: what changed elsewhere (the CLI) becomes events
+        self.seen = Seen()
         self.base_url = f"http://{cfg.server.host}:{cfg.server.port}"
 
     # ------------------------------------------------------------ life cycle
@@ -263,7 +267,9 @@ class Runtime:
 
     def _load(self, conn: sqlite3.Connection) -> None:
         self._load_accounts(conn)
-        self.keyring.load([k for k in key_store.listing(conn)])
+        keys = key_store.listing(conn)
+        self.keyring.load(keys)
+        self.seen.load(keys, tenant_store.all_tenants(conn))
         self.wallet.load(ledger_store.balances(conn), ledger_store.max_id(conn))
         stored_settings = settings_store.all_settings(conn)
         self.catalog.apply_settings(stored_settings)
@@ -351,9 +357,13 @@ class Runtime:
             try:
                 self.pool.tick()
                 self._warn_backlog()
-                changes = await asyncio.to_thread(self._check_changes)
-                if changes is not None:
-                    self._apply_changes(*changes)
+                if await asyncio.to_thread(self._database_changed):
+                    await self.write(lambda conn: None)  # this process's own writes first (it announced them)
+                    before = self.writer.submitted
+                    state = await self.read(self._read_state)
+                    # a write of this process submitted during the read may be missing from it: apply the
+                    # state, but leave the events to the next look (the write changes the database again)
+                    self._apply_changes(*state, announce=self.writer.submitted == before)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the watcher must survive anything
@@ -404,6 +414,12 @@ class Runtime:
                 )
         if "tenants" in tables:
             self.plans.clear()  # tiers, subscription status and caps are read afresh
+            if tables <= {"ledger", "tenants", "requests"}:  # else the full read below announces them
+                await self.write(lambda conn: None)
+                before = self.writer.submitted
+                tenants = await self.read(tenant_store.all_tenants)
+                if self.writer.submitted == before:
+                    self._announce(self.seen.tenant_changes(tenants))
         if ("requests" in tables and time.monotonic() - self._quota_read_at >= 1.0) or "tenants" in tables:
             self._quota_read_at = time.monotonic()
             self.quota.forget()  # subscription tokens used on every instance are read afresh (once a second)
@@ -413,12 +429,12 @@ class Runtime:
                 # change made here a moment ago (an account removed, then re-added from a stale read)
                 await self.write(lambda conn: None)
                 before = self.writer.submitted
-                keys, _, rows, states, settings = await self.read(self._read_state)
+                keys, _, rows, states, settings, tenants = await self.read(self._read_state)
                 if self.writer.submitted == before:
                     break
             else:
                 return  # busy with changes of its own: the next notification reads again
-            self._apply_changes(keys, [], rows, states, settings)
+            self._apply_changes(keys, [], rows, states, settings, tenants)
             self._apply_states(rows, states)
 
     def _apply_states(self, rows: list[dict[str, Any]], states: dict[str, Any]) -> None:
@@ -455,16 +471,17 @@ class Runtime:
             account_store.listing(conn),
             account_store.load_states(conn),
             settings_store.all_settings(conn),
+            tenant_store.all_tenants(conn),
         )
 
-    def _check_changes(self) -> tuple[Any, ...] | None:
-        """(On a worker thread) read what changed since the last look, if the database changed at all."""
+    def _database_changed(self) -> bool:
+        """(On a worker thread) whether another connection wrote the database since the last look."""
         assert self._watch_conn is not None
         version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version:
-            return None
+            return False
         self._data_version = version
-        return self._read_state(self.readers.get())
+        return True
 
     def _apply_changes(
         self,
@@ -473,7 +490,12 @@ class Runtime:
         rows: list[dict[str, Any]],
         states: dict[str, Any],
         settings: dict[str, Any],
+        tenants: list[dict[str, Any]],
+        *,
+        announce: bool = True,
     ) -> None:
+        if announce:  # keys and tenants changed elsewhere (the CLI): the events the actions publish here
+            self._announce(self.seen.tenant_changes(tenants) + self.seen.key_changes(keys))
         self.keyring.load(keys)
         self.plans.clear()  # tiers and caps set by the CLI: re-read at the next request
         changed = self.wallet.apply_external(external)
@@ -491,6 +513,10 @@ class Runtime:
             self.bus.publish("account.removed", account=gone)
         self.catalog.apply_settings(settings)
         self.pool.apply_settings(settings)
+
+    def _announce(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        for topic, data in events:
+            self.bus.publish(topic, **data)
 
 
 WRITER_BACKLOG_WARN = 50_000

@@ -267,6 +267,7 @@ async def test_cli_changes_reach_the_running_gateway_within_a_second(tmp_path: P
     cfg_path = write_config(tmp_path, upstream.base_url, extra='[[tiers]]\nname = "pro"\n')
     gw = Gateway(configmod.load(cfg_path))
     await gw.start()
+    events = gw.rt.bus.subscribe()
     try:
         made = await acli(cfg_path, "keys", "create", "--tenant", "sub", "--create", "--kind", "subscription")
         secret = made.strip().splitlines()[-1]
@@ -292,7 +293,33 @@ async def test_cli_changes_reach_the_running_gateway_within_a_second(tmp_path: P
             key_id = (await acli(cfg_path, "keys", "list")).split("\t")[0]
             await acli(cfg_path, "keys", "revoke", key_id)
             await reached(401)
+
+        # each change also reached the console's event log, as the same events the console's actions
+        # publish; a change made in process is announced once, not again when the watcher reads it
+        await run_action(gw.rt, "set_tenant_tpm", {"tenant": "sub", "tpm": 777})
+        await acli(cfg_path, "tenants", "tpm", "--tenant", "sub", "888")
+        seen: list[tuple[str, dict[str, Any]]] = []
+        for _ in range(100):  # bounded: the watcher looks every 0.4 s
+            seen += [(e.topic, e.data) for e in events.drain() if e.topic.startswith(("tenant.", "key."))]
+            if ("tenant.tpm", 888) in [(t, d.get("tpm")) for t, d in seen]:
+                break
+            await asyncio.sleep(0.05)
+        topics = [t for t, _ in seen]
+        assert topics == [
+            "tenant.created",
+            "key.created",
+            "tenant.subscription",
+            "tenant.subscription",
+            "key.revoked",
+            "tenant.tpm",
+            "tenant.tpm",
+        ], seen
+        assert seen[0][1]["name"] == "sub" and seen[1][1]["kind"] == "subscription"
+        assert [d["tier"] for t, d in seen if t == "tenant.subscription"] == ["pro", None]
+        assert seen[4][1]["key_id"] == key_id
+        assert [d["tpm"] for t, d in seen if t == "tenant.tpm"] == [777, 888]
     finally:
+        events.close()
         await gw.stop()
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 from test_tui_support import ready
-from textual.widgets import Input, Label, Select
+from textual.widgets import Input, Select
 
 from gatewaytui.providers.base import UpstreamError
 from gatewaytui.store import accounts as account_store
@@ -17,6 +17,7 @@ from gatewaytui.store import ledger as ledger_store
 from gatewaytui.store import settings as settings_store
 from gatewaytui.store import tenants as tenant_store
 from gatewaytui.tui.app import ConsoleApp
+from gatewaytui.tui.format import usd
 from gatewaytui.tui.screens.dialogs import (
     AddAccountDialog,
     ConfirmDialog,
@@ -26,7 +27,7 @@ from gatewaytui.tui.screens.dialogs import (
     SecretDialog,
 )
 from gatewaytui.tui.screens.request import RequestScreen
-from gatewaytui.tui.source import LocalSource
+from gatewaytui.tui.source import ActionError, LocalSource
 from gatewaytui.tui.widgets import LiveTable
 
 SIZE = (80, 24)
@@ -86,7 +87,7 @@ async def test_account_actions(gateway: Any) -> None:
         assert dialog.query_one("#api_key", Input).password
         await press(pilot, "ctrl+s")
         assert isinstance(app.screen, AddAccountDialog)
-        assert "API key is required" in str(app.screen.query_one(".problem", Label).render())
+        assert app.screen.refusals() == {"api_key": "an API key is required"}  # shown by its field
         dialog.query_one("#provider", Select).value = "openai"
         dialog.query_one("#label", Input).focus()
         await pilot.press(*"team-2")
@@ -100,13 +101,22 @@ async def test_account_actions(gateway: Any) -> None:
         assert gw.rt.pool.find("team-2").api_key == "sk-live-secret"
         assert "team-2" in {a["label"] for a in app.screen.snap["accounts"]}
 
-        # a refused action is reported and the console goes on
+        # a refused action keeps the dialog open, the refusal by the field it concerns, the values kept;
+        # the fixed form goes through and closes
         await press(pilot, "a")
         await fill(pilot, label="anthropic-1", api_key="dup")
         await press(pilot, "ctrl+s")
-        notes = [n for n in app._notifications if n.severity == "error"]
-        assert notes and "already exists" in notes[-1].message
-        assert app.is_running and app.screen.MODE == "accounts"
+        dialog = app.screen
+        assert isinstance(dialog, AddAccountDialog) and not dialog.busy
+        assert "already exists" in dialog.refusals()["label"], dialog.refusals()
+        assert (dialog.value("label"), dialog.value("api_key")) == ("anthropic-1", "dup")
+        assert app.focused is dialog.query_one("#label")
+        await fill(pilot, label="team-3")
+        await press(pilot, "ctrl+s")
+        assert app.screen.MODE == "accounts" and not isinstance(app.screen, AddAccountDialog)
+        assert "account added" in [n.message for n in app._notifications]
+        await gw.flush()
+        assert account_row(gw.rt, "team-3")["provider"] == "anthropic"
 
         # disable, enable
         acc = gw.rt.pool.find("openai-1")
@@ -192,7 +202,7 @@ async def test_tenant_actions(gateway: Any) -> None:
         await fill(pilot, usd="0.1234567")
         await press(pilot, "ctrl+s")
         assert isinstance(app.screen, CreditDialog)
-        assert "more than 6 decimal places" in str(app.screen.query_one(".problem", Label).render())
+        assert "more than 6 decimal places" in app.screen.refusals()["usd"]
         await fill(pilot, usd="12.345678", note="invoice 7")
         await press(pilot, "ctrl+s")
         await gw.flush()
@@ -214,6 +224,59 @@ async def test_tenant_actions(gateway: Any) -> None:
             json={"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
         )
     assert r.status_code == 401
+
+
+async def refused_credit_is_fixed_in_its_dialog(
+    app: Any, pilot: Any, gw: Any, tenant: dict[str, Any]
+) -> None:
+    """A refused credit keeps its dialog open with the refusal by the field the spec names and the values
+    as typed; the fixed form goes through, closes and says so. Shared by the in-process and attached tests."""
+    before = ledger_store.balance(gw.rt.readers.get(), tenant["id"])
+    await select_row(pilot, "#tenants", str(tenant["id"]))
+    await press(pilot, "c")
+    dialog = app.screen
+    assert isinstance(dialog, CreditDialog)
+    await fill(pilot, usd="20000", note="invoice 9")  # over [billing] max_credit_usd (10,000 by default)
+    await press(pilot, "ctrl+s")
+    assert app.screen is dialog and not dialog.busy
+    assert list(dialog.refusals()) == ["usd"] and "more than one credit may be" in dialog.refusals()["usd"]
+    assert [dialog.value(f) for f in ("tenant", "usd", "note")] == [tenant["name"], "20000", "invoice 9"]
+    assert app.focused is dialog.query_one("#usd")
+    await fill(pilot, tenant="nobody-by-that-name", usd="5")  # the next refusal replaces the last
+    await press(pilot, "ctrl+s")
+    assert app.screen is dialog and list(dialog.refusals()) == ["tenant"]
+    assert "no tenant named 'nobody-by-that-name'" in dialog.refusals()["tenant"]
+    assert ledger_store.balance(gw.rt.readers.get(), tenant["id"]) == before
+    await fill(pilot, tenant=tenant["name"])
+    await press(pilot, "ctrl+s")
+    assert not isinstance(app.screen, CreditDialog) and app.screen.MODE == "tenants"
+    assert f"credited {usd(5_000_000)} to {tenant['name']}" in [n.message for n in app._notifications]
+    await gw.flush()
+    assert ledger_store.balance(gw.rt.readers.get(), tenant["id"]) == before + 5_000_000
+
+
+async def test_a_refused_dialog_stays_open_until_fixed(gateway: Any) -> None:
+    await gateway.mint("acme", usd=1.0)
+    acme = tenant_store.by_name(gateway.rt.readers.get(), "acme")
+    async with console(gateway, "tenants") as (app, pilot):
+        await refused_credit_is_fixed_in_its_dialog(app, pilot, gateway, acme)
+        # a confirmation's refusal shows in it too (the key is gone by the time it is confirmed)
+        key_id = next(k["id"] for k in key_store.listing(gateway.rt.readers.get()))
+        await select_row(pilot, "#tenants", str(acme["id"]))
+        await select_row(pilot, "#keys", key_id)
+        await press(pilot, "r")
+        assert isinstance(app.screen, ConfirmDialog)
+        app.screen.act = _refusing
+        await press(pilot, "y")
+        assert isinstance(app.screen, ConfirmDialog)
+        assert app.screen.refusals() == {None: "the gateway said no"}
+        await press(pilot, "n")
+        assert not isinstance(app.screen, ConfirmDialog)
+        assert key_store.get(gateway.rt.readers.get(), key_id)["revoked_at"] is None
+
+
+async def _refusing(values: Any) -> Any:
+    raise ActionError("invalid_request", "the gateway said no")
 
 
 # ------------------------------------------------------------------ routing

@@ -3,13 +3,15 @@ quit and the command palette key; no notification covers a dialog; tables size c
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pytest
 from rich.cells import cell_len
+from rich.console import Console
 from test_oauth import auth_server, free_port, oauth_gateway  # noqa: F401,F811 - fixtures
 from test_tui_support import freeze, ready, seeded_app
-from textual.widgets import Button, Input, Select
+from textual.widgets import Button, Input, Select, Static
 from textual.widgets._toast import Toast
 
 from gatewaytui.tui.screens.dialogs import Dialog
@@ -78,6 +80,18 @@ async def test_every_screen_shows_whole_headers_tabs_and_quit(app: Any, size: tu
             pinned = {k.action for k in screen.query("#pinned FooterKey")}
             assert {"quit", "command_palette"} <= pinned
             assert inside(screen.query_one("#pinned"), screen.size)
+        # help: every binding id and section title whole at this width (rendered as the screen draws it)
+        await ready(pilot, "6")
+        bindings = app.screen.query_one("#bindings", Static)
+        drawn = Console(width=bindings.content_region.width, file=io.StringIO(), record=True)
+        drawn.print(bindings.content)
+        lines = drawn.export_text().splitlines()
+        for section, _, _, binding_id in app.screen.rows():
+            assert any(line.strip() == section for line in lines), f"help section {section!r} cut at {size}"
+            assert any(line.rstrip().endswith(" " + binding_id) for line in lines), (
+                f"{binding_id} cut at {size}"
+            )
+        assert not any("…" in line for line in lines), f"help cut at {size}"
         # the streams screen at 80 columns keeps what the issue missed: Cost and Time
         await ready(pilot, "2")
         recent = app.screen.query_one("#recent", LiveTable)
@@ -87,6 +101,9 @@ async def test_every_screen_shows_whole_headers_tabs_and_quit(app: Any, size: tu
         await ready(pilot, "enter")  # the request detail
         problems = [p for t in app.screen.query(LiveTable) for p in headers_whole(t)]
         assert problems == [], f"request detail at {size}: {problems}"
+        headers = app.screen.query_one("#headers", LiveTable)  # the request's header names, whole
+        names = [headers.get_cell(str(row.value), "name").plain for row in headers.rows]
+        assert "anthropic-version" in names and not [n for n in names if n.endswith("…")], names
         assert "Summarise the attached incident report" in str(app.screen.query_one("#request-body").render())
         assert "curl http://127.0.0.1:8080/v1/messages -N" in app.screen.curl
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from test_tui_actions import console, fill, press, select_row
-from textual.widgets import Label, Select
+from textual.widgets import Select
 
 from gatewaytui.store import keys as key_store
 from gatewaytui.store import settings as settings_store
@@ -14,7 +14,7 @@ from gatewaytui.tui.screens.dialogs import FallbackDialog, MintKeyDialog, Secret
 
 
 def problem(app: Any) -> str:
-    return str(app.screen.query_one(".problem", Label).render())
+    return " | ".join(app.screen.refusals().values())
 
 
 async def test_mint_dialog_sets_a_budget_and_a_token_rate(gateway: Any) -> None:
@@ -34,13 +34,20 @@ async def test_mint_dialog_sets_a_budget_and_a_token_rate(gateway: Any) -> None:
             await fill(pilot, **values)
             await press(pilot, "ctrl+s")
             assert isinstance(app.screen, MintKeyDialog) and says in problem(app), problem(app)
-        # the action's spec answers what only it knows (a rolling window of 0 hours is no period)
+        # the action's spec answers what only it knows (a rolling window of 0 hours is no period): the
+        # dialog stays open with the refusal by the period field and the values as typed
         await fill(pilot, label="ci", budget="2.50", period="0h", tpm="90000")
         await press(pilot, "ctrl+s")
-        assert not isinstance(app.screen, SecretDialog)
+        dialog = app.screen
+        assert isinstance(dialog, MintKeyDialog) and set(dialog.refusals()) == {"period"}, problem(app)
+        assert [dialog.value(f) for f in ("label", "budget", "period", "tpm")] == [
+            "ci",
+            "2.50",
+            "0h",
+            "90000",
+        ]
         assert not [k for k in key_store.listing(gw.rt.readers.get()) if k.get("label") == "ci"]
-        await press(pilot, "k")
-        await fill(pilot, label="ci", budget="2.50", period="24h", tpm="90000")
+        await fill(pilot, period="24h")
         await press(pilot, "ctrl+s")
         assert isinstance(app.screen, SecretDialog)
         row = key_store.by_hash(gw.rt.readers.get(), key_store.hash_key(app.screen.secret))
@@ -88,8 +95,10 @@ async def test_routing_screen_edits_fallbacks(gateway: Any) -> None:
         await fill(pilot, then="no-such-model")
         await press(pilot, "ctrl+s")
         assert gw.rt.catalog.fallbacks == {"claude-sonnet-4-5": ["gpt-4o", "gemini-2.5-flash"]}
-        if isinstance(app.screen, FallbackDialog):
-            await press(pilot, "escape")
+        assert isinstance(app.screen, FallbackDialog)
+        assert "no model 'no-such-model'" in app.screen.refusals()["then"]
+        await press(pilot, "escape")
+        assert not isinstance(app.screen, FallbackDialog)
         # from the fallbacks table, the chain is prefilled; blank removes it
         await select_row(pilot, "#fallbacks", "claude-sonnet-4-5")
         await press(pilot, "f")

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from test_tui_actions import refused_credit_is_fixed_in_its_dialog
 from test_tui_support import ready
 from textual.widgets import Input
 
@@ -72,7 +73,7 @@ async def test_remote_source_reports_a_bad_token_and_an_unreachable_gateway(gw: 
     await offline.close()
 
 
-async def test_attached_console_credits_a_tenant(gw: Any) -> None:
+async def test_attached_console_credits_a_tenant_and_keeps_a_refused_dialog_open(gw: Any) -> None:
     await gw.mint("acme", usd=1.0)
     acme = tenant_store.by_name(gw.rt.readers.get(), "acme")
     app = ConsoleApp(RemoteSource(gw.base_url, TOKEN), refresh_ms=60_000, screen="tenants")
@@ -92,6 +93,8 @@ async def test_attached_console_credits_a_tenant(gw: Any) -> None:
         assert (
             next(t for t in app.screen.snap["tenants"] if t["name"] == "acme")["balance_micro"] == 3_500_000
         )
+        # the same refusals as in process (tests/test_tui_actions.py), over the admin API
+        await refused_credit_is_fixed_in_its_dialog(app, pilot, gw, acme)
 
 
 async def test_console_survives_losing_its_gateway(gw: Any) -> None:

@@ -35,14 +35,14 @@ ROUTING_FIELDS = (
 
 def _label_not_blank(args: dict[str, Any]) -> None:
     if args.get("label") is not None and not args["label"].strip():
-        raise bad("label must be a non-empty string of at most 100 characters")
+        raise bad("label must be a non-empty string of at most 100 characters", "label")
 
 
 def _credentials(args: dict[str, Any]) -> None:
     if not args.get("api_key"):
-        raise bad("an account needs an api_key (or an OAuth flow)")
+        raise bad("an account needs an api_key (or an OAuth flow)", "api_key")
     if args.get("provider") == "openai-compatible" and not args.get("base_url"):
-        raise bad("openai-compatible accounts need a base_url")
+        raise bad("openai-compatible accounts need a base_url", "base_url")
 
 
 ADD_ACCOUNT = Spec(
@@ -100,8 +100,8 @@ async def add_account(
             models=models,
             rpm=rpm,
         )
-    except ValueError as exc:
-        raise bad(str(exc)) from None
+    except ValueError as exc:  # the label is taken (``enroll``'s only clash)
+        raise bad(str(exc), "label") from None
 
 
 @validated(SET_ACCOUNT_ENABLED)

@@ -20,7 +20,7 @@ SET_HAIKU_MODEL = Spec("set_haiku_model", (string("name", required=True, doc="em
 
 def _alias_not_blank(args: dict[str, Any]) -> None:
     if "alias" in args and not args["alias"].strip():
-        raise bad("alias: must not be empty")
+        raise bad("alias: must not be empty", "alias")
 
 
 SET_ALIAS = Spec(
@@ -64,7 +64,9 @@ async def set_strategy(rt: Runtime, strategy: str) -> None:
 @validated(SET_DEFAULT_MODEL)
 async def set_default_model(rt: Runtime, name: str) -> None:
     if name not in rt.catalog.models:
-        raise GatewayError("not_found", f"no model {name!r}; configured: {', '.join(rt.catalog.models)}")
+        raise GatewayError(
+            "not_found", f"no model {name!r}; configured: {', '.join(rt.catalog.models)}", param="name"
+        )
     await rt.write(lambda c: settings_store.put(c, "default_model", name))
     rt.catalog.default_model = name
     rt.bus.publish("routing.changed", default_model=name)
@@ -73,7 +75,9 @@ async def set_default_model(rt: Runtime, name: str) -> None:
 @validated(SET_HAIKU_MODEL)
 async def set_haiku_model(rt: Runtime, name: str) -> None:
     if name and name not in rt.catalog.models and name not in rt.catalog.aliases:
-        raise GatewayError("not_found", f"no model {name!r}; configured: {', '.join(rt.catalog.models)}")
+        raise GatewayError(
+            "not_found", f"no model {name!r}; configured: {', '.join(rt.catalog.models)}", param="name"
+        )
     await rt.write(lambda c: settings_store.put(c, "haiku_model", name))
     rt.catalog.haiku_model = name
     rt.bus.publish("routing.changed", haiku_model=name)
@@ -86,9 +90,9 @@ async def set_alias(rt: Runtime, alias: str, target: str | None) -> dict[str, st
         aliases.pop(alias, None)
     else:
         if target not in rt.catalog.models:
-            raise GatewayError("not_found", f"no model {target!r}")
+            raise GatewayError("not_found", f"no model {target!r}", param="target")
         if alias in rt.catalog.models:
-            raise bad(f"{alias!r} is a model name, not an alias")
+            raise bad(f"{alias!r} is a model name, not an alias", "alias")
         aliases[alias] = target
     await rt.write(lambda c: settings_store.put(c, "aliases", aliases))
     rt.catalog.extra_aliases = aliases

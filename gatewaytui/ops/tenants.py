@@ -32,13 +32,13 @@ CREATE = Field("create", "boolean", doc="create the tenant if there is none of t
 
 def _positive_topup(args: dict[str, Any]) -> None:
     if args.get("kind", "topup") == "topup" and args.get("amount_micro", 1) <= 0:
-        raise bad("credit: a top-up must be a positive amount")
+        raise bad("credit: a top-up must be a positive amount", "amount_micro")
 
 
 def _tenant_name(args: dict[str, Any]) -> None:
     for key in ("tenant", "name"):
         if key in args and not args[key].strip():
-            raise bad("tenant name must be 1-200 characters")
+            raise bad("tenant name must be 1-200 characters", key)
 
 
 def _credit_ceiling(args: dict[str, Any], bounds: Bounds) -> None:
@@ -66,7 +66,7 @@ def _known_models(args: dict[str, Any], bounds: Bounds) -> None:
 
 def _positive_cap(args: dict[str, Any]) -> None:
     if args.get("cap_micro") is not None and args["cap_micro"] <= 0:
-        raise bad("set_cap: a cap must be a positive amount (or null to clear it)")
+        raise bad("set_cap: a cap must be a positive amount (or null to clear it)", "cap_micro")
 
 
 CREATE_TENANT = Spec("create_tenant", (string("name", required=True, max_length=200),), (_tenant_name,))
@@ -208,6 +208,7 @@ def _store(fn: Any) -> Any:
 @validated(CREATE_TENANT)
 async def create_tenant(rt: Runtime, name: str) -> dict[str, Any]:
     tenant, created = await rt.write(lambda c: _store(lambda: tenant_store.get_or_create(c, name)))
+    rt.seen.saw_tenant(tenant)
     if created:
         rt.bus.publish("tenant.created", tenant_id=tenant["id"], name=tenant["name"])
     return tenant
@@ -240,6 +241,8 @@ async def mint_key(
         "tpm": tpm,
     }
     t, created, row, secret = await rt.write(lambda c: _store(lambda: mint_rows(c, tenant, create, **key)))
+    rt.seen.saw_tenant(t)
+    rt.seen.saw_key(row)
     if created:
         rt.bus.publish("tenant.created", tenant_id=t["id"], name=t["name"])
     rt.keyring.put(row)
@@ -249,9 +252,9 @@ async def mint_key(
 
 @validated(REVOKE_KEY)
 async def revoke_key(rt: Runtime, key_id: str, tenant_id: int | None = None) -> bool:
-    done = await rt.write(lambda c: key_store.revoke(c, key_id, tenant_id))
-    row = await rt.read(lambda c: key_store.get(c, key_id))
+    done, row = await rt.write(lambda c: (key_store.revoke(c, key_id, tenant_id), key_store.get(c, key_id)))
     if row is not None and (tenant_id is None or row["tenant_id"] == tenant_id):
+        rt.seen.saw_key(row)
         rt.keyring.put(row)
     if done:
         rt.bus.publish("key.revoked", key_id=key_id)
@@ -276,6 +279,7 @@ async def credit(
         lambda c: _store(lambda: credit_rows(c, tenant, amount_micro, kind, idem, note, origin, create))
     )
     tenant_id = t["id"]
+    rt.seen.saw_tenant(t)
     if fresh:
         rt.wallet.credit(tenant_id, amount_micro)
         rt.bus.publish(
@@ -292,6 +296,7 @@ async def set_tier(rt: Runtime, tenant: str, tier: str | None) -> dict[str, Any]
     """Put a tenant on a subscription tier by hand (active until removed), or take it off (``None``)."""
     check_tier(rt.cfg.tiers, tier)
     row = await rt.write(lambda conn: _store(lambda: tier_rows(conn, tenant, tier)))
+    rt.seen.saw_tenant(row)
     rt.plans.put(row)
     rt.bus.publish(
         "tenant.subscription", tenant_id=row["id"], tier=tier, status=row.get("subscription_status")
@@ -306,6 +311,7 @@ async def set_cap(
     """Set (or clear with ``None``) a tenant's per-call cap: for one model, or for every model."""
     model = cap_model(rt.catalog, model)
     row = await rt.write(lambda conn: _store(lambda: cap_rows(conn, tenant, cap_micro, model)))
+    rt.seen.saw_tenant(row)
     rt.plans.put(row)
     rt.bus.publish("tenant.caps", tenant_id=row["id"], model=model, cap_micro=cap_micro)
     return row
@@ -315,6 +321,7 @@ async def set_cap(
 async def set_tenant_tpm(rt: Runtime, tenant: str, tpm: int | None) -> dict[str, Any]:
     """Limit a tenant to ``tpm`` tokens per minute across its keys (``None``: the config's default)."""
     row = await rt.write(lambda conn: _store(lambda: tpm_rows(conn, tenant, tpm)))
+    rt.seen.saw_tenant(row)
     rt.plans.put(row)
     rt.bus.publish("tenant.tpm", tenant_id=row["id"], tpm=tpm)
     return row

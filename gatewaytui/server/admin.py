@@ -42,7 +42,10 @@ def _json(data: Any, status: int = 200) -> Response:
 
 
 def error_body(err: GatewayError) -> Response:
-    response = _json({"error": {"type": err.kind, "message": err.message}}, err.status)
+    body: dict[str, Any] = {"type": err.kind, "message": err.message}
+    if err.param:
+        body["param"] = err.param  # the argument the error concerns (a console dialog shows it by that field)
+    response = _json({"error": body}, err.status)
     for name, value in err.headers().items():
         response.headers[name] = value
     return response

@@ -29,7 +29,7 @@ from .console import TABS
 from .format import curl_line
 from .screens.accounts import AccountsScreen
 from .screens.base import ConsoleScreen
-from .screens.dialogs import ConfirmDialog, Dialog, SecretDialog
+from .screens.dialogs import ConfirmDialog, Dialog, SecretDialog, explain
 from .screens.help import HelpScreen
 from .screens.overview import OverviewScreen
 from .screens.routing import RoutingScreen
@@ -222,23 +222,18 @@ class ConsoleApp(App[None]):
         after: Callable[[], None] | None = None,
         then: Callable[[Any], object] | None = None,  # its return value is not used
     ) -> None:
-        """Run an operator action as a worker: notify its outcome, then call ``then(result)`` and ``after()``."""
+        """Run an operator action without a dialog (a key on a table row) as a worker: notify its outcome,
+        then call ``then(result)`` and ``after()``. Actions answered in a dialog go through
+        ``ConsoleScreen.ask``, which shows a refusal inside the dialog instead."""
 
         async def run() -> None:
             try:
                 result = await work
-            except ActionError as err:
-                self.notify(err.message, title="Refused", severity="error", timeout=6, markup=False)
-                return
             except Exception as exc:  # noqa: BLE001 - a failed action must not end the console
-                log.exception("console action failed")
-                self.notify(
-                    f"{exc.__class__.__name__}: {exc}",
-                    title="Failed",
-                    severity="error",
-                    timeout=8,
-                    markup=False,
-                )
+                if not isinstance(exc, ActionError):
+                    log.exception("console action failed")
+                title, message = explain(exc)
+                self.notify(message, title=title, severity="error", timeout=8, markup=False)
                 return
             if done:
                 self.notify(done, timeout=3, markup=False)

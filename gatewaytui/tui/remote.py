@@ -108,8 +108,8 @@ class RemoteSource(Source):
         except httpx.HTTPError as exc:
             raise ActionError("unavailable", f"{self.base_url} is unreachable: {exc}") from None
         if response.status_code not in (200, 201):
-            kind = _error_body(response).get("type") or "api_error"
-            raise ActionError(kind, _error_message(response))
+            error = _error_body(response)
+            raise ActionError(error.get("type") or "api_error", _error_message(response), error.get("param"))
         return orjson.loads(response.content)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:

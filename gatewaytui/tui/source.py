@@ -31,12 +31,14 @@ from ..runtime import Runtime
 
 
 class ActionError(Exception):
-    """An operator action was refused; ``message`` is fit to show the operator."""
+    """An operator action was refused; ``message`` is fit to show the operator, ``param`` names the
+    argument it concerns when the action's spec says which (a dialog shows the message by that field)."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, param: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.param = param
 
 
 class SourceUnavailable(Exception):
@@ -206,4 +208,4 @@ class LocalSource(Source):
         try:
             return await run_action(self.rt, action, args)
         except GatewayError as err:
-            raise ActionError(err.kind, err.message) from None
+            raise ActionError(err.kind, err.message, err.param) from None

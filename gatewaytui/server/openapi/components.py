@@ -199,7 +199,9 @@ def component_schemas(models: list[str]) -> dict[str, Any]:
             },
             ("error",),
         ),
-        "AdminError": obj({"error": obj({"type": STR, "message": STR}, ("type", "message"))}, ("error",)),
+        "AdminError": obj(
+            {"error": obj({"type": STR, "message": STR, "param": STR}, ("type", "message"))}, ("error",)
+        ),
         "TenantKey": obj(
             {
                 "id": STR,

@@ -138,23 +138,22 @@ class AccountsScreen(ConsoleScreen):
         return a
 
     def action_add(self) -> None:
-        def added(values: dict[str, Any] | None) -> None:
-            if not values:
-                return
-            if values.pop("oauth", False):
-                self.console.perform(
-                    self.console.source.begin_oauth(values["provider"], values["label"], values["base_url"]),
-                    then=lambda flow: self.app.push_screen(OAuthDialog(flow), signed_in),
-                )
-            else:
-                self.perform(self.console.source.add_account(**values), "account added")
+        def act(values: dict[str, Any]) -> tuple[Any, str | None]:
+            source = self.console.source
+            if values.get("oauth"):
+                return source.begin_oauth(values["provider"], values["label"], values["base_url"]), None
+            return source.add_account(**values), "account added"
+
+        def then(values: dict[str, Any], result: dict[str, Any]) -> None:
+            if values.get("oauth"):  # the sign-in started: follow it in its own dialog
+                self.app.push_screen(OAuthDialog(result), signed_in)
 
         def signed_in(flow: dict[str, Any] | None) -> None:
             if flow:
                 self.notify(f"account {flow.get('label') or ''} added", timeout=4, markup=False)
                 self.kick()
 
-        self.app.push_screen(AddAccountDialog(), added)
+        self.ask(AddAccountDialog(), act, then)
 
     def action_toggle_enabled(self) -> None:
         a = self._need()
@@ -183,12 +182,9 @@ class AccountsScreen(ConsoleScreen):
         if a is None:
             return
 
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.perform(self.console.source.remove_account(a["id"]), f"{a['label']} removed")
-
-        self.app.push_screen(
-            ConfirmDialog(f"Remove account {a['label']}? Requests stop using it at once."), confirmed
+        self.ask(
+            ConfirmDialog(f"Remove account {a['label']}? Requests stop using it at once."),
+            lambda _: (self.console.source.remove_account(a["id"]), f"{a['label']} removed"),
         )
 
 

@@ -19,6 +19,7 @@ from textual.timer import Timer
 
 from ..console import Console
 from ..widgets import ConsoleFooter, StatusBar
+from .dialogs import Dialog
 
 BACKOFF = 5  # the next redraw waits at least this many times as long as the last one took
 
@@ -114,11 +115,32 @@ class ConsoleScreen(Screen[None]):
         """Run an operator action as a worker; report the outcome and reload."""
         self.console.perform(work, done, after=self.kick)
 
-    def ask(self, dialog: Any, act: Callable[[dict[str, Any]], tuple[Awaitable[Any], str]]) -> None:
-        """Open a form dialog; when it returns values, ``act`` turns them into (the action, what it did)."""
+    def ask(
+        self,
+        dialog: Dialog,
+        act: Callable[[Any], tuple[Awaitable[Any], str | None]],
+        then: Callable[[Any, Any], object] | None = None,
+    ) -> None:
+        """Open a dialog whose answer runs an operator action: ``act(values)`` gives (the action, what it did).
 
-        def chosen(values: dict[str, Any] | None) -> None:
-            if values:
-                self.perform(*act(values))
+        The dialog stays open until the action answers. A refusal shows in the dialog (by the field it
+        concerns) with the typed values kept; on success the dialog closes, the console notifies what it
+        did, calls ``then(values, result)`` and reloads. Every dialog of every screen goes through here.
+        """
 
-        self.app.push_screen(dialog, chosen)
+        async def run(values: Any) -> tuple[Any, Any, str | None]:
+            work, said = act(values)
+            return values, await work, said
+
+        def answered(outcome: tuple[Any, Any, str | None] | None) -> None:
+            if outcome is None:
+                return
+            values, result, said = outcome
+            if said:
+                self.notify(said, timeout=3, markup=False)
+            if then is not None:
+                then(values, result)
+            self.kick()
+
+        dialog.act = run
+        self.app.push_screen(dialog, answered)

@@ -1,39 +1,75 @@
 """The console's dialogs: forms for operator actions, a confirmation, and the shown-once key secret.
 
-Each dialog is a ``Dialog`` (a ``ModalScreen``); its rules in ``dialogs.tcss`` nest under its own type. A
-form dismisses with a dict of checked values (or None when cancelled); the screen that opened it runs the
-action. A dialog clears the toasts when it opens and shows later notifications on its own note line, so no
-toast ever covers its buttons.
+Each dialog is a ``Dialog`` (a ``ModalScreen``); its rules in ``dialogs.tcss`` nest under its own type.
+
+A dialog that runs an operator action gets it as ``act`` from the screen that opened it
+(``ConsoleScreen.ask``) and stays open until the action answers: on success it closes with the outcome
+(the screen then notifies and reloads); a refusal shows inside the dialog, by the field it concerns when
+the action's spec names one (``ActionError.param``) and at its bottom otherwise, and the typed values
+stay for another try. The console in process and ``gatewaytui attach`` raise the same ``ActionError``, so
+both behave alike. Without an ``act``, a dialog closes with its values (None when cancelled).
+
+A dialog clears the toasts when it opens and shows later notifications on its own note line, so no toast
+ever covers its buttons.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select, Static
 
 from ...billing.pricing import parse_usd
 from ..format import usd
+from ..source import ActionError
 from ..widgets import ConsoleFooter
+
+log = logging.getLogger("gatewaytui.tui")
 
 PROVIDERS = ("anthropic", "openai", "gemini", "openrouter", "openai-compatible")
 KEY_KINDS = ("payg", "subscription")
 
 
 SEVERITY_CLASS = {"warning": "-warning", "error": "-error"}
+Act = Callable[[Any], Awaitable[Any]]
+
+
+def explain(exc: BaseException) -> tuple[str, str]:
+    """(title, message) for an action that did not succeed: a refusal as the gateway worded it, anything
+    else (a bug, a lost connection) with its type."""
+    if isinstance(exc, ActionError):
+        return "Refused", exc.message
+    return "Failed", f"{exc.__class__.__name__}: {exc}"
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A form's own check failed: ``message``, shown by ``field`` (a widget id), else at the bottom."""
+
+    message: str
+    field: str | None = None
 
 
 class Dialog(ModalScreen[Any]):
-    """A modal with a note line for notifications (``App.notify`` routes here while the dialog is open)."""
+    """A modal with a note line for notifications (``App.notify`` routes here while the dialog is open), a
+    refusal line at its bottom, and the one way an answer runs its action (``submit``)."""
 
     CSS_PATH = "dialogs.tcss"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.act: Act | None = None  # the action an answer runs (set by the screen that opens the dialog)
+        self.busy = False  # the action is running: no second submit, no cancel until it answers
 
     def on_mount(self) -> None:
         self.app.clear_notifications()
@@ -43,18 +79,95 @@ class Dialog(ModalScreen[Any]):
         note.display = False  # takes a line only when there is something to say
         return note
 
+    def problem_line(self) -> Label:
+        problem = Label("", classes="problem")
+        problem.display = False
+        return problem
+
     def note(self, message: str, severity: str = "information") -> None:
         note = self.query_one(".note", Label)
         note.update(Text(message))
         note.set_classes(f"note {SEVERITY_CLASS.get(severity, '')}".strip())
         note.display = True
 
+    # -------------------------------------------------------------- answering
+
+    def submit(self, values: Any) -> None:
+        """Answer with ``values``: run the action and wait for it (see the module's docstring)."""
+        if self.act is None:
+            self.dismiss(values)
+            return
+        if self.busy:
+            return
+        self.clear_refusals()
+        self._set_busy(True)
+        self.app.run_worker(self._run(self.act, values), group="action", exit_on_error=False)
+
+    async def _run(self, act: Act, values: Any) -> None:
+        try:
+            outcome = await act(values)
+        except Exception as exc:  # noqa: BLE001 - shown in the dialog; the console goes on
+            if not isinstance(exc, ActionError):
+                log.exception("console action failed")
+            if self.is_attached:
+                self._set_busy(False)
+                title, message = explain(exc)
+                shown = message if isinstance(exc, ActionError) else f"{title}: {message}"
+                self.refuse(shown, getattr(exc, "param", None))
+            return
+        self.busy = False
+        if self.is_attached:
+            self.dismiss(outcome)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        for button in self.query(".submit").results(Button):
+            button.disabled = busy
+        if busy:
+            self.note("waiting for the gateway's answer…")
+        else:
+            self.query_one(".note", Label).display = False
+
+    def cancel(self) -> None:
+        """Close without an answer, unless an action is under way (its answer decides)."""
+        if self.busy:
+            self.note("waiting for the gateway's answer… (the action is already sent)", "warning")
+            return
+        self.dismiss(None)
+
+    # -------------------------------------------------------------- refusals
+
+    def refuse(self, message: str, field: str | None = None) -> None:
+        """Show why an answer was not accepted; the dialog has no fields, so at its bottom."""
+        self._show_problem(message)
+
+    def _show_problem(self, message: str) -> None:
+        problem = self.query_one(".problem", Label)
+        problem.update(Text(message))
+        problem.display = True
+
+    def clear_refusals(self) -> None:
+        for label in self.query(".problem, .refusal").results(Label):
+            label.display = False
+
+    def refusals(self) -> dict[str | None, str]:
+        """What the dialog shows as refused: by field id, and ``None`` for its bottom line."""
+        out: dict[str | None, str] = {}
+        for label in self.query(".problem, .refusal").results(Label):
+            if label.display:
+                field = label.id.removesuffix("-refusal") if label.id else None
+                out[field] = str(label.render())
+        return out
+
 
 class FormDialog(Dialog):
-    """A titled form: ``fields()`` yields the widgets, ``collect()`` returns values or a problem (str)."""
+    """A titled form: ``fields()`` yields the widgets, ``collect()`` returns values or a problem (a str for
+    the bottom line, or a ``Problem`` naming its field). ``PARAMS`` maps the action's argument names to
+    the form's field ids where they differ, so a refusal of an argument shows by the field that set it."""
 
     TITLE_TEXT = ""
     OK_LABEL = "OK"
+    PARAMS: ClassVar[dict[str, str]] = {}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Submit", id="dialog.submit"),
         Binding("escape", "cancel", "Cancel", id="dialog.cancel"),
@@ -64,19 +177,17 @@ class FormDialog(Dialog):
         with Vertical(classes="dialog"):
             yield Label(self.TITLE_TEXT, classes="title")
             yield from self.fields()
-            problem = Label("", classes="problem")
-            problem.display = False
-            yield problem
+            yield self.problem_line()
             yield self.note_line()
             with Horizontal(classes="buttons"):
-                yield Button(self.OK_LABEL, variant="primary", id="ok", compact=True)
+                yield Button(self.OK_LABEL, variant="primary", id="ok", classes="submit", compact=True)
                 yield Button("Cancel", id="cancel", compact=True)
         yield ConsoleFooter()
 
     def fields(self) -> Iterable[Widget]:
         raise NotImplementedError
 
-    def collect(self) -> dict[str, Any] | str:
+    def collect(self) -> dict[str, Any] | str | Problem:
         raise NotImplementedError
 
     def value(self, field_id: str) -> str:
@@ -86,17 +197,36 @@ class FormDialog(Dialog):
         value = self.query_one(f"#{field_id}", Select).value
         return None if value is Select.NULL else value
 
+    def refuse(self, message: str, field: str | None = None) -> None:
+        """By the field it concerns (an argument name or a field id) when the form shows that field."""
+        field_id = self.PARAMS.get(field or "", field)
+        if field_id:
+            try:
+                label = self.query_one(f"#{field_id}-refusal", Label)
+                widget = self.query_one(f"#{field_id}")
+            except NoMatches:
+                pass
+            else:
+                if widget.display:
+                    label.update(Text(message))
+                    label.display = True
+                    widget.focus()
+                    return
+        self._show_problem(message)
+
     def action_submit(self) -> None:
-        result = self.collect()
-        if isinstance(result, str):
-            problem = self.query_one(".problem", Label)
-            problem.update(Text(result))
-            problem.display = True
+        if self.busy:
             return
-        self.dismiss(result)
+        result = self.collect()
+        if isinstance(result, (str, Problem)):
+            self.clear_refusals()
+            problem = result if isinstance(result, Problem) else Problem(result)
+            self.refuse(problem.message, problem.field)
+            return
+        self.submit(result)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.cancel()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -110,9 +240,13 @@ class FormDialog(Dialog):
             self.action_cancel()
 
 
-def _field(label: str, widget: Widget) -> Iterable[Widget]:
-    yield Label(label, classes="field-label")
+def _field(label: str, widget: Widget, label_id: str | None = None) -> Iterable[Widget]:
+    """A field's label, the field, and the line under it where a refusal of its value shows."""
+    yield Label(label, classes="field-label", id=label_id)
     yield widget
+    refusal = Label("", classes="refusal", id=f"{widget.id}-refusal")
+    refusal.display = False
+    yield refusal
 
 
 class AddAccountDialog(FormDialog):
@@ -143,9 +277,12 @@ class AddAccountDialog(FormDialog):
                 compact=True,
             ),
         )
-        yield Label("API key", classes="field-label", id="api_key_label")
-        yield Input(
-            placeholder="stored encrypted; never shown again", password=True, id="api_key", compact=True
+        yield from _field(
+            "API key",
+            Input(
+                placeholder="stored encrypted; never shown again", password=True, id="api_key", compact=True
+            ),
+            label_id="api_key_label",
         )
 
     def on_select_changed(self, event: Select.Changed) -> None:
@@ -153,13 +290,15 @@ class AddAccountDialog(FormDialog):
             oauth = event.value == "oauth"
             self.query_one("#api_key", Input).display = not oauth
             self.query_one("#api_key_label", Label).display = not oauth
+            if oauth:
+                self.query_one("#api_key-refusal", Label).display = False
 
-    def collect(self) -> dict[str, Any] | str:
+    def collect(self) -> dict[str, Any] | str | Problem:
         provider = self.choice("provider")
         api_key, base_url = self.value("api_key"), self.value("base_url")
         oauth = self.choice("auth") == "oauth"
         if base_url and not base_url.startswith(("http://", "https://")):
-            return "the base URL must start with http:// or https://"
+            return Problem("the base URL must start with http:// or https://", "base_url")
         if oauth:
             return {
                 "provider": provider,
@@ -168,9 +307,9 @@ class AddAccountDialog(FormDialog):
                 "oauth": True,
             }
         if not api_key:
-            return "an API key is required"
+            return Problem("an API key is required", "api_key")
         if provider == "openai-compatible" and not base_url:
-            return "openai-compatible accounts need a base URL"
+            return Problem("openai-compatible accounts need a base URL", "base_url")
         return {
             "provider": provider,
             "label": self.value("label") or None,
@@ -186,16 +325,17 @@ class CreateTenantDialog(FormDialog):
     def fields(self) -> Iterable[Widget]:
         yield from _field("Name", Input(placeholder="e.g. acme", id="name", compact=True))
 
-    def collect(self) -> dict[str, Any] | str:
+    def collect(self) -> dict[str, Any] | str | Problem:
         name = self.value("name")
         if not name or len(name) > 200:
-            return "a tenant name is 1-200 characters"
+            return Problem("a tenant name is 1-200 characters", "name")
         return {"name": name}
 
 
 class MintKeyDialog(FormDialog):
     TITLE_TEXT = "Mint an API key"
     OK_LABEL = "Mint"
+    PARAMS: ClassVar[dict[str, str]] = {"budget_micro": "budget", "budget_period": "period"}
 
     def __init__(self, tenant: str = "") -> None:
         super().__init__()
@@ -221,10 +361,10 @@ class MintKeyDialog(FormDialog):
             Input(placeholder="optional, e.g. 100000", id="tpm", compact=True),
         )
 
-    def collect(self) -> dict[str, Any] | str:
+    def collect(self) -> dict[str, Any] | str | Problem:
         tenant = self.value("tenant")
         if not tenant:
-            return "which tenant?"
+            return Problem("which tenant?", "tenant")
         out: dict[str, Any] = {
             "tenant": tenant,
             "kind": self.choice("kind"),
@@ -235,13 +375,13 @@ class MintKeyDialog(FormDialog):
             try:
                 out["budget_micro"] = parse_usd(budget)
             except ValueError as exc:
-                return f"budget: {exc}"
+                return Problem(f"budget: {exc}", "budget")
             out["budget_period"] = period or "day"
         elif period:
-            return "a budget period needs a budget"
+            return Problem("a budget period needs a budget", "budget")
         if tpm:
             if not tpm.isdigit():
-                return "tokens per minute: a whole number"
+                return Problem("tokens per minute: a whole number", "tpm")
             out["tpm"] = int(tpm)
         return out  # the bounds are the mint_key action's own (its spec answers in the note line)
 
@@ -262,18 +402,19 @@ class TenantRateDialog(FormDialog):
             Input(str(self.current or ""), placeholder="e.g. 100000", id="tpm", compact=True),
         )
 
-    def collect(self) -> dict[str, Any] | str:
+    def collect(self) -> dict[str, Any] | str | Problem:
         tenant, tpm = self.value("tenant"), self.value("tpm")
         if not tenant:
-            return "which tenant?"
+            return Problem("which tenant?", "tenant")
         if tpm and not tpm.isdigit():
-            return "tokens per minute: a whole number"
+            return Problem("tokens per minute: a whole number", "tpm")
         return {"tenant": tenant, "tpm": int(tpm) if tpm else None}
 
 
 class CreditDialog(FormDialog):
     TITLE_TEXT = "Credit a tenant"
     OK_LABEL = "Credit"
+    PARAMS: ClassVar[dict[str, str]] = {"amount_micro": "usd"}
 
     def __init__(self, tenant: str = "") -> None:
         super().__init__()
@@ -286,16 +427,16 @@ class CreditDialog(FormDialog):
         )
         yield from _field("Note", Input(placeholder="optional", id="note", compact=True))
 
-    def collect(self) -> dict[str, Any] | str:
+    def collect(self) -> dict[str, Any] | str | Problem:
         tenant = self.value("tenant")
         if not tenant:
-            return "which tenant?"
+            return Problem("which tenant?", "tenant")
         try:
             amount = parse_usd(self.value("usd"))
         except ValueError as exc:
-            return str(exc)
+            return Problem(str(exc), "usd")
         if amount <= 0:
-            return "a credit must be a positive amount"
+            return Problem("a credit must be a positive amount", "usd")
         return {
             "tenant": tenant,
             "amount_micro": amount,
@@ -328,10 +469,10 @@ class AliasDialog(FormDialog):
             ),
         )
 
-    def collect(self) -> dict[str, Any] | str:
+    def collect(self) -> dict[str, Any] | str | Problem:
         alias = self.value("alias")
         if not alias:
-            return "an alias needs a name"
+            return Problem("an alias needs a name", "alias")
         return {"alias": alias, "target": self.choice("target")}
 
 
@@ -370,7 +511,7 @@ class FallbackDialog(FormDialog):
         if event.select.id == "model" and isinstance(event.value, str):
             self.query_one("#then", Input).value = ", ".join(self.chains.get(event.value, []))
 
-    def collect(self) -> dict[str, Any] | str:
+    def collect(self) -> dict[str, Any] | str | Problem:
         then = [name.strip() for name in self.value("then").split(",") if name.strip()]
         return {"model": self.choice("model"), "then": then or None}
 
@@ -378,6 +519,7 @@ class FallbackDialog(FormDialog):
 class HaikuDialog(FormDialog):
     TITLE_TEXT = "Haiku lane: where claude-haiku-* requests go"
     OK_LABEL = "Save"
+    PARAMS: ClassVar[dict[str, str]] = {"name": "model"}
 
     def __init__(self, names: list[str], current: str) -> None:
         super().__init__()
@@ -397,7 +539,7 @@ class HaikuDialog(FormDialog):
             ),
         )
 
-    def collect(self) -> dict[str, Any] | str:
+    def collect(self) -> dict[str, Any] | str | Problem:
         return {"name": self.choice("model") or ""}
 
 
@@ -414,18 +556,22 @@ class ConfirmDialog(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(Text(self.question), classes="title")
+            yield self.problem_line()
             yield self.note_line()
             with Horizontal(classes="buttons"):
-                yield Button("Yes", variant="error", id="yes", compact=True)
+                yield Button("Yes", variant="error", id="yes", classes="submit", compact=True)
                 yield Button("No", id="no", compact=True)
         yield ConsoleFooter()
 
     def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
+        if yes:
+            self.submit(True)
+        else:
+            self.cancel()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        self.dismiss(event.button.id == "yes")
+        self.action_answer(event.button.id == "yes")
 
 
 class SecretDialog(Dialog):

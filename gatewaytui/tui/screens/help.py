@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.cells import cell_len
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 from textual.app import App, ComposeResult
@@ -16,6 +18,16 @@ from ..console import TABS
 from .base import ConsoleScreen
 from .dialogs import ConfirmDialog, FormDialog, OAuthDialog, SecretDialog
 from .request import RequestScreen
+
+KEY_WIDTH = 10
+ID_HEADER = "Id (for keymap)"
+NOTES = (
+    "Tables follow the snapshot every refresh; a cooldown counts down live.",
+    "Click a tab to switch screens; ctrl+p lists every action of the screen in front.",
+    "Streams filter: tenant:acme model:sonnet account:anth status:error, and free text.",
+    "Keys are shown once when minted: copy them before closing the dialog.",
+    "A dialog stays open until its action answers: a refusal shows by the field it concerns.",
+)
 
 
 def binding_groups(app: App[Any]) -> list[tuple[str, list[Binding]]]:
@@ -58,28 +70,29 @@ class HelpScreen(ConsoleScreen):
                 out.append((title, ", ".join(self._display(b, k) for k in shown), _describe(b), b.id or ""))
         return out
 
-    def _table(self) -> Table:
-        table = Table(expand=True, box=None, show_edge=False, pad_edge=False)
-        table.add_column("Key", style="bold", width=10, no_wrap=True)
-        table.add_column("Does", ratio=2)
-        table.add_column("Id (remap with keymap)", style="dim", ratio=1, no_wrap=True)
-        section = None
-        for title, keys, does, binding_id in self.rows():
-            if title != section:
-                section = title
-                table.add_row(Text(title, style="bold underline"), "", "")
-            table.add_row(Text(keys), Text(does), Text(binding_id))
-        table.add_row("", "", "")
-        table.add_row(Text("Notes", style="bold underline"), "", "")
-        table.add_row("", "Tables follow the snapshot every refresh; a cooldown counts down live.", "")
-        table.add_row(
-            "", "Click a tab to switch screens; ctrl+p lists every action of the screen in front.", ""
-        )
-        table.add_row(
-            "", "Streams filter: tenant:acme model:sonnet account:anth status:error, and free text.", ""
-        )
-        table.add_row("", "Keys are shown once when minted: copy them before closing the dialog.", "")
-        return table
+    def _table(self) -> Group:
+        """A header, then each section's title on a line of its own (never cut to the key column's width)
+        over a table of its keys. Every table has the same fixed key and id widths, so the columns line up
+        across sections at any width; the description column takes the rest and wraps."""
+        rows = self.rows()
+        id_width = max([cell_len(ID_HEADER), *(cell_len(r[3]) for r in rows)])
+
+        def table(header: bool = False) -> Table:
+            t = Table(expand=True, box=None, show_edge=False, pad_edge=False, show_header=header)
+            t.add_column("Key", style="bold", width=KEY_WIDTH, no_wrap=True)
+            t.add_column("Does", ratio=1)
+            t.add_column(ID_HEADER, style="dim", width=id_width, no_wrap=True)
+            return t
+
+        parts: list[Any] = [table(header=True)]
+        sections: dict[str, Table] = {}
+        for title, keys, does, binding_id in rows:
+            if title not in sections:
+                sections[title] = table()
+                parts += [Text(title, style="bold underline"), sections[title]]
+            sections[title].add_row(Text(keys), Text(does), Text(binding_id))
+        parts += [Text(""), Text("Notes", style="bold underline"), *(Text(f"· {note}") for note in NOTES)]
+        return Group(*parts)
 
     def _display(self, b: Binding, key: str) -> str:
         return self.app.get_key_display(b.with_key(key.strip()))

@@ -175,11 +175,11 @@ class OverviewScreen(ConsoleScreen):
 
 def _describe(data: dict[str, Any]) -> str:
     parts = []
-    for key in ("label", "name", "tenant", "model", "cause", "status", "note", "reason", "error"):
+    for key in ("label", "name", "tenant", "key_id", "model", "cause", "status", "note", "reason", "error"):
         value = data.get(key)
         if value not in (None, ""):
             parts.append(str(value))
-    for key in ("default_model", "haiku_model", "preset"):
+    for key in ("default_model", "haiku_model", "preset", "tier", "tpm"):
         if key in data:
             parts.append(f"{key}={data[key] or '(off)'}")
     if isinstance(data.get("aliases"), dict):

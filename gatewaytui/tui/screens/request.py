@@ -57,6 +57,8 @@ def replay_curl(base_url: str, d: dict[str, Any], body: str) -> str:
 class RequestScreen(ConsoleScreen):
     CSS_PATH = "request.tcss"
     MODE = "streams"
+    # Below 96 columns the line items and the headers stack (side by side, the headers' names would be cut).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (96, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Back", id="request.close"),
         Binding("c", "copy_curl", "Copy curl", id="request.copy-curl"),

@@ -119,12 +119,10 @@ class RoutingScreen(ConsoleScreen):
         r = self.snap["routing"]
         names = [m["name"] for m in r["models"]] + [a["alias"] for a in r["aliases"]]
 
-        def chosen(values: dict[str, Any] | None) -> None:
-            if values is not None:
-                name = values["name"]
-                self.perform(self.console.source.set_haiku_model(name), f"haiku lane → {name or 'off'}")
-
-        self.app.push_screen(HaikuDialog(names, r["haiku_model"]), chosen)
+        self.ask(
+            HaikuDialog(names, r["haiku_model"]),
+            lambda v: (self.console.source.set_haiku_model(v["name"]), f"haiku lane → {v['name'] or 'off'}"),
+        )
 
     def action_alias(self) -> None:
         if self.snap is None:
@@ -134,12 +132,13 @@ class RoutingScreen(ConsoleScreen):
             self.notify("no models are configured", severity="warning", markup=False)
             return
 
-        def chosen(values: dict[str, Any] | None) -> None:
-            if values:
-                work = self.console.source.set_alias(values["alias"], values["target"])
-                self.perform(work, f"alias {values['alias']} → {values['target']}")
-
-        self.app.push_screen(AliasDialog(models, self.selected_model()), chosen)
+        self.ask(
+            AliasDialog(models, self.selected_model()),
+            lambda v: (
+                self.console.source.set_alias(v["alias"], v["target"]),
+                f"alias {v['alias']} → {v['target']}",
+            ),
+        )
 
     def action_unalias(self) -> None:
         alias = self.query_one("#aliases", LiveTable).selected_key
@@ -157,11 +156,10 @@ class RoutingScreen(ConsoleScreen):
             )
             return
 
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.perform(self.console.source.set_alias(alias, None), f"alias {alias} dropped")
-
-        self.app.push_screen(ConfirmDialog(f"Drop alias {alias}?"), confirmed)
+        self.ask(
+            ConfirmDialog(f"Drop alias {alias}?"),
+            lambda _: (self.console.source.set_alias(alias, None), f"alias {alias} dropped"),
+        )
 
     def action_fallbacks(self) -> None:
         if self.snap is None:

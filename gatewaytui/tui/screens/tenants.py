@@ -156,43 +156,31 @@ class TenantsScreen(ConsoleScreen):
     # -------------------------------------------------------------- actions
 
     def action_create(self) -> None:
-        def created(values: dict[str, Any] | None) -> None:
-            if values:
-                self.console.perform(
-                    self.console.source.create_tenant(values["name"]),
-                    f"tenant {values['name']} ready",
-                    then=self._follow,
-                    after=self.kick,
-                )
-
-        self.app.push_screen(CreateTenantDialog(), created)
+        self.ask(
+            CreateTenantDialog(),
+            lambda v: (self.console.source.create_tenant(v["name"]), f"tenant {v['name']} ready"),
+            then=lambda _, tenant: self._follow(tenant),
+        )
 
     def _follow(self, tenant: dict[str, Any]) -> None:
         self.follow = str(tenant["id"])
 
     def action_mint(self) -> None:
         t = self.selected_tenant()
-
-        def minted(values: dict[str, Any] | None) -> None:
-            if values:
-                work = self.console.source.mint_key(**values)
-                self.console.perform(
-                    work, then=lambda result: self.app.push_screen(SecretDialog(*result)), after=self.kick
-                )
-
-        self.app.push_screen(MintKeyDialog(t["name"] if t else ""), minted)
+        self.ask(
+            MintKeyDialog(t["name"] if t else ""),
+            lambda values: (self.console.source.mint_key(**values), None),
+            then=lambda _, minted: self.app.push_screen(SecretDialog(*minted)),
+        )
 
     def action_credit(self) -> None:
         t = self.selected_tenant()
 
-        def credited(values: dict[str, Any] | None) -> None:
-            if values:
-                work = self.console.source.credit(
-                    values["tenant"], values["amount_micro"], note=values["note"]
-                )
-                self.perform(work, f"credited {values['display']} to {values['tenant']}")
+        def act(v: dict[str, Any]) -> tuple[Any, str]:
+            work = self.console.source.credit(v["tenant"], v["amount_micro"], note=v["note"])
+            return work, f"credited {v['display']} to {v['tenant']}"
 
-        self.app.push_screen(CreditDialog(t["name"] if t else ""), credited)
+        self.ask(CreditDialog(t["name"] if t else ""), act)
 
     def action_rate(self) -> None:
         t = self.selected_tenant()
@@ -212,11 +200,7 @@ class TenantsScreen(ConsoleScreen):
         if key_id is None:
             self.notify("select a key first (Tab moves to the keys table)", severity="warning", markup=False)
             return
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.perform(self.console.source.revoke_key(key_id), f"key {key_id} revoked")
-
-        self.app.push_screen(
-            ConfirmDialog(f"Revoke key {key_id}? Clients using it are refused at once."), confirmed
+        self.ask(
+            ConfirmDialog(f"Revoke key {key_id}? Clients using it are refused at once."),
+            lambda _: (self.console.source.revoke_key(key_id), f"key {key_id} revoked"),
         )
