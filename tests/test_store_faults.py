@@ -100,3 +100,25 @@ def test_the_spool_adopts_only_files_no_live_process_holds(tmp_path: Any) -> Non
     assert live.path.exists()  # not empty: left for the next start
     again = Spool(tmp_path, store).open()
     assert again == [[("INSERT INTO t VALUES (?, ?)", (1, b"\x00raw"))]]
+
+
+async def test_the_lease_is_renewed_while_admissions_hold_every_pooled_connection(pg_cluster: Any) -> None:
+    """A burst that keeps every pooled connection busy (admissions waiting on a hot tenant's row) must not
+    hold the lease renewal back until the lease runs out: the lease work has a connection of its own."""
+    from gatewaytui.billing.shared_wallet import SharedWallet
+
+    url = pg_cluster.new_database()
+    wallet = SharedWallet(url, lease=6.0, origin="inst-a")
+    await wallet.open()
+    taken = []
+    try:
+        while len(taken) < wallet.pool.max_size:
+            taken.append(await wallet.pool.getconn(timeout=5))
+        await asyncio.wait_for(wallet.heartbeat(), 2.0)  # the pool is empty: it would wait 3 s and fail
+        await asyncio.wait_for(wallet.sweep(), 2.0)
+        await asyncio.wait_for(wallet.refresh(), 2.0)
+    finally:
+        for conn in taken:
+            await wallet.pool.putconn(conn)
+        await wallet.close_pool()
+        pg_cluster.drop_database(url)

@@ -7,7 +7,8 @@ database with one conditional UPDATE of the tenant's credit row (``store/credit.
 hold and settle (or release) entries go to the ledger in one batched write, and that write ends the
 database hold (a trigger), exactly once.
 
-Each instance renews a lease every ``lease / 6`` seconds and sweeps as often: an instance that stops
+Each instance renews a lease every ``lease / 6`` seconds and sweeps as often, on a connection of its own
+(admissions crowding the pool cannot hold the renewal back): an instance that stops
 renewing (killed, cut off) has its holds released by the survivors once its lease has run out, so credit
 held by a dead process comes back within ``lease + lease / 6`` seconds (35 s by default). With each renewal
 the instance publishes a compact summary of its live state (``live_state``: in-flight count and up to
@@ -29,7 +30,8 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -71,6 +73,8 @@ class SharedWallet(Wallet):
         self.lease_lapsed = 0  # times this instance found its own lease gone (it was cut off that long)
         self.summary: Callable[[], dict[str, Any]] | None = None  # live state published with the lease
         self._pool: Any = None
+        self._own: Any = None  # the lease's own connection: admissions crowding the pool cannot starve it
+        self._own_lock = asyncio.Lock()
         self.limits: Any = None  # the SharedLimits whose tickets ``secure`` reserves (their refusals)
         self._reads = self._applied = 0  # refreshes started / the latest one applied
 
@@ -109,6 +113,27 @@ class SharedWallet(Wallet):
             log.warning("could not leave the cluster cleanly (%s); the lease will run out", exc)
         await self._pool.close()
         self._pool = None
+        if self._own is not None:
+            await self._own.close()
+            self._own = None
+
+    @asynccontextmanager
+    async def _lease_conn(self) -> AsyncIterator[Any]:
+        """The connection of the lease work (renewal, sweep, balances), apart from the admissions' pool: a
+        burst that keeps every pooled connection busy cannot hold the renewal back until the lease runs
+        out. One user at a time; reconnected after a failure."""
+        import psycopg
+
+        async with self._own_lock:
+            if self._own is None or self._own.closed:
+                self._own = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=5, options="-c statement_timeout=10000"
+                )
+            try:
+                yield self._own
+            except (psycopg.OperationalError, psycopg.InterfaceError):
+                await self._own.close()  # the server went away: a fresh connection next time
+                raise
 
     # ------------------------------------------------------------ admission
 
@@ -256,7 +281,7 @@ class SharedWallet(Wallet):
     # ------------------------------------------------------------ shared state
 
     async def _totals(self) -> list[tuple[int, int, int]]:
-        async with self._pool.connection() as conn:
+        async with self._lease_conn() as conn:
             return await credit_store.totals(conn)
 
     async def refresh(self) -> set[int]:
@@ -266,8 +291,7 @@ class SharedWallet(Wallet):
         read = self._reads
         try:
             rows = await self._totals()
-        except OperationalError:  # pooled connections the server dropped (a restart): weed them, once more
-            await self._pool.check()
+        except OperationalError:  # the server dropped the connection (a restart): once more, reconnected
             rows = await self._totals()
         if read < self._applied:
             return set()
@@ -282,7 +306,7 @@ class SharedWallet(Wallet):
 
     async def heartbeat(self) -> None:
         live = json.dumps(self.summary() if self.summary is not None else {}, separators=(",", ":"))
-        async with self._pool.connection() as conn:
+        async with self._lease_conn() as conn:
             renewed = await credit_store.renew(
                 conn, self.origin, self.lease, socket.gethostname(), os.getpid(), self.public_url, live
             )
@@ -298,7 +322,7 @@ class SharedWallet(Wallet):
     async def sweep(self) -> list[tuple[int, int]]:
         """Release the holds of instances whose lease ran out, and this instance's untracked ones."""
         keep = {h.request_id for h in self.holds.values()}
-        async with self._pool.connection() as conn:
+        async with self._lease_conn() as conn:
             released = await credit_store.sweep(conn)
             released += await credit_store.release_own(conn, self.origin, keep, ORPHAN_AFTER)
         for tenant_id, amount in released:
