@@ -184,5 +184,8 @@ class PgCluster:
 
         name = "gw_" + uuid.uuid4().hex[:12]
         with psycopg.connect(self.url(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name} TEMPLATE {self.TEMPLATE}")
+            # FILE_COPY (PostgreSQL 15+; before, the only way) copies the template's files, where the
+            # default WAL_LOG logs every block: 2-4 times faster for a small template, fsync being off
+            strategy = " STRATEGY FILE_COPY" if conn.info.server_version >= 150000 else ""
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {self.TEMPLATE}{strategy}")
         return self.url(name)
