@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -119,8 +120,8 @@ class Runtime:
         self._quota_read_at = 0.0
         # account id -> the version (updated_at) of its state last written or applied here
         self._persisted_at: dict[str, float] = {}
-        self._watch_conn: sqlite3.Connection | None = None
-        self._data_version = -1
+        # (SQLite) per reader thread: its connection and the data_version it last saw there
+        self._looked = threading.local()
         # keys and tenants as this process knows them: what changed elsewhere (the CLI) becomes events
         self.seen = Seen()
         self.base_url = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -164,9 +165,6 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self.shared_wallet.run_lease(), name="gatewaytui-lease"))
             self.keyring.shared = True  # RPM counted by the store at admission (billing/shared_limits.py)
             self._tasks.append(asyncio.create_task(self.shared_wallet.limits.run(), name="gatewaytui-limits"))
-        else:
-            self._watch_conn = dbmod.connect(self.db_path, readonly=True)
-            self._data_version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
         self.upstream = Upstream(max_body=int(self.cfg.server.upstream_max_body_mb * (1 << 20)))
         self.http = self.upstream.httpx_client()
         self.oauth = OAuthManager(self)
@@ -199,9 +197,6 @@ class Runtime:
         if self.shared_wallet is not None:
             await self.shared_wallet.close_pool()
         await asyncio.to_thread(self.readers.close)  # waits for reads still running on other threads
-        if self._watch_conn is not None:
-            self._watch_conn.close()
-            self._watch_conn = None
         if self.server_lock is not None:
             self.server_lock.release()
 
@@ -358,7 +353,7 @@ class Runtime:
             try:
                 self.pool.tick()
                 self._warn_backlog()
-                if await asyncio.to_thread(self._database_changed):
+                if await self.read(self._database_changed):
                     await self.write(lambda conn: None)  # this process's own writes first (it announced them)
                     before = self.writer.submitted
                     state = await self.read(self._read_state)
@@ -489,14 +484,17 @@ class Runtime:
             tenant_store.all_tenants(conn),
         )
 
-    def _database_changed(self) -> bool:
-        """(On a worker thread) whether another connection wrote the database since the last look."""
-        assert self._watch_conn is not None
-        version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._data_version:
-            return False
-        self._data_version = version
-        return True
+    def _database_changed(self, conn: sqlite3.Connection) -> bool:
+        """(A read, on a reader thread's connection) whether the database may have been written since the
+        last look. SQLite's data_version changes when another connection commits, and is comparable only on
+        one connection: each reader thread's is compared with what the watcher last saw on that connection
+        (a connection looked at for the first time counts as changed). Every commit after the previous look
+        is also after this connection's last look, so none is missed. Reads go through ``Readers.run`` so
+        that stopping never closes a connection a look still steps (a crash in SQLite)."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        last = getattr(self._looked, "seen", None)
+        self._looked.seen = (conn, version)
+        return last is None or last[0] is not conn or last[1] != version
 
     def _apply_changes(
         self,

@@ -167,13 +167,23 @@ def pytest_addoption(parser: Any) -> None:
         help="auto: the modules in conftest.BOTH_STORES on both stores, the rest on SQLite; "
         "sqlite / postgresql: every test on that store",
     )
+    parser.addoption(
+        "--store-only",
+        action="store_true",
+        help="run only the tests that touch the store (their fixture closure holds the `store` fixture, "
+        "directly or through make_gateway/gateway) and are not pinned to a store; "
+        "with --store postgresql: CI's PostgreSQL pass",
+    )
 
 
-def pytest_generate_tests(metafunc: Any) -> None:
-    if "store" not in metafunc.fixturenames or metafunc.config.getoption("--store") != "auto":
-        return
-    if metafunc.module.__name__.rsplit(".", 1)[-1] in BOTH_STORES:
-        metafunc.parametrize("store", ["sqlite", "postgresql"], indirect=True)
+def touches_store(item: Any, store: str) -> bool:
+    """Whether ``--store-only`` keeps a test: its fixture closure (its own fixtures and theirs: make_gateway,
+    gateway, ...) holds the ``store`` fixture, and, with ``--store sqlite|postgresql``, that option chooses
+    its store. A test pinned to a store (``@pytest.mark.parametrize("store", ["sqlite"], indirect=True)``:
+    specific to it) runs on that store in every pass, so a ``--store-only`` pass would only repeat it."""
+    if "store" not in getattr(item, "fixturenames", ()):
+        return False
+    return store == "auto" or "store" not in getattr(getattr(item, "callspec", None), "params", {})
 
 
 @pytest.fixture(scope="session")
@@ -258,3 +268,13 @@ async def make_gateway(
 @pytest.fixture
 async def gateway(make_gateway: Callable[..., Awaitable[GatewayHandle]]) -> GatewayHandle:
     return await make_gateway()
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    if not config.getoption("--store-only"):
+        return
+    store = config.getoption("--store")
+    kept = [item for item in items if touches_store(item, store)]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if not touches_store(item, store)])
+        items[:] = kept

@@ -133,6 +133,7 @@ async def test_a_stopped_instance_leaves_the_cluster_section(pair: tuple[Any, An
     assert [i["id"] for i in snap["cluster"]["instances"]] == [two.rt.wallet.origin]
 
 
+# SQLite only: an embedded store has no cluster (the PostgreSQL case is the test above)
 @pytest.mark.parametrize("store", ["sqlite"], indirect=True)
 async def test_an_embedded_store_has_no_cluster_section(gateway: Any) -> None:
     assert (await build_snapshot(gateway.rt))["cluster"] is None

@@ -300,3 +300,40 @@ async def _until(predicate: Any, timeout: float = 10.0) -> bool:
             return False
         await asyncio.sleep(0.01)
     return True
+
+
+# SQLite only: a PostgreSQL store's watcher waits for notifications instead of looking at data_version
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_stopping_waits_for_a_change_look_in_progress(make_gateway: Any, monkeypatch: Any) -> None:
+    """The watcher's look at the database runs on a worker thread; stopping must not close the connection
+    under it (closing a SQLite connection another thread steps crashes the process)."""
+    import threading
+
+    from gatewaytui.runtime import Runtime
+
+    looking, release, looked = threading.Event(), threading.Event(), threading.Event()
+    outcome: list[BaseException | bool] = []
+    real = Runtime._database_changed
+
+    def slow_look(self: Any, *args: Any) -> bool:
+        looking.set()
+        release.wait(30)
+        try:
+            outcome.append(real(self, *args))
+        except BaseException as exc:
+            outcome.append(exc)
+            raise
+        finally:
+            looked.set()
+        return bool(outcome[-1])
+
+    monkeypatch.setattr(Runtime, "_database_changed", slow_look)
+    gw = await make_gateway()
+    assert await asyncio.to_thread(looking.wait, 30)
+    stopping = asyncio.ensure_future(gw.gateway.stop())
+    while not (stopping.done() or gw.rt.readers._closed):  # stop has reached the readers (or finished)
+        await asyncio.sleep(0.01)
+    release.set()
+    await stopping
+    assert await asyncio.to_thread(looked.wait, 30)
+    assert outcome and not isinstance(outcome[0], BaseException), outcome

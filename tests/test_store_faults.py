@@ -122,3 +122,30 @@ async def test_the_lease_is_renewed_while_admissions_hold_every_pooled_connectio
             await wallet.pool.putconn(conn)
         await wallet.close_pool()
         pg_cluster.drop_database(url)
+
+
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+async def test_a_failed_admission_is_a_503_only_when_the_store_cannot_be_reached(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import psycopg
+
+    from gatewaytui.billing import shared_wallet
+
+    gw = await make_gateway()
+    key = await gw.mint("acme", usd=1)
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+    raised: list[Exception] = []
+
+    async def admit(*args: Any, **kw: Any) -> bool:
+        raise raised[-1]
+
+    monkeypatch.setattr(shared_wallet.credit_store, "admit", admit)
+    async with httpx.AsyncClient(base_url=gw.base_url, timeout=30) as http:
+        # a bug (here a duplicate hold: a constraint the admission violates) is a 500, never "unreachable"
+        raised.append(psycopg.errors.UniqueViolation("duplicate key value violates unique constraint"))
+        r = await http.post("/v1/messages", json=body, headers={"x-api-key": key})
+        assert r.status_code == 500 and "unreachable" not in r.text, r.text
+        raised.append(psycopg.OperationalError("connection refused"))
+        r = await http.post("/v1/messages", json=body, headers={"x-api-key": key})
+        assert r.status_code == 503 and "store is unreachable" in r.json()["error"]["message"], r.text

@@ -40,6 +40,7 @@ from psycopg import OperationalError
 from ..model import GatewayError
 from ..store import credit as credit_store
 from ..store import key_limits as limits_store
+from ..store.pg import UNREACHABLE
 from .limits import Ticket
 from .wallet import Hold, Wallet, refusal
 
@@ -190,7 +191,8 @@ class SharedWallet(Wallet):
 
     async def _guarded(self, admit: Callable[[], Awaitable[bool]]) -> bool:
         """Run an admission against the store: once more on a dropped pooled connection; 503 when the store
-        cannot be reached (fail closed); the store's own refusal (402) as it is."""
+        cannot be reached (fail closed); the store's own refusal (402) as it is. Any other exception (a
+        constraint violated, a programming error) is a bug, and surfaces as one (500, logged)."""
         try:
             try:
                 return await admit()
@@ -199,9 +201,7 @@ class SharedWallet(Wallet):
             ):  # pooled connections the server dropped (a restart): weed them, once more
                 await self._pool.check()
                 return await admit()
-        except GatewayError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any failure to reach the store: fail closed
+        except UNREACHABLE as exc:  # the store cannot be reached: fail closed
             log.warning(
                 "admission failed: the store is unreachable (%s)", str(exc).strip() or type(exc).__name__
             )

@@ -8,7 +8,8 @@ caller's protocol shape.
 
 from __future__ import annotations
 
-import random
+import itertools
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,8 +100,36 @@ def protocol_for_path(path: str) -> str:
     return "openai_chat"
 
 
-def new_request_id() -> str:
-    return f"req_{random.getrandbits(96):024x}"  # 96 random bits without a getrandom() syscall per request
+class RequestIds:
+    """The gateway's own request ids: ``req_`` and 24 hex digits, never repeated within a process.
+
+    48 bits drawn from ``os.urandom`` name the process (drawn again in a forked child), and the other 48
+    count its requests through a bijection of the 48-bit counter (an odd multiplier and an offset, both
+    random), so ids do not show how many requests came before. Nothing here uses the ``random`` module:
+    its global state is shared with whatever else seeds it in the process (Hypothesis seeds it per example,
+    and ids drawn from it repeated), and a counter cannot repeat where random draws can.
+    """
+
+    BITS = 48
+    MASK = (1 << BITS) - 1
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        draw = int.from_bytes(os.urandom(18), "big")
+        self._prefix = draw & self.MASK
+        self._multiplier = (draw >> self.BITS) & self.MASK | 1
+        self._offset = draw >> (2 * self.BITS)
+        self._count = itertools.count()
+
+    def __call__(self) -> str:
+        n = (next(self._count) * self._multiplier + self._offset) & self.MASK
+        return f"req_{self._prefix:012x}{n:012x}"
+
+
+new_request_id = RequestIds()
+os.register_at_fork(after_in_child=new_request_id.reseed)
 
 
 @dataclass(slots=True)

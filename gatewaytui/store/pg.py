@@ -50,6 +50,11 @@ class NulInText(GatewayError):
         super().__init__("invalid_request", "text may not contain NUL (\\u0000) characters")
 
 
+# what a store that cannot be reached raises (refused, dropped, timed out, a pool with no connection to
+# give): the callers' "unavailable"; any other exception (a constraint, a programming error) is a bug
+UNREACHABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
 class StoreUnavailable(GatewayError):
     """The server cannot be reached (or dropped the connection): a 503 in the client's protocol wherever it
     surfaces in a request; the writer retries its batch."""
@@ -184,7 +189,7 @@ class PgConnection:
                     raise
                 self.raw = self._connect()  # the server restarted: a read is safe to repeat
                 return self._execute(sql, params)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        except UNREACHABLE as exc:
             raise StoreUnavailable(exc) from exc
 
     def _execute(self, sql: str, params: Sequence[Any] | None) -> Any:
@@ -205,7 +210,7 @@ class PgConnection:
             cur.executemany(translate(sql, True).encode(), [tuple(p) for p in seq])
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(str(exc).strip()) from exc
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        except UNREACHABLE as exc:
             raise StoreUnavailable(exc) from exc
         return cur
 
