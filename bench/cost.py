@@ -122,10 +122,16 @@ def send(conn: http.client.HTTPConnection, path: str, body: bytes, headers: dict
         raise RuntimeError(f"POST {path}: HTTP {resp.status}: {data[:300]!r}")
 
 
-def count(proc: procs.Proc, key: str, requests: int, warmup: int) -> dict[str, Count]:
+def count(
+    proc: procs.Proc, key: str, requests: int, warmup: int, only: list[str] | None = None
+) -> dict[str, Count]:
     target = Target("gatewaytui", proc, key)
     conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=600)
-    calls = {name: call_for(target, sc, stream=stream) for name, (sc, stream) in SCENARIOS.items()}
+    calls = {
+        name: call_for(target, sc, stream=stream)
+        for name, (sc, stream) in SCENARIOS.items()
+        if not only or any(o in name for o in only)
+    }
     for c in calls.values():  # lazy imports, caches and pools, uninstrumented
         for _ in range(warmup):
             send(conn, c.path, c.body, c.headers)
@@ -170,7 +176,8 @@ def _dump_number(p: Path) -> int:
 
 
 def render(results: dict[str, dict[str, Count]], requests: int, command: str, rev: str) -> str:
-    on, off = results["gatewaytui"], results["gatewaytui[no-metrics]"]
+    on = results["gatewaytui"]
+    off = results.get("gatewaytui[no-metrics]", on)
     lines = [
         f"Instructions per request (callgrind, gateway process, every thread; {requests} sequential "
         f"requests per scenario; gatewaytui {rev}; `{command}`)",
@@ -178,7 +185,7 @@ def render(results: dict[str, dict[str, Count]], requests: int, command: str, re
         "| scenario | metrics on | metrics off | difference | metrics hook (exact) | hook share |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for name in SCENARIOS:
+    for name in on:
         a, b = on[name], off[name]
         diff = a.per_request - b.per_request
         lines.append(
@@ -207,10 +214,10 @@ def cost(args: argparse.Namespace) -> int:
     results: dict[str, dict[str, Count]] = {}
     print(f"bench --cost: {args.cost_requests} requests per scenario; output in {run_dir}", flush=True)
     try:
-        for variant in ("", "no-metrics"):
+        for variant in ("",) if args.cost_single else ("", "no-metrics"):
             proc, key = start(run_dir / (f"gw-{variant}" if variant else "gw"), up.port, variant)
             try:
-                results[proc.name] = count(proc, key, args.cost_requests, args.cost_warmup)
+                results[proc.name] = count(proc, key, args.cost_requests, args.cost_warmup, args.only)
             finally:
                 proc.stop()
     finally:

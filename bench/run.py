@@ -286,6 +286,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--cost-warmup", type=int, default=20, help="--cost: uncounted requests per scenario first"
     )
+    p.add_argument(
+        "--cost-single",
+        action="store_true",
+        help="--cost: only the gateway as configured (no metrics-off run)",
+    )
     p.add_argument("--soak", action="store_true", help="run the soak instead (see --minutes, --rate)")
     p.add_argument("--minutes", type=float, default=1.0, help="soak length (the full soak is --minutes 10)")
     p.add_argument("--rate", type=float, default=100.0, help="soak arrival rate, requests per second")

@@ -118,7 +118,6 @@ class Runtime:
         self._quota_read_at = 0.0
         # account id -> the version (updated_at) of its state last written or applied here
         self._persisted_at: dict[str, float] = {}
-        self._watch_conn: sqlite3.Connection | None = None
         self._data_version = -1
         # keys and tenants as this process knows them: what changed elsewhere (the CLI) becomes events
         self.seen = Seen()
@@ -164,8 +163,9 @@ class Runtime:
             self.keyring.shared = True  # RPM counted by the store at admission (billing/shared_limits.py)
             self._tasks.append(asyncio.create_task(self.shared_wallet.limits.run(), name="gatewaytui-limits"))
         else:
-            self._watch_conn = dbmod.connect(self.db_path, readonly=True)
-            self._data_version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
+            self._data_version = await self.write(
+                lambda conn: conn.execute("PRAGMA data_version").fetchone()[0]
+            )
         self.upstream = Upstream(max_body=int(self.cfg.server.upstream_max_body_mb * (1 << 20)))
         self.http = self.upstream.httpx_client()
         self.oauth = OAuthManager(self)
@@ -198,9 +198,6 @@ class Runtime:
         if self.shared_wallet is not None:
             await self.shared_wallet.close_pool()
         await asyncio.to_thread(self.readers.close)  # waits for reads still running on other threads
-        if self._watch_conn is not None:
-            self._watch_conn.close()
-            self._watch_conn = None
         if self.server_lock is not None:
             self.server_lock.release()
 
@@ -357,8 +354,10 @@ class Runtime:
             try:
                 self.pool.tick()
                 self._warn_backlog()
-                if await asyncio.to_thread(self._database_changed):
-                    await self.write(lambda conn: None)  # this process's own writes first (it announced them)
+                # asked on the writer's own connection, after this process's own writes (it announced them):
+                # its data_version moves only for commits of other connections, so settlements journaled
+                # here do not cost a full re-read of the state every interval
+                if await self.write(self._database_changed):
                     before = self.writer.submitted
                     state = await self.read(self._read_state)
                     # a write of this process submitted during the read may be missing from it: apply the
@@ -474,10 +473,10 @@ class Runtime:
             tenant_store.all_tenants(conn),
         )
 
-    def _database_changed(self) -> bool:
-        """(On a worker thread) whether another connection wrote the database since the last look."""
-        assert self._watch_conn is not None
-        version = self._watch_conn.execute("PRAGMA data_version").fetchone()[0]
+    def _database_changed(self, conn: sqlite3.Connection) -> bool:
+        """(On the writer's connection) whether another connection (the CLI) wrote the database since the
+        last look."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version:
             return False
         self._data_version = version
