@@ -134,10 +134,9 @@ class ChatLane:
 
     async def read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.max_body
-        too_large = limits.body_too_large(self.rt.cfg.server)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise too_large
+            raise limits.body_too_large(self.rt.cfg.server)
         chunks: list[bytes] = []
         total = 0
         try:
@@ -150,7 +149,7 @@ class ChatLane:
                     total += len(chunk)
                     if total > limit:
                         await _discard(receive, message, limit * 4)
-                        raise too_large
+                        raise limits.body_too_large(self.rt.cfg.server)  # built only when needed
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         break
