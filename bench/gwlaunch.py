@@ -1,11 +1,13 @@
 """Start ``gatewaytui`` with one lever switched off, for before/after measurements in the same run.
 
-    python -m bench.gwlaunch [--no-uvloop] [--httpx-api] [--gc] <gatewaytui args>
+    python -m bench.gwlaunch [--no-uvloop] [--httpx-api] [--gc] [--cost-probe] <gatewaytui args>
 
 ``--no-uvloop``  makes ``uvloop`` unimportable, so the CLI falls back to the stock asyncio loop
 ``--gc``         lever on: ``gc.freeze()`` at start and a gen-0 threshold of 50,000 (fewer collections)
 ``--httpx-api``  the relay's POSTs through httpx's client API over the same aiohttp pool
                  (``httpx_aiohttp``) instead of aiohttp's directly: what skipping httpx is worth
+``--cost-probe``  (``bench --cost``) the metrics hook ``Metrics.settled`` is called through
+                 ``operator.call``, a C function nothing else calls, so callgrind can count it alone
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ def _route_through_httpx() -> None:
     Upstream.post = post  # type: ignore[method-assign]
 
 
+def _probe_metrics() -> None:
+    """Each ``Metrics`` answers ``settled`` through ``partial(operator.call, <its bound method>)``: two C
+    calls more than usual (a few hundred instructions), and callgrind's inclusive count of
+    ``_operator_call`` is the hook's own cost."""
+    import functools
+    import operator
+
+    from gatewaytui.telemetry.metrics import Metrics
+
+    init = Metrics.__init__
+
+    def probed_init(self: Metrics, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        self.settled = functools.partial(operator.call, Metrics.settled.__get__(self))  # type: ignore[method-assign]
+
+    Metrics.__init__ = probed_init  # type: ignore[method-assign]
+
+
 if __name__ == "__main__":
     argv = sys.argv[1:]
     if "--no-uvloop" in argv:
@@ -56,6 +76,9 @@ if __name__ == "__main__":
     if "--httpx-api" in argv:
         argv.remove("--httpx-api")
         _route_through_httpx()
+    if "--cost-probe" in argv:
+        argv.remove("--cost-probe")
+        _probe_metrics()
     if "--gc" in argv:
         argv.remove("--gc")
         import gc

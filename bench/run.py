@@ -22,7 +22,6 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,53 +29,7 @@ if __package__ in (None, ""):  # ``python bench/run.py``
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import client, load, procs  # noqa: E402
-
-DIRECTIVE = "[bench chunks=50]"
-IDLE_DIRECTIVE = "[bench chunks=50 idle=600]"
-PROMPT = "Say hello in fifty words."
-
-
-@dataclass
-class Call:
-    path: str
-    body: bytes
-    headers: dict[str, str]
-
-
-@dataclass
-class Target:
-    name: str
-    proc: procs.Proc
-    key: str = ""
-
-
-def body(protocol: str, *, stream: bool, directive: str = DIRECTIVE) -> bytes:
-    msg = {"role": "user", "content": f"{PROMPT} {directive}"}
-    data: dict[str, Any] = {"model": "claude-sonnet-4-5", "max_tokens": 256, "messages": [msg]}
-    if stream:
-        data["stream"] = True
-    return json.dumps(data, separators=(",", ":")).encode()
-
-
-def call_for(target: Target, scenario: str, *, stream: bool, directive: str = DIRECTIVE) -> Call:
-    """The request each target gets for a scenario: ``anthropic`` (passthrough) or ``translated``."""
-    if target.name == "direct":  # what the gateway itself sends upstream for either scenario
-        return Call(
-            "/v1/messages",
-            body("anthropic", stream=stream, directive=directive),
-            {
-                "content-type": "application/json",
-                "x-api-key": procs.UPSTREAM_KEY,
-                "anthropic-version": "2023-06-01",
-            },
-        )
-    key = procs.MASTER_KEY if target.name == "litellm" else target.key
-    headers = {"content-type": "application/json", "authorization": f"Bearer {key}"}
-    if scenario == "anthropic":
-        headers["anthropic-version"] = "2023-06-01"
-        return Call("/v1/messages", body("anthropic", stream=stream, directive=directive), headers)
-    return Call("/v1/chat/completions", body("openai", stream=stream, directive=directive), headers)
-
+from bench.calls import IDLE_DIRECTIVE, Target, call_for  # noqa: E402
 
 # name, scenario, stream, connections
 FIGURES = [
@@ -324,6 +277,20 @@ def main(argv: list[str] | None = None) -> int:
         help="also run gatewaytui with this lever switched off, as another target (repeatable)",
     )
     p.add_argument("--out", help="results directory (default bench/results)")
+    p.add_argument(
+        "--cost",
+        action="store_true",
+        help="count instructions per request under callgrind, metrics on and off (bench/cost.py)",
+    )
+    p.add_argument("--cost-requests", type=int, default=100, help="--cost: requests per scenario")
+    p.add_argument(
+        "--cost-warmup", type=int, default=20, help="--cost: uncounted requests per scenario first"
+    )
+    p.add_argument(
+        "--cost-single",
+        action="store_true",
+        help="--cost: only the gateway as configured (no metrics-off run)",
+    )
     p.add_argument("--soak", action="store_true", help="run the soak instead (see --minutes, --rate)")
     p.add_argument("--minutes", type=float, default=1.0, help="soak length (the full soak is --minutes 10)")
     p.add_argument("--rate", type=float, default=100.0, help="soak arrival rate, requests per second")
@@ -346,6 +313,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds, args.duration, args.ttft_count = 1, 2.0, 50
         args.idle_streams = min(args.idle_streams, 200)
+    if args.cost:
+        from bench.cost import cost
+
+        return cost(args)
     if args.soak:
         from bench.soak import soak
 

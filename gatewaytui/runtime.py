@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -120,8 +119,7 @@ class Runtime:
         self._quota_read_at = 0.0
         # account id -> the version (updated_at) of its state last written or applied here
         self._persisted_at: dict[str, float] = {}
-        # (SQLite) per reader thread: its connection and the data_version it last saw there
-        self._looked = threading.local()
+        self._data_version = -1
         # keys and tenants as this process knows them: what changed elsewhere (the CLI) becomes events
         self.seen = Seen()
         self.base_url = f"http://{cfg.server.host}:{cfg.server.port}"
@@ -165,6 +163,10 @@ class Runtime:
             self._tasks.append(asyncio.create_task(self.shared_wallet.run_lease(), name="gatewaytui-lease"))
             self.keyring.shared = True  # RPM counted by the store at admission (billing/shared_limits.py)
             self._tasks.append(asyncio.create_task(self.shared_wallet.limits.run(), name="gatewaytui-limits"))
+        else:
+            self._data_version = await self.write(
+                lambda conn: conn.execute("PRAGMA data_version").fetchone()[0]
+            )
         self.upstream = Upstream(max_body=int(self.cfg.server.upstream_max_body_mb * (1 << 20)))
         self.http = self.upstream.httpx_client()
         self.oauth = OAuthManager(self)
@@ -353,8 +355,10 @@ class Runtime:
             try:
                 self.pool.tick()
                 self._warn_backlog()
-                if await self.read(self._database_changed):
-                    await self.write(lambda conn: None)  # this process's own writes first (it announced them)
+                # asked on the writer's own connection, after this process's own writes (it announced them):
+                # its data_version moves only for commits of other connections, so settlements journaled
+                # here do not cost a full re-read of the state every interval
+                if await self.write(self._database_changed):
                     before = self.writer.submitted
                     state = await self.read(self._read_state)
                     # a write of this process submitted during the read may be missing from it: apply the
@@ -485,16 +489,13 @@ class Runtime:
         )
 
     def _database_changed(self, conn: sqlite3.Connection) -> bool:
-        """(A read, on a reader thread's connection) whether the database may have been written since the
-        last look. SQLite's data_version changes when another connection commits, and is comparable only on
-        one connection: each reader thread's is compared with what the watcher last saw on that connection
-        (a connection looked at for the first time counts as changed). Every commit after the previous look
-        is also after this connection's last look, so none is missed. Reads go through ``Readers.run`` so
-        that stopping never closes a connection a look still steps (a crash in SQLite)."""
+        """(On the writer's connection) whether another connection (the CLI) wrote the database since the
+        last look."""
         version = conn.execute("PRAGMA data_version").fetchone()[0]
-        last = getattr(self._looked, "seen", None)
-        self._looked.seen = (conn, version)
-        return last is None or last[0] is not conn or last[1] != version
+        if version == self._data_version:
+            return False
+        self._data_version = version
+        return True
 
     def _apply_changes(
         self,

@@ -516,3 +516,64 @@ async def test_headers_wait_for_the_first_token_when_it_follows_the_block_start(
                 break
     assert b"message_start" in first and b"content_block_start" in first and b"text_delta" in first
     await assert_settled_once(gw, upstream)
+
+
+class _Burst:
+    """An upstream answer whose whole stream arrives in one read (a fast upstream, a busy gateway)."""
+
+    def __init__(self, resp: Any, data: bytes) -> None:
+        self._resp, self._data = resp, data
+        self.status_code, self.headers = resp.status_code, resp.headers
+        self.chunks: Any = None
+
+    def stream(self) -> Any:
+        async def one() -> Any:
+            yield self._data
+
+        if self.chunks is None:
+            self.chunks = one()
+        return self.chunks
+
+    async def aread(self) -> bytes:
+        return self._data
+
+    async def aclose(self) -> None:
+        await self._resp.aclose()
+
+
+@pytest.mark.parametrize("name", ["anthropic", "chat->anthropic", "openai_chat"])
+async def test_first_token_goes_out_before_the_rest_of_a_burst_is_parsed(
+    make_gateway, upstream, monkeypatch, name
+) -> None:
+    """A read that brings the whole answer at once: the relay parses it only until content flows and relays
+    that piece first; the rest of the burst is parsed and relayed after. Nothing is lost or reordered."""
+    from gatewaytui.server import relay
+    from gatewaytui.server.protocols import new_request_id
+
+    wire = WIRES[name]
+    gw = await make_gateway()
+    key = gw.rt.keyring.authenticate(await gw.mint())
+    real = gw.rt.upstream.post
+    sent: list[bytes] = []
+
+    async def post(url: str, body: bytes, headers: dict[str, str]) -> Any:
+        resp = await real(url, body, headers)
+        data = b"".join([chunk async for chunk in resp.stream()])
+        sent.append(data)
+        return _Burst(resp, data)
+
+    monkeypatch.setattr(gw.rt.upstream, "post", post)
+    body = wire.body(wire.model, WORDS)
+    reply = await relay.handle(gw.rt, wire.protocol, "v1", key, body, 200, {}, new_request_id())
+    assert reply.status == 200
+    pieces = [piece async for piece in reply.body]  # type: ignore[union-attr]
+    first, rest = pieces[0], b"".join(pieces[1:])
+    ending = b"message_stop" if wire.protocol == "anthropic" else b"[DONE]"
+    assert b"Hello" in first and ending not in first, first  # the first word, not the end of the burst
+    assert ending in rest
+    seen = read_stream(wire.protocol, b"".join(pieces))
+    assert seen.completed and not seen.errors
+    if wire.protocol == gw.rt.catalog.provider_module(gw.rt.catalog.resolve(wire.model)):
+        assert b"".join(pieces) == sent[0]  # passthrough: the upstream's bytes, as sent
+    (row,) = await assert_settled_once(gw, upstream)
+    assert row["status"] == "ok" and row["output_tokens"] > 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -37,14 +38,8 @@ class Price:
 
     @classmethod
     def of(cls, model: Any) -> Price:
-        return cls(
-            input=model.input_per_mtok,
-            output=model.output_per_mtok,
-            cache_read=model.cache_read_per_mtok,
-            cache_write_5m=model.cache_write_per_mtok or model.input_per_mtok,
-            cache_write_1h=model.cache_write_1h_per_mtok or model.input_per_mtok,
-            per_use=tuple((kind, getattr(model, f"{kind}_per_use")) for kind in SERVER_TOOLS),
-        )
+        """A model's price (one shared, immutable object per distinct set of rates: admission asks per request)."""
+        return _price(_RATES(model), _FEES(model))
 
     def fee(self, kind: str) -> int:
         """Micro-USD per use of a server tool (0 for a kind without a configured fee)."""
@@ -137,6 +132,29 @@ def url_media_tokens(req: ChatRequest) -> int:
                 elif isinstance(p, Document) and fetched and p.text is None:
                     total += URL_DOCUMENT_TOKENS
     return total
+
+
+_RATES = operator.attrgetter(
+    "input_per_mtok",
+    "output_per_mtok",
+    "cache_read_per_mtok",
+    "cache_write_per_mtok",
+    "cache_write_1h_per_mtok",
+)
+_FEES = operator.attrgetter(*(f"{kind}_per_use" for kind in SERVER_TOOLS))
+
+
+@functools.lru_cache(maxsize=256)
+def _price(rates: tuple[int, ...], fees: tuple[int, ...]) -> Price:
+    inp, out, read, write_5m, write_1h = rates
+    return Price(
+        input=inp,
+        output=out,
+        cache_read=read,
+        cache_write_5m=write_5m or inp,
+        cache_write_1h=write_1h or inp,
+        per_use=tuple(zip(SERVER_TOOLS, fees, strict=True)),
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -110,8 +110,8 @@ class Pool:
         pool = [
             a for a in self.serving(provider, upstream_model, name) if a.ready_at(now, upstream_model) <= now
         ]
-        if not pool:
-            return []
+        if len(pool) < 2:
+            return pool  # nothing to rank (a model served by one account: the common case)
         strategy = self.strategy
         if strategy == "sticky" and sticky_key:
             ranked = sorted(pool, key=lambda a: _rendezvous(sticky_key, a.id, a.weight), reverse=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -224,38 +226,45 @@ def classify_error(status: int, headers: Mapping[str, str], body: bytes) -> Upst
 
 
 _LIMIT_KEYS = ("requests", "tokens", "input-tokens", "output-tokens")
+# (header, key in the quota dict, how to read it): built once, not per response
+_QUOTA_HEADERS = tuple(
+    (
+        f"anthropic-ratelimit-{key}-{part}",
+        f"{key.replace('-', '_')}_{part}",
+        "iso" if part == "reset" else "int",
+    )
+    for key in _LIMIT_KEYS
+    for part in ("limit", "remaining", "reset")
+) + tuple(
+    (f"anthropic-ratelimit-unified-{window}-{part}", f"unified_{window}_{part}", kind)
+    for window in ("5h", "7d")
+    for part, kind in (("utilization", "float"), ("reset", "int"))
+)
 
 
 def read_quota(headers: Mapping[str, str]) -> dict[str, Any] | None:
     """Anthropic's ``anthropic-ratelimit-*`` headers, including the unified 5h/7d utilisation."""
-    import datetime as dt
-    import time
-
     out: dict[str, Any] = {}
     soonest: float | None = None
-    for key in _LIMIT_KEYS:
-        for part in ("limit", "remaining"):
-            value = headers.get(f"anthropic-ratelimit-{key}-{part}")
-            if value is not None and value.isdigit():
-                out[f"{key.replace('-', '_')}_{part}"] = int(value)
-        reset = headers.get(f"anthropic-ratelimit-{key}-reset")
-        if reset:
+    for header, name, kind in _QUOTA_HEADERS:
+        value = headers.get(header)
+        if not value:
+            continue
+        if kind == "int":
+            if value.isdigit():
+                out[name] = int(value)
+        elif kind == "iso":
             try:
-                at = dt.datetime.fromisoformat(reset.replace("Z", "+00:00")).timestamp()
-                out[f"{key.replace('-', '_')}_reset"] = at
-                soonest = at if soonest is None else min(soonest, at)
+                at = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+            out[name] = at
+            soonest = at if soonest is None else min(soonest, at)
+        else:
+            try:
+                out[name] = float(value)
             except ValueError:
                 pass
-    for window in ("5h", "7d"):
-        util = headers.get(f"anthropic-ratelimit-unified-{window}-utilization")
-        if util is not None:
-            try:
-                out[f"unified_{window}_utilization"] = float(util)
-            except ValueError:
-                pass
-        reset = headers.get(f"anthropic-ratelimit-unified-{window}-reset")
-        if reset and reset.isdigit():
-            out[f"unified_{window}_reset"] = int(reset)
     status = headers.get("anthropic-ratelimit-unified-status")
     if status:
         out["unified_status"] = status

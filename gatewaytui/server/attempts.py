@@ -216,7 +216,11 @@ def _read_failure(exc: TransportError) -> UpstreamError:
 
 
 async def _preread(call: Call, at: Attempt) -> None:
-    """Read until the first content event; an error or an empty stream first is a failure (fail over)."""
+    """Read until the first content event; an error or an empty stream first is a failure (fail over).
+
+    A read often brings a burst (a fast upstream's whole answer at once): it is parsed an SSE event at a time
+    only until content flows, and the rest is left in ``at.rest`` unparsed, so the first token goes out
+    before the rest of the burst is parsed and encoded."""
     it = at.response.stream()
     while True:
         try:
@@ -232,12 +236,18 @@ async def _preread(call: Call, at: Attempt) -> None:
                 call,
                 UpstreamError(502, "connection", f"upstream stream broke before the first event: {exc}"),
             ) from None
-        at.buffered.append(chunk)
-        try:
-            at.events.extend(at.parser.feed(chunk))
-        except FrameTooLarge as exc:
-            raise _fail(call.rt, at.account, call, UpstreamError(502, "too_large", str(exc))) from None
-        if _committable(at.events):
+        while chunk:
+            end = chunk.find(b"\n\n") + 2  # the end of its first event (an incremental parser takes any cut)
+            piece, chunk = (chunk[:end], chunk[end:]) if end > 1 else (chunk, b"")
+            at.buffered.append(piece)
+            try:
+                at.events.extend(at.parser.feed(piece))
+            except FrameTooLarge as exc:
+                raise _fail(call.rt, at.account, call, UpstreamError(502, "too_large", str(exc))) from None
+            if _committable(at.events):
+                at.rest = chunk
+                break
+        if at.rest or _committable(at.events):
             break
     first_error = next((e for e in at.events if isinstance(e, StreamError)), None)
     has_content = any(isinstance(e, CONTENT_EVENTS) for e in at.events)

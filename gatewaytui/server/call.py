@@ -66,6 +66,7 @@ class Attempt:
     parser: Any = None
     buffered: list[bytes] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    rest: bytes = b""  # what the pre-read received past the first content, not parsed yet
     ended: bool = False
     result: ChatResponse | None = None
     raw_body: bytes | None = None

@@ -58,7 +58,8 @@ class ChatLane:
         task = asyncio.current_task()
         assert task is not None
         watcher: asyncio.Task[None] | None = None
-        gone: list[bool] = []
+        gone: list[bool] = []  # the watcher saw the client leave (and cancelled this task)
+        answered: list[bool] = []  # the whole answer was handed to the server: a disconnect now is no news
         started: list[bool] = []
 
         async def sender(message: dict[str, Any]) -> None:
@@ -72,9 +73,10 @@ class ChatLane:
                 reply = admitted
             else:
                 # the request is read: from here on a disconnect (Hypercorn's http.disconnect) ends it
-                watcher = asyncio.ensure_future(_watch(receive, task, gone))
+                watcher = asyncio.ensure_future(_watch(receive, task, gone, answered))
                 reply = await admitted
             await respond(reply, sender)
+            answered.append(True)
         except ClientGone:
             return
         except asyncio.CancelledError:
@@ -87,7 +89,10 @@ class ChatLane:
             if not started:
                 await respond(error_reply(route.protocol, limits.internal_error(), request_id), send)
         finally:
-            if watcher is not None:
+            # answered: the server closed the request's stream and so already put its http.disconnect, which
+            # ends the watcher; cancelling it instead would throw into a finished wait (asyncio.Queue then
+            # formats the waiter's repr into an exception it drops: ~4% of a request's CPU)
+            if watcher is not None and not answered:
                 watcher.cancel()
 
     async def admit(
@@ -129,10 +134,9 @@ class ChatLane:
 
     async def read_body(self, headers: dict[str, str], receive: Receive) -> bytes:
         limit = self.max_body
-        too_large = limits.body_too_large(self.rt.cfg.server)
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise too_large
+            raise limits.body_too_large(self.rt.cfg.server)
         chunks: list[bytes] = []
         total = 0
         try:
@@ -145,7 +149,7 @@ class ChatLane:
                     total += len(chunk)
                     if total > limit:
                         await _discard(receive, message, limit * 4)
-                        raise too_large
+                        raise limits.body_too_large(self.rt.cfg.server)  # built only when needed
                     chunks.append(chunk)
                     if not message.get("more_body", False):
                         break
@@ -179,13 +183,15 @@ async def _discard(receive: Receive, message: dict[str, Any], budget: int) -> No
         budget -= len(message.get("body", b""))
 
 
-async def _watch(receive: Receive, task: asyncio.Task[Any], gone: list[bool]) -> None:
-    """Cancel the request's task when its client disconnects."""
+async def _watch(receive: Receive, task: asyncio.Task[Any], gone: list[bool], answered: list[bool]) -> None:
+    """Cancel the request's task when its client disconnects before the whole answer was handed over (the
+    server always ends a request's stream with ``http.disconnect``, so this returns then at the latest)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            gone.append(True)
-            task.cancel()
+            if not answered:
+                gone.append(True)
+                task.cancel()
             return
 
 

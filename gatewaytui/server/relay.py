@@ -7,7 +7,9 @@ Streams: the relay waits a short commit window for the first upstream event. Fai
 become proper HTTP errors (and fail over); after it, the client gets a 200 with keep-alives while the
 relay keeps trying, and any later failure is reported in-band in the client's protocol. Content is never
 retried once a byte of it reached the client. Settlement is synchronous bookkeeping (no await), so a
-client disconnect that cancels the handler cannot skip or double it.
+client disconnect that cancels the handler cannot skip or double it; a non-streamed answer marks its call
+settled at once and closes the books at the loop's next turn, after its bytes went to the server
+(``settlement.settle_soon``).
 
 Fallbacks: when no account of the model can serve (all cooling or disabled, or every attempt failed before
 the first byte), ``serve`` re-admits the request on the model's configured fallbacks in turn (its hold,
@@ -44,7 +46,7 @@ from ..traffic import Flight
 from .attempts import Unserved, connect
 from .call import Attempt, Call
 from .protocols import PROTOCOLS, Reply, error_reply
-from .settlement import settle
+from .settlement import settle, settle_soon
 from .stream import abandon, stream_body, stream_content_type
 
 HOSTILE_KEYS = frozenset(
@@ -349,7 +351,7 @@ async def unary_response(call: Call) -> Reply:
             payload = dumps(call.protocol.encode_response(at.result, call.req))
         if call.capture is not None:
             call.capture.respond(payload)
-        settle(call, at.result.usage, status="ok", http_status=200)
+        settle_soon(call, at.result.usage, status="ok", http_status=200)  # after the bytes are handed over
         return Reply(200, payload, headers=_response_headers(call))
     finally:
         rt.pool.end(at.account)

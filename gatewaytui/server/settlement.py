@@ -3,6 +3,7 @@ entries (one batched write), update the live traffic and publish."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable
@@ -43,6 +44,25 @@ def settle(
         return
     call.settled = True
     _close(call, usage, status=status, http_status=http_status, error=error)
+
+
+def settle_soon(
+    call: Call, usage: Usage | None, *, status: str, http_status: int, error: str | None = None
+) -> None:
+    """Settle a request whose answer is being handed to the server: the call counts as settled at once, so
+    nothing else settles it (a disconnect, the handler's end), and the books close at the loop's next turn,
+    after the response bytes were written, so the client does not wait for the bookkeeping."""
+    if call.settled:
+        return
+    call.settled = True
+    asyncio.get_running_loop().call_soon(_close_soon, call, usage, status, http_status, error)
+
+
+def _close_soon(call: Call, usage: Usage | None, status: str, http_status: int, error: str | None) -> None:
+    try:
+        _close(call, usage, status=status, http_status=http_status, error=error)
+    except Exception:  # noqa: BLE001 - the answer is out; the fault is the gateway's to report
+        log.exception("request %s: settlement failed", call.request_id)
 
 
 def settle_estimated(

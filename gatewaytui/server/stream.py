@@ -89,26 +89,32 @@ async def stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[
         if not at.ended:
             it = at.response.stream()
             idle = rt.cfg.server.stream_idle_timeout
+            pending, at.rest = at.rest, b""  # the rest of the pre-read's burst comes first
             while not meter.finished:
-                try:
-                    async with asyncio.timeout(idle):
-                        chunk = await it.__anext__()
-                except StopAsyncIteration:
-                    events = meter.feed(at.parser.finish())
-                    if (
-                        passthrough
-                    ):  # no upstream bytes carry what the parser concludes at the end (a cut stream)
-                        events = [e for e in events if isinstance(e, StreamError)]
-                        injected = injected or bool(events)
-                    if events:
-                        yield b"".join(encoder.encode(e) for e in events)
-                    break
-                except (TimeoutError, TransportError) as exc:
-                    reason = (
-                        "upstream stalled" if isinstance(exc, TimeoutError) else "upstream connection broke"
-                    )
-                    meter.failed = f"{reason} mid-stream"
-                    break
+                if pending:
+                    chunk, pending = pending, b""
+                else:
+                    try:
+                        async with asyncio.timeout(idle):
+                            chunk = await it.__anext__()
+                    except StopAsyncIteration:
+                        events = meter.feed(at.parser.finish())
+                        if (
+                            passthrough
+                        ):  # no upstream bytes carry what the parser concludes at the end (a cut)
+                            events = [e for e in events if isinstance(e, StreamError)]
+                            injected = injected or bool(events)
+                        if events:
+                            yield b"".join(encoder.encode(e) for e in events)
+                        break
+                    except (TimeoutError, TransportError) as exc:
+                        reason = (
+                            "upstream stalled"
+                            if isinstance(exc, TimeoutError)
+                            else "upstream connection broke"
+                        )
+                        meter.failed = f"{reason} mid-stream"
+                        break
                 try:
                     events = at.parser.feed(chunk)
                 except FrameTooLarge as exc:
