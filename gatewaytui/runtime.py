@@ -37,6 +37,7 @@ from .store import db as dbmod
 from .store import keys as key_store
 from .store import ledger as ledger_store
 from .store import notify
+from .store import pg as pg_store
 from .store import settings as settings_store
 from .store import tenants as tenant_store
 from .store.lock import ServerLock
@@ -371,8 +372,11 @@ class Runtime:
 
     async def _watch_shared(self) -> None:
         """A PostgreSQL store: changes made by any instance or the CLI arrive as notifications (store/notify)
-        and are applied at once, coalesced over ``COALESCE_S``; the clock work still runs every second."""
+        and are applied at once, coalesced over ``COALESCE_S``; the clock work still runs every second. A
+        change whose reading failed (the store restarting) is read again after ``retry`` seconds, doubling
+        while the store stays away."""
         changed: set[str] = set()
+        retry = 0.0  # > 0 while reading changes fails
         wake = asyncio.Event()
 
         def on_change(tables: set[str]) -> None:
@@ -384,7 +388,7 @@ class Runtime:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(wake.wait(), 1.0)
+                    await asyncio.wait_for(wake.wait(), retry or 1.0)
                     await asyncio.sleep(COALESCE_S)
                 except TimeoutError:
                     pass
@@ -397,11 +401,22 @@ class Runtime:
                     if changed:
                         tables = set(changed)
                         changed.clear()
-                        await self._apply_shared(tables)
+                        try:
+                            await self._apply_shared(tables)
+                        except Exception as exc:
+                            if pg_store.retryable(exc):
+                                changed.update(tables)  # not applied: read them again on the next round
+                            raise
+                        retry = 0.0
                 except asyncio.CancelledError:
                     raise
-                except Exception:  # noqa: BLE001 - the watcher must survive anything (the store may be down)
-                    log.exception("change watcher failed")
+                except Exception as exc:  # noqa: BLE001 - the watcher must survive anything
+                    if not pg_store.retryable(exc):
+                        log.exception("change watcher failed")
+                        continue
+                    if not retry:  # the store is down or restarting: a line, not a traceback a round
+                        log.warning("change watcher: the store is unavailable (%s); retrying", exc)
+                    retry = min(2 * retry, 2.0) if retry else 0.1
         finally:
             listener.cancel()
 

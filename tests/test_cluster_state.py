@@ -107,3 +107,27 @@ async def test_subscription_quota_is_shared(make_gateway: Any) -> None:
         assert time.monotonic() - start < 1.5, "the other instance never saw the usage"
         await asyncio.sleep(0.05)
     assert r.status_code == 429 and "subscription quota reached" in r.json()["error"]["message"]
+
+
+async def test_a_change_whose_reading_failed_is_read_again(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store drops the other instance's read of a change (a restart): the change is read on the next
+    round, not lost until some later change of the same table."""
+    from gatewaytui.store.pg import StoreUnavailable
+
+    one, two = await make_gateway(), await make_gateway()
+    await one.mint("acme", usd=1)
+    tid = one.rt.keyring.authenticate(await one.mint("acme", usd=None))["tenant_id"]
+    await within_a_second(lambda: two.rt.wallet.balance[tid] == 1_000_000)
+    apply, failed = two.rt._apply_shared, []
+
+    async def flaky(tables: set[str]) -> None:
+        if not failed:
+            failed.append(tables)
+            raise StoreUnavailable(OSError("the database system is shutting down"))
+        await apply(tables)
+
+    monkeypatch.setattr(two.rt, "_apply_shared", flaky)
+    await tenant_ops.credit(one.rt, "acme", 250_000)
+    await within_a_second(lambda: two.rt.wallet.balance[tid] == 1_250_000 and bool(failed))
