@@ -200,25 +200,33 @@ def render(results: dict[str, Any], connections: int) -> str:
 
     lines = [
         f"| one hot tenant, c={connections}, non-streamed | req/s | admissions/s | CPU ms/request"
-        " | backends running a statement | of them waiting on a lock | samples with a lock wait | waits by statement |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
+        " | backends running a statement | of them waiting on a lock | samples with a lock wait | waiting in | waiting for |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for name, runs in results["runs"].items():
         kinds: dict[str, float] = {}
         for r in runs:
             for k, v in r["lock_waiting_by_statement"].items():
                 kinds[k] = kinds.get(k, 0) + v / len(runs)
+        events: dict[str, float] = {}
+        for r in runs:
+            for k, v in r["lock_waiting_by_event"].items():
+                events[k] = events.get(k, 0) + v / len(runs)
         where = ", ".join(f"{k} {v:.2f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])) or "none"
+        on = ", ".join(f"{k} {v:.2f}" for k, v in sorted(events.items(), key=lambda kv: -kv[1])) or "none"
         lines.append(
             f"| PostgreSQL, {name} | {med(runs, 'rps'):,.0f} | {med(runs, 'admissions_per_s'):,.0f}"
             f" | {med(runs, 'cpu_ms'):.2f} | {med(runs, 'active_mean'):.2f} | {med(runs, 'lock_waiting_mean'):.2f}"
-            f" ({med(runs, 'lock_share_of_active'):.0%}) | {med(runs, 'samples_with_lock_wait'):.0%} | {where} |"
+            f" ({med(runs, 'lock_share_of_active'):.0%}) | {med(runs, 'samples_with_lock_wait'):.0%} | {where} | {on} |"
         )
     lines.append("")
     lines.append(
         "Medians over rounds. Backends: the gateway's PostgreSQL connections running a statement, mean over"
         " pg_stat_activity samples; waiting on a lock: wait_event_type 'Lock' (mean per sample, and share"
-        " of the running ones); waits by statement: mean waiting backends per sample."
+        " of the running ones); waiting in: the statement, waiting for: the lock (transactionid: a row another"
+        " transaction changed, such as the credit row; tuple: queued behind another waiter for that row;"
+        " advisory: the writers' batch lock), both as mean waiting backends per sample. Admissions/s counts"
+        " the requests in flight when wrk stops, which wrk does not."
     )
     return "\n".join(lines)
 
