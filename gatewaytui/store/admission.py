@@ -121,11 +121,10 @@ class AdmissionLine:
         self.admissions += len(batch)
 
     async def _result(self, pg: pq.abc.PGconn) -> pq.abc.PGresult | None:
-        while True:
-            pg.consume_input()
-            if not pg.is_busy():
-                return pg.get_result()
+        while pg.is_busy():  # nothing buffered yet: wait for the socket, not a read that finds nothing
             await self._ready(pg)
+            pg.consume_input()
+        return pg.get_result()
 
     @staticmethod
     async def _ready(pg: pq.abc.PGconn, *, write: bool = False) -> None:
