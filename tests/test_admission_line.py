@@ -125,3 +125,23 @@ def test_statements_with_literals_and_many_parameters_run_on_postgresql(funded: 
         )
     finally:
         conn.close()
+
+
+async def test_tenants_admitted_in_one_write_are_each_exact(funded: tuple[str, int]) -> None:
+    url, rich = funded
+    conn = dbmod.connect(url)
+    try:
+        poor = int(tenant_store.get_or_create(conn, "small")[0]["id"])
+        ledger.append(conn, poor, "topup", 10_000, "topup:2")
+    finally:
+        conn.close()
+    line = AdmissionLine(url)
+    try:
+        verdicts = await asyncio.gather(
+            *(line.admit(rich if n % 2 else poor, 3_000, f"r{n}", "me") for n in range(200))
+        )
+    finally:
+        await line.close()
+    assert sum(verdicts[1::2]) == 100 and sum(verdicts[0::2]) == 3  # 10,000 covers three of 3,000
+    assert credit_row(url, rich)[:2] == (1_000_000, 300_000)
+    assert credit_row(url, poor)[:2] == (10_000, 9_000)

@@ -5,9 +5,12 @@ Every paid request on a key without a budget, token rate or RPM limit is admitte
 connection pool and psycopg's cursor each one cost ~0.25 ms of the gateway's CPU; here the statement is
 prepared once on the server and run through libpq directly (text parameters, no cursor, no pool
 checkout), and admissions that arrive while one is on the wire go out together in libpq's pipeline
-mode: one write, one wake-up for all of their answers. Each admission is followed by its own sync
-message, so each is its own transaction exactly as before (one credit row locked at a time: no new lock
-order, nothing to deadlock with), and one that fails fails alone.
+mode: one write, one wake-up for all of their answers. Admissions of the same tenant in one write are
+one transaction (a sync message after each tenant's), each statement seeing the ones before it, so a
+hot tenant's credit row is locked and committed once per write instead of once per request; no
+transaction locks more than one credit row, as before, so there is no new lock order and nothing to
+deadlock with. If any statement of a tenant's transaction fails, that transaction is rolled back and its
+admissions are sent again one transaction each, so one that fails fails alone.
 
 A waiter never does the I/O itself: the line's task does, so a request cancelled while its admission is
 on the wire leaves the connection in step (its hold, if the database took it, is then untracked and
@@ -97,28 +100,44 @@ class AdmissionLine:
                         exc = psycopg.OperationalError(str(exc) or type(exc).__name__)
                     self._fail(batch, exc)
 
-    async def _send(self, batch: list[_Item]) -> None:
+    async def _send(self, batch: list[_Item], *, together: bool = True) -> None:
+        """Send ``batch`` in one write, one transaction per tenant (``together``) or per admission, and
+        answer each waiter."""
         pg = await self._connected()
-        for params, _ in batch:
-            pg.send_query_prepared(STATEMENT, params)
+        groups: dict[bytes, list[_Item]] = {}
+        for n, item in enumerate(batch):
+            groups.setdefault(item[0][1] if together else b"%d" % n, []).append(item)
+        for items in groups.values():
+            for params, _ in items:
+                pg.send_query_prepared(STATEMENT, params)
             pg.pipeline_sync()
+        alone: list[_Item] = []
         async with asyncio.timeout(STATEMENT_TIMEOUT_MS / 1000 + 5):
             while pg.flush():
                 await self._ready(pg, write=True)
-            for _, fut in batch:
-                result = await self._result(pg)
-                await self._result(pg)  # the end of that statement's results
-                await self._result(pg)  # its sync
-                if result is None:
-                    raise psycopg.OperationalError("the admission got no answer")
-                if fut.done():  # its request was cancelled meanwhile
+            for items in groups.values():
+                results = []
+                for _ in items:
+                    results.append(await self._result(pg))
+                    await self._result(pg)  # the end of that statement's results
+                await self._result(pg)  # the transaction's sync
+                if any(r is None for r in results):
+                    raise psycopg.OperationalError("an admission got no answer")
+                failed = [r for r in results if r is not None and r.status != pq.ExecStatus.TUPLES_OK]
+                if failed and len(items) > 1:
+                    alone += items  # rolled back together: each again in a transaction of its own
                     continue
-                if result.status == pq.ExecStatus.TUPLES_OK:
-                    fut.set_result(result.ntuples > 0)
-                else:
-                    fut.set_exception(psycopg.errors.error_from_result(result))
+                for (_, fut), result in zip(items, results, strict=True):
+                    if fut.done() or result is None:  # its request was cancelled meanwhile
+                        continue
+                    if result.status == pq.ExecStatus.TUPLES_OK:
+                        fut.set_result(result.ntuples > 0)
+                    else:
+                        fut.set_exception(psycopg.errors.error_from_result(result))
         self.batches += 1
-        self.admissions += len(batch)
+        self.admissions += len(batch) - len(alone)
+        if alone:
+            await self._send(alone, together=False)
 
     async def _result(self, pg: pq.abc.PGconn) -> pq.abc.PGresult | None:
         while pg.is_busy():  # nothing buffered yet: wait for the socket, not a read that finds nothing
