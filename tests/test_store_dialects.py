@@ -18,16 +18,16 @@ from gatewaytui.store.schema import migrations
 
 
 def test_statements_are_rewritten_for_postgresql() -> None:
-    assert translate("SELECT a FROM t WHERE b = ? AND c LIKE '%?%'", True) == (
-        "SELECT a FROM t WHERE b = %s AND c LIKE '%%?%%'"
+    assert translate("SELECT a FROM t WHERE b = ? AND c LIKE '%?%' AND d = ?", True) == (
+        "SELECT a FROM t WHERE b = $1 AND c LIKE '%?%' AND d = $2"
     )
     assert translate("SELECT '%' FROM t", False) == "SELECT '%' FROM t"  # no parameters: no escaping
     assert translate("BEGIN IMMEDIATE", False).startswith("BEGIN; SELECT pg_advisory_xact_lock(")
     assert translate("INSERT OR IGNORE INTO x (a) VALUES (?)", True) == (
-        "INSERT INTO x (a) VALUES (%s) ON CONFLICT DO NOTHING"
+        "INSERT INTO x (a) VALUES ($1) ON CONFLICT DO NOTHING"
     )
     assert translate("INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?), (?, ?)", True) == (
-        "INSERT INTO settings (key, value) VALUES (%s, %s), (%s, %s)"
+        "INSERT INTO settings (key, value) VALUES ($1, $2), ($3, $4)"
         " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
     )
 

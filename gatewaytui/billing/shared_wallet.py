@@ -76,6 +76,7 @@ class SharedWallet(Wallet):
         self._pool: Any = None
         self._own: Any = None  # the lease's own connection: admissions crowding the pool cannot starve it
         self._own_lock = asyncio.Lock()
+        self._line: Any = None  # the AdmissionLine: plain credit admissions on their own connection
         self.limits: Any = None  # the SharedLimits whose tickets ``secure`` reserves (their refusals)
         self._reads = self._applied = 0  # refreshes started / the latest one applied
 
@@ -101,10 +102,16 @@ class SharedWallet(Wallet):
             await self._pool.close()
             self._pool = None
             raise StoreUnavailable(exc) from exc
+        from ..store.admission import AdmissionLine
+
+        self._line = AdmissionLine(self.url, connect_timeout=ADMISSION_TIMEOUT)
         await self.heartbeat()
         await self.refresh()
 
     async def close_pool(self) -> None:
+        if self._line is not None:
+            await self._line.close()
+            self._line = None
         if self._pool is None:
             return
         try:
@@ -212,9 +219,9 @@ class SharedWallet(Wallet):
             ) from None
 
     async def _admit(self, h: Hold) -> bool:
+        if await self._line.admit(h.tenant_id, h.amount, h.request_id, self.origin):
+            return True
         async with self._pool.connection() as conn:
-            if await credit_store.admit(conn, h.tenant_id, h.amount, h.request_id, self.origin):
-                return True
             left = await credit_store.available(conn, h.tenant_id)
         self.balance[h.tenant_id] = left + self.cluster_held.get(h.tenant_id, 0)
         raise refusal(h.amount, left)

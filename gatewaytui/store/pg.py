@@ -3,6 +3,10 @@
 The store modules speak one SQL: ``?`` placeholders, ``INSERT OR IGNORE`` / ``INSERT OR REPLACE``,
 ``BEGIN IMMEDIATE``, rows readable by index and by name. ``PgConnection`` takes that SQL, rewrites it
 once per distinct statement (cached) into PostgreSQL's, and hands back rows shaped like ``sqlite3.Row``.
+Placeholders become the server's own (``$1``, ``$2``, ...) and statements go out through psycopg's
+``RawCursor``, which sends them as they are: psycopg's own ``%s`` parsing is cached only for statements
+under 4 KB, and the writer's multi-row INSERTs are longer, so it re-parsed each one (with a regular
+expression, most of the writer's CPU per settled request).
 Constraint violations surface as ``IntegrityError`` (a ``sqlite3.IntegrityError``), so callers catch one
 exception for both stores. Sums of integer columns (``numeric`` in PostgreSQL) come back as ``int``.
 
@@ -144,19 +148,17 @@ def translate(sql: str, with_params: bool) -> str:
 
 
 def _placeholders(sql: str) -> str:
-    """``?`` to ``%s`` outside string literals; a literal ``%`` doubled."""
-    out: list[str] = []
-    quoted = False
-    for ch in sql:
-        if ch == "'":
-            quoted = not quoted
-        if ch == "%":
-            out.append("%%")
-        elif ch == "?" and not quoted:
-            out.append("%s")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """``?`` to ``$1``, ``$2``, ... outside string literals."""
+    parts = sql.split("'")  # even parts are outside string literals
+    n = 0
+    for i in range(0, len(parts), 2):
+        pieces = parts[i].split("?")
+        out = [pieces[0]]
+        for piece in pieces[1:]:
+            n += 1
+            out.append(f"${n}{piece}")
+        parts[i] = "".join(out)
+    return "'".join(parts)
 
 
 class PgConnection:
@@ -173,7 +175,10 @@ class PgConnection:
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             raw = psycopg.connect(
-                self.url, autocommit=True, connect_timeout=self.connect_timeout, row_factory=_row_factory
+                self.url,
+                autocommit=True,
+                connect_timeout=self.connect_timeout,
+                row_factory=_row_factory,
             )
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(exc) from exc
@@ -195,8 +200,8 @@ class PgConnection:
     def _execute(self, sql: str, params: Sequence[Any] | None) -> Any:
         try:
             if params is None:
-                return self.raw.execute(translate(sql, False).encode())
-            return self.raw.execute(translate(sql, True).encode(), tuple(params))
+                return psycopg.RawCursor(self.raw).execute(translate(sql, False).encode())
+            return psycopg.RawCursor(self.raw).execute(translate(sql, True).encode(), tuple(params))
         except psycopg.errors.IntegrityError as exc:
             raise IntegrityError(str(exc).strip()) from exc
         except psycopg.DataError as exc:
@@ -205,7 +210,7 @@ class PgConnection:
             raise
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Any:
-        cur = self.raw.cursor()
+        cur = psycopg.RawCursor(self.raw)
         try:
             cur.executemany(translate(sql, True).encode(), [tuple(p) for p in seq])
         except psycopg.errors.IntegrityError as exc:
