@@ -130,7 +130,7 @@ async def test_a_failed_admission_is_a_503_only_when_the_store_cannot_be_reached
 ) -> None:
     import psycopg
 
-    from gatewaytui.billing import shared_wallet
+    from gatewaytui.store.admission import AdmissionLine
 
     gw = await make_gateway()
     key = await gw.mint("acme", usd=1)
@@ -140,7 +140,7 @@ async def test_a_failed_admission_is_a_503_only_when_the_store_cannot_be_reached
     async def admit(*args: Any, **kw: Any) -> bool:
         raise raised[-1]
 
-    monkeypatch.setattr(shared_wallet.credit_store, "admit", admit)
+    monkeypatch.setattr(AdmissionLine, "admit", admit)  # every plain credit admission goes through the line
     async with httpx.AsyncClient(base_url=gw.base_url, timeout=30) as http:
         # a bug (here a duplicate hold: a constraint the admission violates) is a 500, never "unreachable"
         raised.append(psycopg.errors.UniqueViolation("duplicate key value violates unique constraint"))
