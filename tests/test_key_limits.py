@@ -101,6 +101,22 @@ async def test_a_budget_refusal_speaks_the_clients_protocol(gateway: GatewayHand
     assert r.json()["error"]["code"] == "key_budget_exceeded" and "per month" in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("fields", [{"budget_micro": 5_000_000, "budget_period": "day"}, {"tpm": 10**6}, {}])
+async def test_a_worst_case_beyond_any_integer_is_refused_not_a_500(
+    gateway: GatewayHandle, fields: dict[str, Any]
+) -> None:
+    """max_tokens = 2**64 - 1: its worst case fits no integer column of either store, so no balance, budget
+    or rate covers it; a client error in the caller's protocol, nothing held."""
+    secret, _ = await mint(gateway, **fields)
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as h:
+        r = await post(h, secret, haiku(max_tokens=2**64 - 1))
+        assert 400 <= r.status_code < 500 and r.json()["type"] == "error", r.text
+        ok = await post(h, secret, haiku())
+    assert ok.status_code == 200, ok.text
+    await gateway.flush()
+    assert not gateway.rt.wallet.holds
+
+
 # ------------------------------------------------------------------------------------- token rates, end to end
 
 

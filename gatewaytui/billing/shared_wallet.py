@@ -150,6 +150,9 @@ class SharedWallet(Wallet):
         ``ticket`` that holds a key budget or counts a token rate or the key's RPM (``SharedLimits``), those
         are reserved in the same statement (refused: 402, or 429 with ``retry-after``)."""
         check: Callable[[], Awaitable[bool]]
+        if _beyond_the_store(h.amount, ticket):  # no balance, budget or rate covers it (max_tokens = 2**64)
+            self._undo(h)
+            raise refusal(h.amount, self.available(h.tenant_id))
         if ticket is not None and ticket.shared:
             check = partial(self._admit_limited, h, ticket, h.amount if h.charged else 0, resize=False)
         elif not h.charged or h.amount <= 0:
@@ -170,6 +173,8 @@ class SharedWallet(Wallet):
         unreachable), nothing changed."""
         if h.done:
             return
+        if _beyond_the_store(amount, ticket):
+            raise refusal(amount, self.available(h.tenant_id) + h.amount)
         if ticket is not None and ticket.shared:
             resize = h.charged and h.amount > 0  # else nothing is reserved yet: reserve the whole amount
             credit = (amount - h.amount if resize else amount) if h.charged else 0
@@ -361,3 +366,16 @@ class SharedWallet(Wallet):
         """The live instances of the cluster (``store.credit.instances``)."""
         async with self._pool.connection(timeout=timeout) as conn:
             return await credit_store.instances(conn)
+
+
+STORE_INT_MAX = (1 << 63) - 1  # PostgreSQL's bigint: the store's amounts, balances and token counts
+
+
+def _beyond_the_store(amount: int, ticket: Ticket | None) -> bool:
+    """Whether a number of this admission is too large for the store's integers: no balance, budget or token
+    rate can cover it, so it is refused here (402) instead of failing in the database (a 500)."""
+    if amount > STORE_INT_MAX:
+        return True
+    if ticket is None or not ticket.shared:
+        return False
+    return ticket.budget_hold > STORE_INT_MAX or any(n > STORE_INT_MAX for *_, n in ticket.checks())
