@@ -17,6 +17,7 @@ from typing import Any
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
 
 from .config import Config
 from .model import GatewayError
@@ -26,6 +27,24 @@ from .store.lock import StoreLocked
 from .telemetry.siblings import Siblings, SiblingsError
 
 log = logging.getLogger("gatewaytui")
+
+
+class _Serving(HypercornConfig):
+    """Hypercorn's configuration, serving the gateway's own listening socket object.
+
+    Not ``bind = ["fd://N"]``: Hypercorn would wrap the number in a socket object of its own, and the one
+    descriptor would have two owners. Hypercorn closes its object when it stops serving; the gateway's
+    close came later and closed the number again, by then often another thread's file (seen: the writer's
+    or the test cluster's PostgreSQL connection, whose statements then went down a socket that the next
+    connection had reused, into another session; an event loop's epoll). One object: the second close is a
+    no-op, and the socket is still closed when Hypercorn never got to serve it."""
+
+    def __init__(self, listening: socket.socket) -> None:
+        super().__init__()
+        self._listening = listening
+
+    def create_sockets(self) -> Sockets:
+        return Sockets(secure_sockets=[], insecure_sockets=[self._listening], quic_sockets=[])
 
 
 class Gateway:
@@ -70,8 +89,7 @@ class Gateway:
         self._sock = sock
         self.port = sock.getsockname()[1]
         self.rt.base_url = self.base_url
-        hc = HypercornConfig()
-        hc.bind = [f"fd://{sock.fileno()}"]
+        hc = _Serving(sock)
         hc.graceful_timeout = self.cfg.server.graceful_timeout
         hc.keep_alive_timeout = 20  # idle keep-alive connections cost memory; SDK pools reconnect cheaply
         hc.accesslog = None
@@ -110,7 +128,7 @@ class Gateway:
             self.rt.telemetry.siblings = None
         if self._sock is not None:
             try:
-                self._sock.close()  # Hypercorn usually closed it already
+                self._sock.close()  # a no-op once Hypercorn closed it (the same object)
             except OSError:
                 pass
             self._sock = None

@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import sqlite3
 import sys
 from pathlib import Path
@@ -337,3 +338,65 @@ async def test_stopping_waits_for_a_change_look_in_progress(make_gateway: Any, m
     await stopping
     assert await asyncio.to_thread(looked.wait, 30)
     assert outcome and not isinstance(outcome[0], BaseException), outcome
+
+
+def _listening_descriptor(port: int) -> int:
+    """The number of this process's descriptor listening on ``port``."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            probe = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        with probe:
+            try:
+                if (
+                    probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                    and probe.getsockname()[1] == port
+                ):
+                    return fd
+            except OSError:
+                continue
+    raise AssertionError(f"no descriptor listens on port {port}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the listening descriptor in /proc")
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)
+async def test_stopping_closes_the_listening_socket_once(make_gateway: Any, monkeypatch: Any) -> None:
+    """Hypercorn closes the listening socket when it stops serving; the gateway must not close that descriptor
+    number again. Another thread may have been given the number meanwhile (the writer's, a reader's or the
+    test cluster's PostgreSQL connection): closing it under that connection sent its statements down a
+    socket the next connection reused, into another session (a SELECT answered by another's COMMIT)."""
+    import fcntl
+
+    gw = await make_gateway()
+    listening = _listening_descriptor(gw.gateway.port)
+    reused: list[tuple[int, int]] = []
+    real_close = socket.socket.close
+
+    def close_then_reuse(sock: socket.socket) -> None:
+        fd = sock.fileno()
+        if fd != listening or reused:
+            real_close(sock)
+            return
+        r, w = os.pipe()
+        real_close(sock)  # the number is free: another file takes it at once
+        reused.append((fcntl.fcntl(r, fcntl.F_DUPFD, fd), os.fstat(r).st_ino))
+        os.close(r)
+        os.close(w)
+
+    monkeypatch.setattr(socket.socket, "close", close_then_reuse)
+    await gw.gateway.stop()
+    monkeypatch.undo()
+    assert reused, "the listening socket was not closed"
+    fd, inode = reused[0]
+    if fd != listening:
+        pytest.skip(f"another thread took descriptor {listening} first")
+    try:
+        still = os.fstat(fd).st_ino
+    except OSError as exc:
+        raise AssertionError(f"stopping closed descriptor {fd}, no longer the gateway's ({exc})") from None
+    os.close(fd)
+    assert still == inode
