@@ -139,20 +139,28 @@ class ChatLane:
             raise limits.body_too_large(self.rt.cfg.server)
         chunks: list[bytes] = []
         total = 0
+        queued = _queue_of(receive)
+        deadline = asyncio.get_running_loop().time() + limits.BODY_TIMEOUT  # for the whole body
         try:
-            async with asyncio.timeout(limits.BODY_TIMEOUT):
-                while True:
-                    message = await receive()
-                    if message["type"] != "http.request":  # http.disconnect: nobody is left to answer
-                        raise ClientGone
-                    chunk = message.get("body", b"")
-                    total += len(chunk)
-                    if total > limit:
+            while True:
+                if (
+                    queued is not None and queued.qsize()
+                ):  # already there (a small body and its end): no timer
+                    message = queued.get_nowait()
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                if message["type"] != "http.request":  # http.disconnect: nobody is left to answer
+                    raise ClientGone
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > limit:
+                    async with asyncio.timeout_at(deadline):
                         await _discard(receive, message, limit * 4)
-                        raise limits.body_too_large(self.rt.cfg.server)  # built only when needed
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
+                    raise limits.body_too_large(self.rt.cfg.server)  # built only when needed
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
         except TimeoutError:
             raise GatewayError(
                 "invalid_request",
@@ -171,6 +179,15 @@ class ChatLane:
         )
         reply = error_reply(route.protocol, err, new_request_id(), {"allow": "OPTIONS, POST"})
         await respond(reply, send)
+
+
+def _queue_of(receive: Receive) -> asyncio.Queue[dict[str, Any]] | None:
+    """The queue ``receive`` takes its messages from, when it is an ``asyncio.Queue``'s ``get`` (Hypercorn's):
+    messages already in it are read without arming the body timeout."""
+    queue = getattr(receive, "__self__", None)
+    if type(queue) is asyncio.Queue and getattr(receive, "__name__", None) == "get":
+        return queue
+    return None
 
 
 async def _discard(receive: Receive, message: dict[str, Any], budget: int) -> None:
