@@ -25,6 +25,7 @@ from .auth import presented_key, require_route
 from .protocols import Reply, Route, chat_route, error_reply, new_request_id
 
 log = logging.getLogger("gatewaytui.server")
+WATCH_AFTER = 0.05  # seconds after its body is read that a request starts watching for its client to leave
 
 
 class ClientGone(Exception):
@@ -58,6 +59,7 @@ class ChatLane:
         task = asyncio.current_task()
         assert task is not None
         watcher: asyncio.Task[None] | None = None
+        timer: asyncio.TimerHandle | None = None
         gone: list[bool] = []  # the watcher saw the client leave (and cancelled this task)
         answered: list[bool] = []  # the whole answer was handed to the server: a disconnect now is no news
         started: list[bool] = []
@@ -72,8 +74,14 @@ class ChatLane:
             if isinstance(admitted, Reply):
                 reply = admitted
             else:
-                # the request is read: from here on a disconnect (Hypercorn's http.disconnect) ends it
-                watcher = asyncio.ensure_future(_watch(receive, task, gone, answered))
+                # the request is read: from here on a disconnect (Hypercorn's http.disconnect) ends it, seen by
+                # a watcher that starts after WATCH_AFTER (it finds a disconnect queued meanwhile at once): most
+                # answers are handed over sooner and need none
+                def watch() -> None:
+                    nonlocal watcher
+                    watcher = asyncio.ensure_future(_watch(receive, task, gone, answered))
+
+                timer = asyncio.get_running_loop().call_later(WATCH_AFTER, watch)
                 reply = await admitted
             await respond(reply, sender)
             answered.append(True)
@@ -92,6 +100,8 @@ class ChatLane:
             # answered: the server closed the request's stream and so already put its http.disconnect, which
             # ends the watcher; cancelling it instead would throw into a finished wait (asyncio.Queue then
             # formats the waiter's repr into an exception it drops: ~4% of a request's CPU)
+            if timer is not None:
+                timer.cancel()
             if watcher is not None and not answered:
                 watcher.cancel()
 
