@@ -139,6 +139,23 @@ class SSEDecoder:
         else:
             buf = chunk
         start = 0
+        if self._event is None and not self._data and b"\r" not in buf and len(buf) <= self.max_frame:
+            # whole frames of the two usual shapes, "event: <name>\ndata: <data>" and "data: <data>", a split
+            # each (what the line loop below would make of them; it takes the first other frame on)
+            end = buf.rfind(b"\n\n")
+            for whole in buf[:end].split(b"\n\n") if end > 0 else ():
+                if whole.startswith(b"data: "):
+                    if b"\n" in whole:
+                        break
+                    yield None, whole[6:]
+                elif whole.startswith(b"event: "):
+                    event, _, data = whole[7:].partition(b"\n")
+                    if b"\n" in data or not data.startswith(b"data: "):
+                        break
+                    yield event.decode("utf-8", "replace"), data[6:]
+                else:
+                    break
+                start += len(whole) + 2
         while True:
             nl = buf.find(b"\n", start)
             if nl < 0:

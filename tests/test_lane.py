@@ -254,3 +254,41 @@ async def test_anthropic_paths_without_v1_are_served(gateway, path: str) -> None
         assert r.json()["type"] == "message"
         r = await http.post(path + "/count_tokens", content=BODY, headers=headers)
         assert r.status_code == 200 and r.json()["input_tokens"] > 0, r.text
+
+
+def _body_reader(max_body: int = 1 << 20) -> lane.ChatLane:
+    reader = lane.ChatLane.__new__(lane.ChatLane)
+    reader.max_body = max_body
+    return reader
+
+
+async def test_a_body_already_queued_is_read_whole_and_in_order() -> None:
+    """Hypercorn queues a small body and its end before the app runs: the parts are taken straight from its
+    queue (no body timer armed for them), in order, up to the end."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for message in (
+        {"type": "http.request", "body": b'{"a":', "more_body": True},
+        {"type": "http.request", "body": b"1}", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False},
+    ):
+        queue.put_nowait(message)
+    assert await _body_reader().read_body({}, queue.get) == b'{"a":1}'
+
+
+async def test_the_body_timeout_bounds_the_whole_body_not_each_part(monkeypatch) -> None:
+    """A body that keeps dripping (each part well inside the timeout) is still cut at the timeout."""
+    monkeypatch.setattr(limits, "BODY_TIMEOUT", 0.3)
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def drip() -> None:
+        while True:
+            queue.put_nowait({"type": "http.request", "body": b" ", "more_body": True})
+            await asyncio.sleep(0.05)
+
+    dripping = asyncio.create_task(drip())
+    try:
+        with pytest.raises(lane.GatewayError) as err:
+            await asyncio.wait_for(_body_reader().read_body({}, queue.get), 30)
+    finally:
+        dripping.cancel()
+    assert err.value.status == 408

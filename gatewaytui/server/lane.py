@@ -25,6 +25,7 @@ from .auth import presented_key, require_route
 from .protocols import Reply, Route, chat_route, error_reply, new_request_id
 
 log = logging.getLogger("gatewaytui.server")
+WATCH_AFTER = 0.05  # seconds after its body is read that a request starts watching for its client to leave
 
 
 class ClientGone(Exception):
@@ -58,6 +59,7 @@ class ChatLane:
         task = asyncio.current_task()
         assert task is not None
         watcher: asyncio.Task[None] | None = None
+        timer: asyncio.TimerHandle | None = None
         gone: list[bool] = []  # the watcher saw the client leave (and cancelled this task)
         answered: list[bool] = []  # the whole answer was handed to the server: a disconnect now is no news
         started: list[bool] = []
@@ -72,8 +74,14 @@ class ChatLane:
             if isinstance(admitted, Reply):
                 reply = admitted
             else:
-                # the request is read: from here on a disconnect (Hypercorn's http.disconnect) ends it
-                watcher = asyncio.ensure_future(_watch(receive, task, gone, answered))
+                # the request is read: from here on a disconnect (Hypercorn's http.disconnect) ends it, seen by
+                # a watcher that starts after WATCH_AFTER (it finds a disconnect queued meanwhile at once): most
+                # answers are handed over sooner and need none
+                def watch() -> None:
+                    nonlocal watcher
+                    watcher = asyncio.ensure_future(_watch(receive, task, gone, answered))
+
+                timer = asyncio.get_running_loop().call_later(WATCH_AFTER, watch)
                 reply = await admitted
             await respond(reply, sender)
             answered.append(True)
@@ -92,6 +100,8 @@ class ChatLane:
             # answered: the server closed the request's stream and so already put its http.disconnect, which
             # ends the watcher; cancelling it instead would throw into a finished wait (asyncio.Queue then
             # formats the waiter's repr into an exception it drops: ~4% of a request's CPU)
+            if timer is not None:
+                timer.cancel()
             if watcher is not None and not answered:
                 watcher.cancel()
 
@@ -139,20 +149,28 @@ class ChatLane:
             raise limits.body_too_large(self.rt.cfg.server)
         chunks: list[bytes] = []
         total = 0
+        queued = _queue_of(receive)
+        deadline = asyncio.get_running_loop().time() + limits.BODY_TIMEOUT  # for the whole body
         try:
-            async with asyncio.timeout(limits.BODY_TIMEOUT):
-                while True:
-                    message = await receive()
-                    if message["type"] != "http.request":  # http.disconnect: nobody is left to answer
-                        raise ClientGone
-                    chunk = message.get("body", b"")
-                    total += len(chunk)
-                    if total > limit:
+            while True:
+                if (
+                    queued is not None and queued.qsize()
+                ):  # already there (a small body and its end): no timer
+                    message = queued.get_nowait()
+                else:
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
+                if message["type"] != "http.request":  # http.disconnect: nobody is left to answer
+                    raise ClientGone
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > limit:
+                    async with asyncio.timeout_at(deadline):
                         await _discard(receive, message, limit * 4)
-                        raise limits.body_too_large(self.rt.cfg.server)  # built only when needed
-                    chunks.append(chunk)
-                    if not message.get("more_body", False):
-                        break
+                    raise limits.body_too_large(self.rt.cfg.server)  # built only when needed
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
         except TimeoutError:
             raise GatewayError(
                 "invalid_request",
@@ -171,6 +189,15 @@ class ChatLane:
         )
         reply = error_reply(route.protocol, err, new_request_id(), {"allow": "OPTIONS, POST"})
         await respond(reply, send)
+
+
+def _queue_of(receive: Receive) -> asyncio.Queue[dict[str, Any]] | None:
+    """The queue ``receive`` takes its messages from, when it is an ``asyncio.Queue``'s ``get`` (Hypercorn's):
+    messages already in it are read without arming the body timeout."""
+    queue = getattr(receive, "__self__", None)
+    if type(queue) is asyncio.Queue and getattr(receive, "__name__", None) == "get":
+        return queue
+    return None
 
 
 async def _discard(receive: Receive, message: dict[str, Any], budget: int) -> None:

@@ -41,14 +41,16 @@ COLUMNS = (
 INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
+_JSON_COLUMNS = tuple(COLUMNS.index(col) for col in ("line_items", "price"))
+
+
 def values(row: dict[str, Any]) -> tuple[Any, ...]:
     """A usage row as ``INSERT`` parameters (line items and price as JSON text)."""
-    out = []
-    for col in COLUMNS:
-        v = row.get(col)
-        if col in ("line_items", "price") and v is not None and not isinstance(v, str):
-            v = orjson.dumps(v).decode()
-        out.append(v)
+    out = list(map(row.get, COLUMNS))  # a missing column is NULL
+    for i in _JSON_COLUMNS:
+        v = out[i]
+        if v is not None and not isinstance(v, str):
+            out[i] = orjson.dumps(v).decode()
     return tuple(out)
 
 

@@ -20,6 +20,7 @@ a commit whose acknowledgement was lost, or a replay of one, is harmless.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import queue
 import sqlite3
@@ -41,21 +42,36 @@ RETRY_MIN, RETRY_MAX = 0.2, 5.0  # seconds between attempts while a shared store
 STOP_RETRY_SECONDS = 20.0  # at shutdown, how long spooled writes wait for an unreachable store
 
 
-ROWS_PER_STATEMENT = 200  # rows per multi-row INSERT (well inside SQLite's 32,766 bound parameters)
+ROWS_PER_STATEMENT = 128  # rows per multi-row INSERT at most (well inside SQLite's 32,766 bound parameters)
 
 
 def _insert_many(conn: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
-    """Insert many rows with few statements: "INSERT ... VALUES (?, ...)" becomes one INSERT of up to
-    ``ROWS_PER_STATEMENT`` rows. Each statement is one sqlite3_step, one release and re-take of the GIL:
-    row by row (``executemany``), a writer thread queues behind a busy event loop for every row and falls
-    behind under load."""
+    """Insert many rows with few statements: "INSERT ... VALUES (?, ...)" becomes INSERTs of a power of two
+    rows each, up to ``ROWS_PER_STATEMENT`` (13 rows: 8, 4 and 1). Each statement is one sqlite3_step, one
+    release and re-take of the GIL: row by row (``executemany``), a writer thread queues behind a busy event
+    loop for every row and falls behind under load. The few sizes repeat, so each statement is compiled once
+    and then comes from the connection's statement cache: compiling a multi-row INSERT of a batch's exact
+    size each time cost as much as the rows' own writing."""
+    n = len(rows)
+    start = 0
+    while start < n:
+        size = min(ROWS_PER_STATEMENT, 1 << ((n - start).bit_length() - 1))
+        multi = _multi_row(sql, size)
+        if multi is None:
+            conn.executemany(sql, rows)
+            return
+        chunk = rows[start : start + size]
+        conn.execute(multi, [v for row in chunk for v in row])
+        start += size
+
+
+@functools.lru_cache(maxsize=256)
+def _multi_row(sql: str, size: int) -> str | None:
+    """``sql`` ("INSERT ... VALUES (?, ...)") inserting ``size`` rows at once (None: not of that form)."""
     head, sep, group = sql.rpartition(" VALUES ")
     if not sep or not (group.startswith("(") and group.endswith(")")):
-        conn.executemany(sql, rows)
-        return
-    for start in range(0, len(rows), ROWS_PER_STATEMENT):
-        chunk = rows[start : start + ROWS_PER_STATEMENT]
-        conn.execute(f"{head} VALUES {', '.join([group] * len(chunk))}", [v for row in chunk for v in row])
+        return None
+    return f"{head} VALUES {', '.join([group] * size)}"
 
 
 class Rows:
