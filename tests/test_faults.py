@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import default_accounts
+from conftest import default_accounts, until
 
 from gatewaytui import host
 from gatewaytui.codec import SSEDecoder
@@ -140,17 +140,6 @@ def read_stream(protocol: str, raw: bytes) -> Seen:
 
 def auth(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}", "x-goog-api-key": key}
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 def quiet(gw: Any, upstream: Any) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import GatewayHandle
+from conftest import GatewayHandle, until
 
 from gatewaytui.billing import limits
 from gatewaytui.model import GatewayError
@@ -126,7 +126,10 @@ async def test_a_tpm_200_key_gets_429_with_retry_after(gateway: GatewayHandle) -
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as h:
         first = await post(h, secret, body)
         assert first.status_code == 200, first.text
-        assert gateway.rt.limits.key_status(row)["tokens_last_minute"] == 150, "corrected to the real usage"
+        # corrected to the real usage when the request settles, just after its answer went out
+        assert await until(lambda: gateway.rt.limits.key_status(row)["tokens_last_minute"] == 150), (
+            gateway.rt.limits.key_status(row)
+        )
         second = await post(h, secret, body)
         chat = await h.post(
             "/v1/chat/completions",

@@ -278,7 +278,8 @@ async def test_credits_show_balance_and_holds_in_flight(
     gateway: GatewayHandle, http: httpx.AsyncClient, upstream: Any
 ) -> None:
     key = await gateway.mint("acme", usd=2)
-    task = asyncio.create_task(chat(gateway, key, text="slow [sleep:400] [usage in=10 out=5]"))
+    # in flight long enough for a busy machine to read it twice
+    task = asyncio.create_task(chat(gateway, key, text="slow [sleep:3000] [usage in=10 out=5]"))
     for _ in range(500):
         if gateway.rt.traffic.inflight:
             break
