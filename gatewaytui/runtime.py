@@ -362,8 +362,12 @@ class Runtime:
                     before = self.writer.submitted
                     state = await self.read(self._read_state)
                     # a write of this process submitted during the read may be missing from it: apply the
-                    # state, but leave the events to the next look (the write changes the database again)
-                    self._apply_changes(*state, announce=self.writer.submitted == before)
+                    # state, but leave the events to the next look, which must read again (this process's
+                    # own writes do not move the writer connection's data_version)
+                    announce = self.writer.submitted == before
+                    if not announce:
+                        self._data_version = -1
+                    self._apply_changes(*state, announce=announce)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - the watcher must survive anything

@@ -402,3 +402,42 @@ async def test_without_a_default_model_a_missing_model_is_a_clear_400(make_gatew
         assert r.status_code == 400 and "no default model is configured" in r.json()["error"]["message"], (
             r.text
         )
+
+
+@pytest.mark.parametrize("store", ["sqlite"], indirect=True)  # the SQLite watcher (PostgreSQL: notifications)
+async def test_a_change_read_beside_this_process_own_writes_is_announced_at_the_next_look(
+    gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change made elsewhere (the CLI), read while this process submitted a write of its own (a request
+    settling), is applied but announced only at the next look; that look must read it again although this
+    process's own writes do not move the writer connection's data_version."""
+    from gatewaytui.store import db as dbmod
+    from gatewaytui.store import tenants as tenant_store
+
+    rt = gateway.rt
+    await gateway.mint("acme", usd=1)
+    events = rt.bus.subscribe()
+    read_state = rt._read_state
+    busy = [True]  # the first look after the change reads while a write of this process is submitted
+
+    def reading_beside_a_write(conn: Any) -> Any:
+        state = read_state(conn)
+        if busy:
+            busy.clear()
+            rt.writer.submit(lambda c: None)
+        return state
+
+    monkeypatch.setattr(rt, "_read_state", reading_beside_a_write)
+    other = dbmod.connect(rt.db_path)  # the CLI's connection
+    try:
+        tenant_store.update(other, tenant_store.by_name(other, "acme")["id"], tier="pro")
+    finally:
+        other.close()
+    topics: list[str] = []
+    for _ in range(60):  # bounded: the watcher looks every 0.4 s
+        topics += [e.topic for e in events.drain()]
+        if "tenant.subscription" in topics:
+            break
+        await asyncio.sleep(0.05)
+    assert not busy, "the watcher never read the change"
+    assert "tenant.subscription" in topics, topics
