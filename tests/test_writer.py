@@ -78,17 +78,3 @@ def test_closing_the_readers_waits_for_a_read_in_progress(tmp_path: Path) -> Non
     closer.join(5)
     assert not closer.is_alive() and seen == [0]
     assert readers.run(lambda c: c.execute("SELECT 1").fetchone()[0]) == 1  # a late read still answers
-
-
-def test_a_direct_read_after_the_readers_closed_gets_a_working_connection(tmp_path: Path) -> None:
-    """``get`` (reads made on the loop thread without ``run``) after ``close`` must not hand out the
-    thread's closed connection, nor fail on bookkeeping ``close`` already cleared."""
-    from gatewaytui.store import db as dbmod
-
-    path = tmp_path / "r.db"
-    dbmod.migrate(path)
-    readers = dbmod.Readers(path)
-    assert readers.get().execute("SELECT 1").fetchone()[0] == 1
-    readers.close()
-    assert readers.get().execute("SELECT 1").fetchone()[0] == 1
-    assert readers.get().execute("SELECT 2").fetchone()[0] == 2

@@ -119,22 +119,16 @@ class Readers:
                     self._idle.notify_all()
 
     def get(self) -> sqlite3.Connection:
-        """This thread's read connection. After ``close`` (a read on the loop thread while stopping), a
-        connection of its own that ``close`` no longer tracks: it closes when collected."""
         conn = getattr(self._local, "conn", None)
-        if conn is not None and (self._closed or getattr(conn, "closed", False)):
-            # closed by ``close``, or a PostgreSQL connection the server dropped
+        if conn is not None and getattr(conn, "closed", False):  # a PostgreSQL connection the server dropped
             with self._lock:
-                if conn in self._all:
-                    self._all.remove(conn)
+                self._all.remove(conn)
             conn = self._local.conn = None
         if conn is None:
             conn = connect(self.path, readonly=True)
-            with self._lock:
-                if self._closed:
-                    return conn
-                self._all.append(conn)
             self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
         return conn
 
     def close(self, wait: float = 10.0) -> None:
