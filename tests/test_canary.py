@@ -7,7 +7,6 @@ Upstream keys must be at rest only encrypted (``enc1:``), tenant keys only as SH
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -18,7 +17,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from conftest import DEFAULT_MODELS
+from conftest import DEFAULT_MODELS, until
 
 from gatewaytui.ops import accounts as account_ops
 from gatewaytui.pool.enroll import enroll
@@ -355,7 +354,7 @@ async def test_canaries_never_leak(
             )
             out.add(await http.get("/accounts", headers={"authorization": f"Bearer {ADMIN_TOKEN}x"}))
 
-    assert await _until(lambda: not rt.traffic.inflight and upstream.active_streams == 0)
+    assert await until(lambda: not rt.traffic.inflight and upstream.active_streams == 0, timeout=10.0)
     await gw.flush()
     events = sub.drain()
     snapshot_rows = await rt.read(lambda c: [dict(r) for r in c.execute("SELECT * FROM account_state")])
@@ -390,13 +389,3 @@ async def test_canaries_never_leak(
     for k in tenant_secrets:
         assert hashlib.sha256(k.encode()).hexdigest().encode() in database
     assert key_file.read_bytes().strip() not in database
-
-
-async def _until(predicate: Any, timeout: float = 10.0) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True

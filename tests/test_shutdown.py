@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import until
 
 from gatewaytui.store import db as dbmod
 from gatewaytui.store import keys as key_store
@@ -289,18 +290,10 @@ async def test_sigterm_cuts_streams_at_the_grace_deadline_and_settles_them(gatew
         assert row["cost_micro"] > 0 and row["output_tokens"] > 0, (
             "billed for what was generated before the cut"
         )
-    assert await _until(lambda: upstream.active_streams == 0), "the upstream streams were not closed"
+    assert await until(lambda: upstream.active_streams == 0, timeout=10.0), (
+        "the upstream streams were not closed"
+    )
     assert upstream.cancelled_streams == len(STREAM_PATHS)
-
-
-async def _until(predicate: Any, timeout: float = 10.0) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 # SQLite only: a PostgreSQL store's watcher waits for notifications instead of looking at data_version
