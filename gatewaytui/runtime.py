@@ -164,9 +164,7 @@ class Runtime:
             self.keyring.shared = True  # RPM counted by the store at admission (billing/shared_limits.py)
             self._tasks.append(asyncio.create_task(self.shared_wallet.limits.run(), name="gatewaytui-limits"))
         else:
-            self._data_version = await self.write(
-                lambda conn: conn.execute("PRAGMA data_version").fetchone()[0]
-            )
+            await self.write(self._database_changed)  # the watcher's first look: where its looks start
         self.upstream = Upstream(max_body=int(self.cfg.server.upstream_max_body_mb * (1 << 20)))
         self.http = self.upstream.httpx_client()
         self.oauth = OAuthManager(self)

@@ -35,6 +35,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
+import psycopg
 from psycopg import OperationalError
 
 from ..model import GatewayError
@@ -130,8 +131,6 @@ class SharedWallet(Wallet):
         """The connection of the lease work (renewal, sweep, balances), apart from the admissions' pool: a
         burst that keeps every pooled connection busy cannot hold the renewal back until the lease runs
         out. One user at a time; reconnected after a failure."""
-        import psycopg
-
         async with self._own_lock:
             if self._own is None or self._own.closed:
                 self._own = await psycopg.AsyncConnection.connect(
@@ -139,7 +138,7 @@ class SharedWallet(Wallet):
                 )
             try:
                 yield self._own
-            except (psycopg.OperationalError, psycopg.InterfaceError):
+            except UNREACHABLE:
                 await self._own.close()  # the server went away: a fresh connection next time
                 raise
 
