@@ -67,7 +67,10 @@ class Gateway:
     async def start(self) -> None:
         await self.rt.start()
         family = socket.AF_INET6 if ":" in self.cfg.server.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, not 0: the stock asyncio loop turns Nagle off (TCP_NODELAY) only on sockets
+        # whose proto says TCP, and accepted sockets inherit it; with 0, a response's body waited ~40 ms
+        # for the client's delayed ACK of its head (uvloop sets TCP_NODELAY either way)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if self.reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
