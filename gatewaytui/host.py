@@ -19,6 +19,7 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
+from . import keepalive
 from .config import Config
 from .model import GatewayError
 from .runtime import Runtime
@@ -27,6 +28,11 @@ from .store.lock import StoreLocked
 from .telemetry.siblings import Siblings, SiblingsError
 
 log = logging.getLogger("gatewaytui")
+
+
+KEEP_ALIVE = (
+    20.0  # seconds an idle keep-alive connection is kept: they cost memory; SDK pools reconnect cheaply
+)
 
 
 class _Serving(HypercornConfig):
@@ -94,7 +100,8 @@ class Gateway:
         self.rt.base_url = self.base_url
         hc = _Serving(sock)
         hc.graceful_timeout = self.cfg.server.graceful_timeout
-        hc.keep_alive_timeout = 20  # idle keep-alive connections cost memory; SDK pools reconnect cheaply
+        hc.keep_alive_timeout = KEEP_ALIVE
+        keepalive.install()  # the idle timeout as one timer per idle connection (keepalive.py)
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.h11_max_incomplete_size = 64 * 1024

@@ -393,35 +393,3 @@ async def test_stopping_closes_the_listening_socket_once(make_gateway: Any, monk
         raise AssertionError(f"stopping closed descriptor {fd}, no longer the gateway's ({exc})") from None
     os.close(fd)
     assert still == inode
-
-
-async def test_accepted_connections_send_small_writes_at_once(gateway: Any) -> None:
-    """Nagle's algorithm is off on every client connection, on the stock asyncio loop too (these tests run
-    on it; the CLI prefers uvloop, which turns it off itself). asyncio turns it off only for sockets whose
-    proto says TCP; the listening socket was made with proto 0, the accepted ones inherited it, and a
-    response's body waited for the client's delayed ACK of its head: ~40 ms on every non-streamed answer."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.gateway.port)
-    try:
-        writer.write(b"GET /health HTTP/1.1\r\nhost: gateway\r\n\r\n")
-        await writer.drain()
-        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
-        client_port = writer.get_extra_info("sockname")[1]
-        served = []
-        for name in os.listdir("/proc/self/fd"):
-            try:
-                probe = socket.socket(fileno=os.dup(int(name)))
-            except OSError:
-                continue
-            with probe:
-                if probe.family not in (socket.AF_INET, socket.AF_INET6):
-                    continue
-                try:
-                    ends = probe.getsockname(), probe.getpeername()
-                except OSError:
-                    continue
-                if ends[0][1] == gateway.gateway.port and ends[1][1] == client_port:
-                    served.append(probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-        assert served, "the gateway's side of the connection was not found"
-        assert all(served), "Nagle's algorithm is on for the client connection"
-    finally:
-        writer.close()

@@ -1,0 +1,155 @@
+"""The gateway's client connections: small writes go out at once (no Nagle delay), idle keep-alive
+connections are closed after the keep-alive timeout (gatewaytui/keepalive.py) and at once when the
+gateway stops, and a connection in use stays open."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+from typing import Any
+
+import hypercorn.asyncio.run as hypercorn_run
+
+from gatewaytui import host, keepalive
+
+REQUEST = b"GET /health HTTP/1.1\r\nhost: gateway\r\n\r\n"
+
+
+async def _ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One /health request on a kept-alive connection, its answer read to the end."""
+    writer.write(REQUEST)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = next(
+        int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+    )
+    await reader.readexactly(length)
+
+
+async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
+    try:
+        return await asyncio.wait_for(reader.read(1), within) == b""
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        return True
+
+
+async def test_idle_connections_close_after_the_keep_alive_timeout(
+    make_gateway: Any, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(host, "KEEP_ALIVE", 0.5)
+    gw = await make_gateway()
+    assert keepalive.installed() and hypercorn_run.TCPServer is keepalive.Connection
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+    try:
+        await _ask(reader, writer)
+        await _ask(reader, writer)  # kept alive between requests
+        assert await _closed_by_server(reader, within=10.0), "an idle connection was never closed"
+    finally:
+        writer.close()
+    # a connection that never sent a request is idle from the start
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+    try:
+        assert await _closed_by_server(reader, within=10.0)
+    finally:
+        writer.close()
+
+
+async def test_a_connection_in_use_outlives_the_keep_alive_timeout(
+    make_gateway: Any, monkeypatch: Any
+) -> None:
+    """Each request stops the idle timer: requests 0.1 s apart over 2.5 s keep a 1 s timeout from firing."""
+    monkeypatch.setattr(host, "KEEP_ALIVE", 1.0)
+    gw = await make_gateway()
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+    try:
+        for _ in range(25):
+            await _ask(reader, writer)
+            await asyncio.sleep(0.1)
+        await _ask(reader, writer)
+    finally:
+        writer.close()
+
+
+async def test_a_request_longer_than_the_keep_alive_timeout_is_not_cut(
+    make_gateway: Any, monkeypatch: Any
+) -> None:
+    """The idle timer stops while a request runs: a 1.5 s stream under a 0.5 s keep-alive timeout is
+    relayed whole, and the connection then serves another request."""
+    monkeypatch.setattr(host, "KEEP_ALIVE", 0.5)
+    gw = await make_gateway()
+    secret = await gw.mint()
+    body = json.dumps(
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 64,
+            "stream": True,
+            "messages": [{"role": "user", "content": "a slow story [chunks:15] [pace:100]"}],
+        }
+    ).encode()
+    head = (
+        "POST /v1/messages HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n"
+        f"x-api-key: {secret}\r\nanthropic-version: 2023-06-01\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+    try:
+        writer.write(head + body)
+        await writer.drain()
+        streamed = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 20.0)
+        assert streamed.startswith(b"HTTP/1.1 200")
+        assert b"event: message_stop" in streamed
+        await _ask(reader, writer)  # the same connection, still open
+    finally:
+        writer.close()
+
+
+async def test_stopping_closes_idle_connections_at_once(make_gateway: Any) -> None:
+    """Stop does not wait out the keep-alive timeout (20 s) or the grace period (5 s here) for idle
+    connections: the server's termination closes them."""
+    gw = await make_gateway()
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+    await _ask(reader, writer)
+    try:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await gw.gateway.stop()
+        assert loop.time() - started < 4.0, "stop waited for an idle connection"
+        assert await _closed_by_server(reader, within=2.0)
+    finally:
+        writer.close()
+
+
+async def test_accepted_connections_send_small_writes_at_once(gateway: Any) -> None:
+    """Nagle's algorithm is off on every client connection, on the stock asyncio loop too (these tests run
+    on it; the CLI prefers uvloop, which turns it off itself). asyncio turns it off only for sockets whose
+    proto says TCP; the listening socket was made with proto 0, the accepted ones inherited it, and a
+    response's body waited for the client's delayed ACK of its head: ~40 ms on every non-streamed answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.gateway.port)
+    try:
+        writer.write(b"GET /health HTTP/1.1\r\nhost: gateway\r\n\r\n")
+        await writer.drain()
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        client_port = writer.get_extra_info("sockname")[1]
+        served = []
+        for name in os.listdir("/proc/self/fd"):
+            try:
+                probe = socket.socket(fileno=os.dup(int(name)))
+            except OSError:
+                continue
+            with probe:
+                if probe.family not in (socket.AF_INET, socket.AF_INET6):
+                    continue
+                try:
+                    ends = probe.getsockname(), probe.getpeername()
+                except OSError:
+                    continue
+                if ends[0][1] == gateway.gateway.port and ends[1][1] == client_port:
+                    served.append(probe.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        assert served, "the gateway's side of the connection was not found"
+        assert all(served), "Nagle's algorithm is on for the client connection"
+    finally:
+        writer.close()
