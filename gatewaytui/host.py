@@ -13,13 +13,15 @@ import gc
 import logging
 import signal
 import socket
+import time
 from typing import Any
+from wsgiref.handlers import format_date_time
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 
-from . import keepalive
+from . import connection
 from .config import Config
 from .model import GatewayError
 from .runtime import Runtime
@@ -43,14 +45,26 @@ class _Serving(HypercornConfig):
     close came later and closed the number again, by then often another thread's file (seen: the writer's
     or the test cluster's PostgreSQL connection, whose statements then went down a socket that the next
     connection had reused, into another session; an event loop's epoll). One object: the second close is a
-    no-op, and the socket is still closed when Hypercorn never got to serve it."""
+    no-op, and the socket is still closed when Hypercorn never got to serve it.
+
+    Every response's ``date`` header is formatted once a second, not once per response, and no ``server``
+    header names the software behind the gateway."""
 
     def __init__(self, listening: socket.socket) -> None:
         super().__init__()
         self._listening = listening
+        self._second = -1
+        self._date = b""
 
     def create_sockets(self) -> Sockets:
         return Sockets(secure_sockets=[], insecure_sockets=[self._listening], quic_sockets=[])
+
+    def response_headers(self, protocol: str) -> list[tuple[bytes, bytes]]:
+        second = int(time.time())
+        if second != self._second:
+            self._date = format_date_time(second).encode("ascii")
+            self._second = second
+        return [(b"date", self._date)]
 
 
 class Gateway:
@@ -101,7 +115,7 @@ class Gateway:
         hc = _Serving(sock)
         hc.graceful_timeout = self.cfg.server.graceful_timeout
         hc.keep_alive_timeout = KEEP_ALIVE
-        keepalive.install()  # the idle timeout as one timer per idle connection (keepalive.py)
+        connection.install()  # Hypercorn's connections, made cheaper (connection.py)
         hc.accesslog = None
         hc.errorlog = logging.getLogger("hypercorn.error")
         hc.h11_max_incomplete_size = 64 * 1024

@@ -1,5 +1,5 @@
 """The gateway's client connections: small writes go out at once (no Nagle delay), idle keep-alive
-connections are closed after the keep-alive timeout (gatewaytui/keepalive.py) and at once when the
+connections are closed after the keep-alive timeout (gatewaytui/connection.py) and at once when the
 gateway stops, and a connection in use stays open."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import os
 import socket
 from typing import Any
 
+import httpx
 import hypercorn.asyncio.run as hypercorn_run
 
-from gatewaytui import host, keepalive
+from gatewaytui import connection, host
 
 REQUEST = b"GET /health HTTP/1.1\r\nhost: gateway\r\n\r\n"
 
@@ -43,7 +44,7 @@ async def test_idle_connections_close_after_the_keep_alive_timeout(
 ) -> None:
     monkeypatch.setattr(host, "KEEP_ALIVE", 0.5)
     gw = await make_gateway()
-    assert keepalive.installed() and hypercorn_run.TCPServer is keepalive.Connection
+    assert connection.installed() and hypercorn_run.TCPServer is connection.Connection
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
     try:
         await _ask(reader, writer)
@@ -153,3 +154,20 @@ async def test_accepted_connections_send_small_writes_at_once(gateway: Any) -> N
         assert all(served), "Nagle's algorithm is on for the client connection"
     finally:
         writer.close()
+
+
+async def test_responses_carry_the_date_and_do_not_name_the_server(gateway: Any) -> None:
+    """``date`` (formatted once a second by the gateway, not per response) is current on every answer;
+    no ``server`` header names the software behind the gateway."""
+    import email.utils
+    import time
+
+    async with httpx.AsyncClient(base_url=gateway.base_url) as client:
+        for _ in range(3):
+            before = int(time.time())
+            resp = await client.get("/health")
+            after = time.time()
+            stamp = email.utils.parsedate_to_datetime(resp.headers["date"]).timestamp()
+            assert before <= stamp <= after
+            assert "server" not in resp.headers
+            await asyncio.sleep(0.6)
