@@ -135,18 +135,17 @@ async def test_large_chat_bodies_are_decoded_off_the_loop(
 
     threads: list[str] = []
     encoded: list[str] = []
-    real, real_build = relay.strip_hostile, provider.build_request
+    real, real_build = relay.loads_request, provider.build_request
 
-    def spy(node: Any, depth: int = 0) -> Any:
-        if depth == 0:
-            threads.append(threading.current_thread().name)
-        return real(node, depth)
+    def spy(data: bytes) -> Any:
+        threads.append(threading.current_thread().name)
+        return real(data)
 
     def build_spy(*args: Any, **kw: Any) -> Any:
         encoded.append(threading.current_thread().name)
         return real_build(*args, **kw)
 
-    monkeypatch.setattr(relay, "strip_hostile", spy)
+    monkeypatch.setattr(relay, "loads_request", spy)
     monkeypatch.setattr(provider, "build_request", build_spy)
     key = await gateway.mint("acme", usd=5)
     big = [{"role": r, "content": "word " * 20} for r in ("user", "assistant") * 2000] + [

@@ -222,6 +222,26 @@ async def test_steering_fields_never_reach_the_upstream(
     assert "key-" in credential and key not in credential
 
 
+async def test_steering_fields_spelled_with_escapes_never_reach_the_upstream(gateway, upstream) -> None:
+    """A key spelled with JSON \\u escapes is the same key once parsed: it is stripped like a plain one
+    (a body whose text names no hostile key plainly is not walked, so escapes must force the walk)."""
+    key = await gateway.mint()
+    api_base, base_url = "api\\u005fbase", "base\\u005furl"  # "api_base", "base_url"
+    raw = (
+        f'{{"model": "claude-sonnet-4-5", "max_tokens": 64, "{api_base}": "{EVIL}", "messages": '
+        f'[{{"role": "user", "content": "hi", "{base_url}": "{EVIL}"}}]}}'
+    ).encode()
+    parsed = orjson.loads(raw)
+    assert parsed["api_base"] == parsed["messages"][0]["base_url"] == EVIL
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        r = await http.post(
+            "/v1/messages", content=raw, headers={**key_headers(key), "content-type": "application/json"}
+        )
+    assert r.status_code == 200, r.text[:500]
+    seen = upstream.requests[0]
+    assert b"evil" not in seen.body, seen.body
+
+
 # ---------------------------------------------------------------- size limits
 
 

@@ -81,14 +81,30 @@ def strip_hostile(node: Any, depth: int = 0) -> Any:
     return node
 
 
+# a \u escape (it can spell any key), then each hostile key as it appears in JSON text
+_HOSTILE_TEXT = (b"\\u", *(f'"{key}"'.encode() for key in sorted(HOSTILE_KEYS)))
+
+
+def may_name_hostile(data: bytes) -> bool:
+    """Whether a JSON body's text can hold a hostile key: plainly spelled, a key is in the text between
+    quotes; spelled with a \\u escape, it can be anything. Most bodies hold none: their tree is not walked."""
+    for text in _HOSTILE_TEXT:  # 8 substring searches: ~0.3 ms over 95 KB of text, its tree's walk ~1.2 ms
+        if text in data:
+            return True
+    return False
+
+
 def decode(
     proto: Any, body: dict[str, Any] | bytes, model: str | None, stream: bool | None, headers: dict[str, str]
 ) -> ChatRequest:
     """Parse (when given bytes), strip upstream-steering fields and decode into the model: CPU work that grows
     with the body, so ``handle`` runs it off the loop for large bodies."""
     if isinstance(body, bytes):
-        body = loads_request(body)
-    strip_hostile(body)
+        text, body = body, loads_request(body)
+        if may_name_hostile(text):
+            strip_hostile(body)
+    else:
+        strip_hostile(body)
     return proto.decode_request(body, model=model, stream=stream, headers=headers)
 
 
