@@ -131,3 +131,30 @@ async def test_a_change_whose_reading_failed_is_read_again(
     monkeypatch.setattr(two.rt, "_apply_shared", flaky)
     await tenant_ops.credit(one.rt, "acme", 250_000)
     await within_a_second(lambda: two.rt.wallet.balance[tid] == 1_250_000 and bool(failed))
+
+
+async def test_a_top_up_is_counted_once_when_the_notification_refresh_comes_first(
+    make_gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change notification of a committed top-up makes the instance read its balances from the store
+    (the top-up included). When that read landed before the top-up's own code applied its amount, the
+    amount was added a second time: the balance shown was off by it until the next read (seen in CI as a
+    Stripe refund counted twice)."""
+    from gatewaytui.store import ledger
+
+    gw = await make_gateway()
+    rt = gw.rt
+    await gw.mint("acme", usd=5.0)
+    tenant_id = next(t for t, b in rt.wallet.balance.items() if b)
+    real_write = rt.write
+
+    async def notified_first(fn: Any) -> Any:
+        result = await real_write(fn)
+        await rt.shared_wallet.refresh()  # the notification's read, before the caller goes on
+        return result
+
+    monkeypatch.setattr(rt, "write", notified_first)
+    await tenant_ops.credit(rt, "acme", 2_000_000)
+    await tenant_ops.credit(rt, "acme", -500_000, kind="adjustment")
+    monkeypatch.undo()
+    assert rt.wallet.balance[tenant_id] == ledger.balance(rt.readers.get(), tenant_id) == 6_500_000

@@ -291,6 +291,12 @@ class SharedWallet(Wallet):
 
     # ------------------------------------------------------------ shared state
 
+    async def credit(self, tenant_id: int, amount: int) -> None:
+        """A top-up or refund this process committed: the balances are read from the store, which holds it.
+        Adding ``amount`` to the balance instead counted it twice whenever the change notification's refresh
+        (which reads the store, the entry included) came first."""
+        await self.refresh()
+
     async def _totals(self) -> list[tuple[int, int, int]]:
         async with self._lease_conn() as conn:
             return await credit_store.totals(conn)

@@ -107,8 +107,9 @@ class Wallet:
         self.balance[h.tenant_id] += sum(amount for _, amount, _ in entries)
         return entries
 
-    def credit(self, tenant_id: int, amount: int) -> None:
-        """Apply an entry this process journaled outside request settlement (top-ups, refunds)."""
+    async def credit(self, tenant_id: int, amount: int) -> None:
+        """Apply an entry this process journaled outside request settlement (top-ups, refunds), once it is
+        committed."""
         self.balance[tenant_id] += amount
 
     def apply_external(self, rows: list[dict[str, int]]) -> set[int]:

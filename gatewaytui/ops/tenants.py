@@ -281,7 +281,7 @@ async def credit(
     tenant_id = t["id"]
     rt.seen.saw_tenant(t)
     if fresh:
-        rt.wallet.credit(tenant_id, amount_micro)
+        await rt.wallet.credit(tenant_id, amount_micro)
         rt.bus.publish(
             "tenant.balance",
             tenant_id=tenant_id,

@@ -69,7 +69,7 @@ async def _handle(rt: Runtime) -> Response:
         raise GatewayError("invalid_request", f"malformed event: {exc}") from None
 
     if outcome.delta_micro and outcome.tenant_id is not None:
-        rt.wallet.credit(outcome.tenant_id, outcome.delta_micro)
+        await rt.wallet.credit(outcome.tenant_id, outcome.delta_micro)
         rt.bus.publish(
             "tenant.balance",
             tenant_id=outcome.tenant_id,
