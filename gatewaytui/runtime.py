@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
+from .backlog import Backlog
 from .billing.caps import Caps
 from .billing.keyring import Keyring
 from .billing.limits import Limits
@@ -61,6 +62,7 @@ class Runtime:
         self.db_path = cfg.database.target  # a SQLite file, or a postgresql:// URL (store/pg.py)
         self.shared = cfg.database.shared  # several gateway processes share this store (PostgreSQL)
         self.bus = EventBus()
+        self.backlog = Backlog()  # settlements waiting for the loop's idle moments (backlog.py)
         self.traffic = Traffic()
         self.catalog = Catalog(cfg.models, cfg.routing, cfg.fallbacks)
         self.wallet = Wallet()
@@ -172,6 +174,7 @@ class Runtime:
         self._tasks.append(asyncio.create_task(self._watch(), name="gatewaytui-watch"))
 
     async def stop(self) -> None:
+        self.backlog.drain()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

@@ -131,6 +131,7 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
     ok = False
     try:
         try:
+            rt.backlog.soon()  # earlier answers' bookkeeping runs while this one's upstream answers
             response = await rt.upstream.post(up.url, up.body, up.headers)
         except TransportError as exc:  # nothing answered: never re-sent on this account, failover decides
             what = "cannot reach" if isinstance(exc, ConnectFailed) else "lost the connection to"

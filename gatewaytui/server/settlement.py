@@ -1,5 +1,10 @@
 """Settlement: exactly once per request, close the credit hold, journal the usage row with its ledger
-entries (one batched write), update the live traffic and publish."""
+entries (one batched write), update the live traffic and publish.
+
+What the next request's admission and routing read (the hold closed in the wallet, the key's limits, the
+request gone from the live traffic, so its account and session count it no more) is settled at once. The
+journal, the metrics and the "request.finished" event of a non-streamed answer (``settle_soon``) wait in
+the runtime's backlog (``backlog.py``) for a moment the loop would otherwise sit idle."""
 
 from __future__ import annotations
 
@@ -51,7 +56,8 @@ def settle_soon(
 ) -> None:
     """Settle a request whose answer is being handed to the server: the call counts as settled at once, so
     nothing else settles it (a disconnect, the handler's end), and the books close at the loop's next turn,
-    after the response bytes were written, so the client does not wait for the bookkeeping."""
+    after the response bytes were written, so the client does not wait for the bookkeeping; its journal
+    waits in the backlog."""
     if call.settled:
         return
     call.settled = True
@@ -60,7 +66,7 @@ def settle_soon(
 
 def _close_soon(call: Call, usage: Usage | None, status: str, http_status: int, error: str | None) -> None:
     try:
-        _close(call, usage, status=status, http_status=http_status, error=error)
+        _close(call, usage, status=status, http_status=http_status, error=error, later=True)
     except Exception:  # noqa: BLE001 - the answer is out; the fault is the gateway's to report
         log.exception("request %s: settlement failed", call.request_id)
 
@@ -89,7 +95,16 @@ def settle_estimated(
     call.rt.track(finish())
 
 
-def _close(call: Call, usage: Usage | None, *, status: str, http_status: int, error: str | None) -> None:
+def _close(
+    call: Call,
+    usage: Usage | None,
+    *,
+    status: str,
+    http_status: int,
+    error: str | None,
+    later: bool = False,
+) -> None:
+    """Close the books now; journal and publish now, or (``later``) from the runtime's backlog."""
     rt = call.rt
     flight = call.flight
     cost = charge(call, usage)
@@ -103,7 +118,7 @@ def _close(call: Call, usage: Usage | None, *, status: str, http_status: int, er
         error = error or f"upstream reported invalid usage ({usage.invalid}); billed the hold"
     now = time.time()
     flight.ended = now
-    flight.state = {"ok": "done", "cancelled": "cancelled"}.get(status, "error")
+    flight.state = _FLIGHT_STATES.get(status, "error")
     flight.status = http_status
     flight.error = error
     if cost is not None and usage is not None:
@@ -111,6 +126,34 @@ def _close(call: Call, usage: Usage | None, *, status: str, http_status: int, er
         flight.output_tokens = usage.output_tokens
         flight.input_tokens = usage.prompt_tokens
         flight.line_items = cost.items
+    if call.subscription and cost is not None and usage is not None:
+        rt.quota.record(call.key["tenant_id"], usage)
+    rt.traffic.close(flight)
+    rt.request_tasks.pop(call.request_id, None)
+    balance = rt.wallet.balance[call.key["tenant_id"]]
+    if later:
+        rt.backlog.add(_journal, call, usage, cost, entries, status, http_status, error, now, balance)
+    else:
+        _journal(call, usage, cost, entries, status, http_status, error, now, balance)
+
+
+_FLIGHT_STATES = {"ok": "done", "cancelled": "cancelled"}  # any other status: "error"
+
+
+def _journal(
+    call: Call,
+    usage: Usage | None,
+    cost: pricing.Cost | None,
+    entries: list[tuple[str, int, str]],
+    status: str,
+    http_status: int,
+    error: str | None,
+    now: float,
+    balance: int,
+) -> None:
+    """The usage row with its ledger entries (one write), the metrics and log line, the event."""
+    rt = call.rt
+    flight = call.flight
     u = usage or Usage()
     row = {
         "id": call.request_id,
@@ -154,10 +197,6 @@ def _close(call: Call, usage: Usage | None, *, status: str, http_status: int, er
     if call.capture is not None:  # [console] store_bodies: the bodies go with the usage row
         journal.append(call.capture.entry(call.request_id))
     rt.writer.insert(journal)  # the usage row and its ledger entries, in one go
-    if call.subscription and cost is not None and usage is not None:
-        rt.quota.record(call.key["tenant_id"], usage)
-    rt.traffic.close(flight)
-    rt.request_tasks.pop(call.request_id, None)
     rt.telemetry.settled(call, row)  # metrics, the request log, the trace
     rt.bus.publish(
         "request.finished",
@@ -169,5 +208,5 @@ def _close(call: Call, usage: Usage | None, *, status: str, http_status: int, er
         http_status=http_status,
         cost_micro=row["cost_micro"],
         account=flight.account,
-        balance_micro=rt.wallet.balance[tenant_id],
+        balance_micro=balance,
     )
