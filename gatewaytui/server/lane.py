@@ -233,16 +233,20 @@ async def respond(reply: Reply, send: Send) -> None:
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
         return
+    # what is sent is dropped at once (del, chunk = b""): an idle open stream keeps no bytes it already sent
     try:
         first = b""
         if reply.ready:  # the upstream already answered: its first chunk follows the headers at once
             first = await anext(body, b"")
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+        del headers
         if first:
             await send({"type": "http.response.body", "body": first, "more_body": True})
+        del first
         async for chunk in body:
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            chunk = b""
     finally:
         await body.aclose()  # type: ignore[attr-defined]  # its cleanup settles the request
     await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -91,6 +91,8 @@ async def stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[
             idle = rt.cfg.server.stream_idle_timeout
             pending, at.rest = at.rest, b""  # the rest of the pre-read's burst comes first
             while not meter.finished:
+                chunk = b""  # waiting (maybe long, on an idle stream), it holds no bytes already relayed
+                events = []
                 if pending:
                     chunk, pending = pending, b""
                 else:
