@@ -3,13 +3,13 @@ flows (an error or an empty stream first is a failure, so failover can still hap
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 import orjson
 
 from ..codec import FrameTooLarge
+from ..deadline import within
 from ..model import (
     BlockStart,
     Event,
@@ -66,11 +66,10 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
         call.attempts += 1
         call.flight.attempts = call.attempts
         call.flight.account, call.flight.account_id, call.flight.state = acc.label, acc.id, "waiting"
-        try:
-            async with asyncio.timeout(
-                min(remaining, rt.cfg.server.first_byte_timeout)
-            ):  # no extra task, unlike wait_for
-                return await attempt(call, acc, stream=stream)
+        try:  # the attempt's own deadline, without an extra task (unlike wait_for)
+            return await within(
+                min(remaining, rt.cfg.server.first_byte_timeout), attempt(call, acc, stream=stream)
+            )
         except UpstreamError as err:
             last = err
         except (

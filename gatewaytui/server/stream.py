@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from .. import tokens
 from ..codec import FrameTooLarge
+from ..deadline import within
 from ..model import (
     Event,
     GatewayError,
@@ -97,8 +98,7 @@ async def stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[
                     chunk, pending = pending, b""
                 else:
                     try:
-                        async with asyncio.timeout(idle):
-                            chunk = await it.__anext__()
+                        chunk = await within(idle, it.__anext__())
                     except StopAsyncIteration:
                         events = meter.feed(at.parser.finish())
                         if (
@@ -130,8 +130,7 @@ async def stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[
                     yield b"".join(encoder.encode(e) for e in events)
             while passthrough and meter.finished:  # the wire's own ending ([DONE], a closing "]") may follow
                 try:
-                    async with asyncio.timeout(min(idle, rt.cfg.server.keepalive_interval)):
-                        chunk = await it.__anext__()
+                    chunk = await within(min(idle, rt.cfg.server.keepalive_interval), it.__anext__())
                     events = at.parser.feed(chunk)
                 except (StopAsyncIteration, TimeoutError, TransportError, FrameTooLarge):
                     break
