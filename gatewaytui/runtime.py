@@ -216,6 +216,8 @@ class Runtime:
         return await asyncio.to_thread(self.readers.run, fn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if len(self.backlog):  # the journal of answers already given goes first: no write overtakes it
+            self.backlog.drain()
         return await self.writer.call(fn)
 
     def _lookup_key(self, digest: str) -> dict[str, Any] | None:
@@ -441,6 +443,7 @@ class Runtime:
                     self._announce(self.seen.tenant_changes(tenants))
         if ("requests" in tables and time.monotonic() - self._quota_read_at >= 1.0) or "tenants" in tables:
             self._quota_read_at = time.monotonic()
+            await self.write(lambda conn: None)  # this instance's own usage is in the store before the reread
             self.quota.forget()  # subscription tokens used on every instance are read afresh (once a second)
         if tables - {"ledger", "tenants", "requests"}:
             for _ in range(3):
