@@ -261,6 +261,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _line_to(stream: Any) -> Any:
+    """A function writing one message as one line in one write: with ``--workers N`` the processes share the
+    stream, and print() writes a message and its newline apart (unbuffered, two writes), so two workers'
+    lines could merge into one ("... listening on ...gatewaytui listening on ...")."""
+
+    def write(msg: str) -> None:
+        stream.write(f"{msg}\n")
+        stream.flush()
+
+    return write
+
+
 def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     cfg = load_config(args, for_run=True)
     if args.keep and not cfg.demo:
@@ -285,7 +297,7 @@ def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
             _without_options(passed, ("--workers", "--port")),
             cfg,
             args.workers,
-            lambda msg: print(msg, file=sys.stderr, flush=True),
+            _line_to(sys.stderr),
         )
     level = getattr(logging, str(args.log_level).upper(), logging.INFO)
     listener = None
@@ -306,9 +318,9 @@ def run_gateway(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         pass
     if not args.no_ui:
-        announce: Any = lambda msg: print(msg, flush=True)  # noqa: E731
+        announce: Any = _line_to(sys.stdout)
     elif cfg.log.format == "plain" and not cfg.log.file:
-        announce = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+        announce = _line_to(sys.stderr)
     else:  # JSON lines (or the log file) only: announced through the log, whatever --log-level says
         announcer = logging.getLogger("gatewaytui.announce")
         announcer.setLevel(logging.INFO)

@@ -222,3 +222,25 @@ def test_cli_refuses_what_the_console_and_admin_api_refuse(
     assert result.returncode == 2 and says in result.stderr, result.stderr
     listed = cli("accounts", "list", cfg=write_config(tmp_path))
     assert "anthropic" not in listed.stdout.replace("anthropic-1", "")
+
+
+def test_announcements_are_one_write_per_line() -> None:
+    """With ``--workers N`` the processes share stderr: a message and its newline written apart (print,
+    unbuffered) let two workers' lines merge into one (seen in CI: "... listening on ...gatewaytui
+    listening on ..."). Each announcement is one write of one whole line."""
+    from gatewaytui import cli
+
+    writes: list[str] = []
+
+    class Stream:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    announce = cli._line_to(Stream())
+    announce("gatewaytui listening on http://127.0.0.1:8080")
+    announce("second")
+    assert writes == ["gatewaytui listening on http://127.0.0.1:8080\n", "second\n"]
