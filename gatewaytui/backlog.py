@@ -44,7 +44,7 @@ class Backlog:
             loop.call_soon(loop.call_soon, self.drain)
 
     def drain(self) -> None:
-        """Run everything waiting, now."""
+        """Run everything waiting, now (nothing waiting: two attribute checks, so callers need not ask)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

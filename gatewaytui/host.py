@@ -32,9 +32,8 @@ from .telemetry.siblings import Siblings, SiblingsError
 log = logging.getLogger("gatewaytui")
 
 
-KEEP_ALIVE = (
-    20.0  # seconds an idle keep-alive connection is kept: they cost memory; SDK pools reconnect cheaply
-)
+# seconds an idle keep-alive connection is kept: they cost memory; SDK pools reconnect cheaply
+KEEP_ALIVE = 20.0
 
 
 class _Serving(HypercornConfig):

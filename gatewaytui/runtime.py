@@ -216,8 +216,7 @@ class Runtime:
         return await asyncio.to_thread(self.readers.run, fn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if len(self.backlog):  # the journal of answers already given goes first: no write overtakes it
-            self.backlog.drain()
+        self.backlog.drain()  # the journal of answers already given goes first: no write overtakes it
         return await self.writer.call(fn)
 
     def _lookup_key(self, digest: str) -> dict[str, Any] | None:

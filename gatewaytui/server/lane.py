@@ -53,8 +53,7 @@ class ChatLane:
                     return await self.serve(route, scope, receive, send)
                 if route.protocol != "gemini":  # Gemini's paths also name models (GET): Quart's
                     return await self.not_allowed(route, scope, send)
-            if len(self.rt.backlog):  # what a client may read next (usage, balances, metrics) is settled
-                self.rt.backlog.drain()
+            self.rt.backlog.drain()  # what a client may read next (usage, balances, metrics) is settled
         return await self.inner(scope, receive, send)
 
     async def serve(self, route: Route, scope: dict[str, Any], receive: Receive, send: Send) -> None:
