@@ -442,8 +442,13 @@ class Runtime:
                     self._announce(self.seen.tenant_changes(tenants))
         if ("requests" in tables and time.monotonic() - self._quota_read_at >= 1.0) or "tenants" in tables:
             self._quota_read_at = time.monotonic()
-            await self.write(lambda conn: None)  # this instance's own usage is in the store before the reread
-            self.quota.forget()  # subscription tokens used on every instance are read afresh (once a second)
+            # this instance's own usage is in the store before the reread: a request that settled while the
+            # writes were flushed is flushed too (else its tokens would be missing from the reread)
+            for _ in range(3):
+                await self.write(lambda conn: None)
+                if not len(self.backlog) and not self.writer.pending:
+                    self.quota.forget()  # tokens used on every instance are read afresh (once a second)
+                    break
         if tables - {"ledger", "tenants", "requests"}:
             for _ in range(3):
                 # this instance's own writes first, and none while reading: else the read could undo a
