@@ -163,6 +163,8 @@ class Runtime:
             self.shared_wallet.summary = lambda: live_state(list(self.traffic.inflight.values()))
             await self.shared_wallet.open()  # joins the cluster: lease, balances and holds of every instance
             self._tasks.append(asyncio.create_task(self.shared_wallet.run_lease(), name="gatewaytui-lease"))
+            self.shared_wallet.slices.usable = lambda: self.writer.outage_since is None
+            self._tasks.append(asyncio.create_task(self._give_back_slices(), name="gatewaytui-slices"))
             self.keyring.shared = True  # RPM counted by the store at admission (billing/shared_limits.py)
             self._tasks.append(asyncio.create_task(self.shared_wallet.limits.run(), name="gatewaytui-limits"))
         else:
@@ -172,6 +174,19 @@ class Runtime:
         self.oauth = OAuthManager(self)
         self.oauth.start()
         self._tasks.append(asyncio.create_task(self._watch(), name="gatewaytui-watch"))
+
+    async def _give_back_slices(self) -> None:
+        """Give the idle credit slices back (``billing/slices.py``), each after the settlements it drew from:
+        the backlog's journal goes to the writer first, and the return is queued behind it."""
+        from .billing.slices import SLICE_IDLE
+
+        wallet = self.shared_wallet
+        assert wallet is not None
+        while True:
+            await asyncio.sleep(SLICE_IDLE / 2)
+            if wallet.slices.by_tenant:
+                self.backlog.drain()
+                wallet.give_back(self.writer.submit)
 
     async def stop(self) -> None:
         self.backlog.drain()

@@ -15,6 +15,9 @@ the instance publishes a compact summary of its live state (``live_state``: in-f
 ``LIVE_STREAMS`` in-flight streams, no secrets, no prompts) and reads the cluster-wide balances and holds, so
 every instance's console shows the whole cluster within ``lease / 6`` seconds.
 
+A tenant this instance admits often is admitted from a credit slice it reserved ahead, in memory
+(``slices.py``): the same promise, one round trip per slice instead of one per request.
+
 A key with a budget, a token rate (its own or its tenant's) or an RPM limit is admitted with those in the
 same statement (``secure`` with its ``SharedLimits`` ticket, ``store/key_limits.py``).
 
@@ -30,6 +33,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -43,6 +47,7 @@ from ..store import credit as credit_store
 from ..store import key_limits as limits_store
 from ..store.pg import UNREACHABLE
 from .limits import Ticket
+from .slices import Slice, Slices
 from .wallet import Hold, Wallet, refusal
 
 log = logging.getLogger("gatewaytui.billing")
@@ -80,6 +85,7 @@ class SharedWallet(Wallet):
         self._line: Any = None  # the AdmissionLine: plain credit admissions on their own connection
         self.limits: Any = None  # the SharedLimits whose tickets ``secure`` reserves (their refusals)
         self._reads = self._applied = 0  # refreshes started / the latest one applied
+        self.slices = Slices(self.origin)  # credit reserved ahead for tenants admitted often (slices.py)
 
     # ------------------------------------------------------------ life cycle
 
@@ -117,6 +123,8 @@ class SharedWallet(Wallet):
             return
         try:
             async with self._pool.connection(timeout=2) as conn:
+                self.slices.lapse()  # every settlement is written by now: the slices go back
+                await credit_store.release_slices(conn, self.origin)
                 await credit_store.leave(conn, self.origin)
         except Exception as exc:  # noqa: BLE001 - the lease runs out instead
             log.warning("could not leave the cluster cleanly (%s); the lease will run out", exc)
@@ -157,6 +165,10 @@ class SharedWallet(Wallet):
         elif not h.charged or h.amount <= 0:
             return
         else:
+            s = self.slices.take(h.tenant_id, h.amount, time.monotonic())
+            if s is not None:  # admitted from this instance's slice of the tenant's credit
+                h.slice = s
+                return
             check = partial(self._admit, h)
         ok = False
         try:
@@ -183,6 +195,15 @@ class SharedWallet(Wallet):
                 h.amount = amount
             return
         if not h.charged or amount == h.amount:
+            return
+        if h.slice is not None:  # admitted from a slice: it grows there (the slice grown first if short)
+            s, delta = h.slice, amount - h.amount
+            short = delta - s.free
+            if short > 0 and (s.closed or not await self._guarded(partial(self._grow, s, short))):
+                raise refusal(amount, self.available(h.tenant_id) + h.amount)
+            s.used += delta
+            self.held[h.tenant_id] += delta
+            h.amount = amount
             return
 
         async def change() -> bool:
@@ -223,6 +244,13 @@ class SharedWallet(Wallet):
             ) from None
 
     async def _admit(self, h: Hold) -> bool:
+        now = time.monotonic()
+        want = self.slices.want(h.tenant_id, h.amount, self.available(h.tenant_id) + h.amount, now)
+        if want is not None and await self._grow(*want):
+            s = self.slices.take(h.tenant_id, h.amount, now)
+            if s is not None:
+                h.slice = s
+                return True
         if await self._line.admit(h.tenant_id, h.amount, h.request_id, self.origin):
             return True
         async with self._pool.connection() as conn:
@@ -266,6 +294,38 @@ class SharedWallet(Wallet):
         if not resize:
             self.balance[h.tenant_id] = left + self.cluster_held.get(h.tenant_id, 0)
         raise refusal(whole, left + (h.amount if resize else 0))
+
+    async def _grow(self, s: Slice, amount: int) -> bool:
+        """Reserve ``amount`` more for slice ``s`` in the store; False when the tenant's credit left in the
+        cluster does not cover it."""
+        self.slices.growing.add(s.tenant_id)
+        try:
+            async with self._pool.connection() as conn:
+                done = await credit_store.grow_slice(conn, s.tenant_id, s.id, amount, self.origin)
+        finally:
+            self.slices.growing.discard(s.tenant_id)
+        if done:
+            self.slices.granted(s, amount)
+        return done
+
+    def close(self, h: Hold, cost: int | None) -> list[tuple[str, int, str]]:
+        entries = super().close(h, cost)
+        if entries and h.slice is not None:
+            h.draw = self.slices.settle(h.slice, h.amount, cost)
+        return entries
+
+    def draws(self, h: Hold) -> list[tuple[str, tuple[Any, ...]]]:
+        if h.slice is None or not h.draw:
+            return []
+        return [(credit_store.DRAW, (h.request_id, h.slice.id, h.tenant_id, h.draw, time.time()))]
+
+    def give_back(self, submit: Callable[[Callable[[Any], None]], Any]) -> int:
+        """Queue the idle slices' return on the writer (``submit``), after the settlements queued before;
+        how many."""
+        idle = self.slices.idle()
+        for s in idle:
+            submit(partial(credit_store.return_slice, tenant_id=s.tenant_id, slice_id=s.id))
+        return len(idle)
 
     def _undo(self, h: Hold) -> None:
         if h.done:
@@ -319,14 +379,21 @@ class SharedWallet(Wallet):
                 changed.add(tenant_id)
             self.balance[tenant_id] = balance
             self.cluster_held[tenant_id] = held
+            if held > balance:  # over-committed (a refund, a chargeback): its slice admits no more
+                self.slices.close(tenant_id)
         return changed
 
     async def heartbeat(self) -> None:
         live = json.dumps(self.summary() if self.summary is not None else {}, separators=(",", ":"))
+        started = time.monotonic()
         async with self._lease_conn() as conn:
             renewed = await credit_store.renew(
                 conn, self.origin, self.lease, socket.gethostname(), os.getpid(), self.public_url, live
             )
+        if not renewed:  # registered anew: any slice it had was released with its lease (or none yet)
+            self.slices.lapse()
+        # the survivors release nothing of this instance before its lease runs out: slices admit until half
+        self.slices.valid_until = started + self.lease / 2
         if not renewed and self.holds:
             self.lease_lapsed += 1
             log.error(
@@ -338,7 +405,7 @@ class SharedWallet(Wallet):
 
     async def sweep(self) -> list[tuple[int, int]]:
         """Release the holds of instances whose lease ran out, and this instance's untracked ones."""
-        keep = {h.request_id for h in self.holds.values()}
+        keep = {h.request_id for h in self.holds.values()} | self.slices.ids()
         async with self._lease_conn() as conn:
             released = await credit_store.sweep(conn)
             released += await credit_store.release_own(conn, self.origin, keep, ORPHAN_AFTER)

@@ -39,6 +39,8 @@ class Hold:
     request_id: str
     charged: bool = True  # False: admitted on a subscription quota, no credit is reserved
     done: bool = False
+    slice: Any = None  # the credit slice it was admitted from (a shared store's ``slices.Slice``)
+    draw: int = 0  # what its settlement draws from that slice
 
 
 class Wallet:
@@ -106,6 +108,11 @@ class Wallet:
             entries.append(("settle", h.amount - cost, f"settle:{h.request_id}"))
         self.balance[h.tenant_id] += sum(amount for _, amount, _ in entries)
         return entries
+
+    def draws(self, h: Hold) -> list[tuple[str, tuple[Any, ...]]]:
+        """Statements to write with a closed hold's ledger entries, in the same transaction (a shared store's
+        credit slice: ``SharedWallet``); none here."""
+        return []
 
     async def credit(self, tenant_id: int, amount: int) -> None:
         """Apply an entry this process journaled outside request settlement (top-ups, refunds), once it is

@@ -194,6 +194,7 @@ def _journal(
         )
         for kind, amount, idem in entries
     ]
+    journal += rt.wallet.draws(call.hold)  # a shared store's credit slice: the cost comes off it alike
     if call.capture is not None:  # [console] store_bodies: the bodies go with the usage row
         journal.append(call.capture.entry(call.request_id))
     rt.writer.insert(journal)  # the usage row and its ledger entries, in one go

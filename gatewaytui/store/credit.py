@@ -110,7 +110,9 @@ async def sweep(conn: Any) -> list[tuple[int, int]]:
             " (SELECT 1 FROM instances i WHERE i.id = h.owner) RETURNING tenant_id, amount, key_id, key_amount),"
             f" {RELEASE}"
         )
-        return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+        released = [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+        await conn.execute(f"DELETE FROM credit_draws WHERE created_at < {NOW} - %s", (DRAWS_KEPT,))
+        return released
 
 
 async def release_own(conn: Any, owner: str, keep: set[str], older_than: float) -> list[tuple[int, int]]:
@@ -133,6 +135,58 @@ async def release_own(conn: Any, owner: str, keep: set[str], older_than: float) 
             "WITH d AS (DELETE FROM credit_holds WHERE request_id = ANY(%s) AND owner = %s"
             f" RETURNING tenant_id, amount, key_id, key_amount), {RELEASE}",
             ([r for r, _ in stale], owner),
+        )
+        return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+
+
+# ------------------------------------------------------------------ credit slices (schema m010)
+
+DRAWS_KEPT = 3600.0  # seconds a draw's row is kept: a settlement written again within that draws once
+
+GROW = (
+    "WITH c AS (UPDATE credit SET held = held + %(amount)s"
+    " WHERE tenant_id = %(tenant)s AND balance - held >= %(amount)s RETURNING 1),"
+    " h AS (INSERT INTO credit_holds (request_id, tenant_id, amount, owner, created_at)"
+    f" SELECT %(slice)s, %(tenant)s, %(amount)s, %(owner)s, {NOW} FROM c"
+    " ON CONFLICT (request_id) DO UPDATE SET amount = credit_holds.amount + EXCLUDED.amount RETURNING 1)"
+    " SELECT 1 FROM c"
+)
+
+
+async def grow_slice(conn: Any, tenant_id: int, slice_id: str, amount: int, owner: str) -> bool:
+    """Reserve ``amount`` more for a slice (created if new) if the tenant's balance less every hold in the
+    cluster covers it; the same conditional UPDATE as ``admit``."""
+    cur = await conn.execute(GROW, {"amount": amount, "tenant": tenant_id, "slice": slice_id, "owner": owner})
+    return await cur.fetchone() is not None
+
+
+# a settled request's cost off its slice, in the settlement's own write (``?`` SQL: the writer's connection)
+DRAW = "INSERT OR IGNORE INTO credit_draws (request_id, slice, tenant_id, amount, created_at) VALUES (?, ?, ?, ?, ?)"
+
+
+def return_slice(conn: Any, tenant_id: int, slice_id: str) -> None:
+    """(On the writer, after the settlements queued before it) give a slice's credit back to the tenant."""
+    conn.execute("SELECT 1 FROM credit WHERE tenant_id = ? FOR UPDATE", (tenant_id,))
+    conn.execute(
+        "WITH d AS (DELETE FROM credit_holds WHERE request_id = ?"
+        f" RETURNING tenant_id, amount, key_id, key_amount), {RELEASE}",
+        (slice_id,),
+    )
+
+
+async def release_slices(conn: Any, owner: str) -> list[tuple[int, int]]:
+    """At a clean shutdown (every settlement written): give back each slice this instance holds."""
+    mine = "owner = %s AND starts_with(request_id, 'slice:')"
+    async with conn.transaction():
+        await conn.execute(
+            f"SELECT 1 FROM credit WHERE tenant_id IN (SELECT tenant_id FROM credit_holds WHERE {mine})"
+            " ORDER BY tenant_id FOR UPDATE",
+            (owner,),
+        )
+        cur = await conn.execute(
+            f"WITH d AS (DELETE FROM credit_holds WHERE {mine} RETURNING tenant_id, amount, key_id, key_amount),"
+            f" {RELEASE}",
+            (owner,),
         )
         return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 

@@ -482,3 +482,39 @@ def m009_shared_key_limits(db: Database) -> None:
         END $$;
         """
     )
+
+
+@migrations()
+def m010_credit_slices(db: Database) -> None:
+    """PostgreSQL only: credit slices (``billing/slices.py``). A slice is a credit hold (a ``credit_holds``
+    row named ``slice:<instance>:<tenant>:<n>``, owned, leased and swept like any hold) that an instance
+    reserves for a tenant it admits often, and then admits that tenant's requests from in memory. A settled
+    request's cost comes off its slice with the ledger entries that charge it, in the same transaction: a
+    ``credit_draws`` row, whose trigger shrinks the slice and the tenant's ``held`` by the same amount (the
+    balance falls by the cost, so ``balance - held`` stays what it was: the rest of the slice stays
+    reserved). One row per request, so a settlement written twice draws once; rows older than an hour go
+    with the lease sweep. The trigger locks the tenant's credit row first, as admission and the sweep do."""
+    if dialect(db) != "postgresql":
+        return
+    db.executescript(
+        """
+        CREATE TABLE credit_draws (
+            request_id TEXT PRIMARY KEY,
+            slice TEXT NOT NULL,
+            tenant_id BIGINT NOT NULL,
+            amount BIGINT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE FUNCTION credit_draw_fn() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            PERFORM 1 FROM credit WHERE tenant_id = NEW.tenant_id FOR UPDATE;
+            UPDATE credit_holds SET amount = amount - NEW.amount
+                WHERE request_id = NEW.slice AND amount >= NEW.amount;
+            IF FOUND THEN
+                UPDATE credit SET held = held - NEW.amount WHERE tenant_id = NEW.tenant_id;
+            END IF;
+            RETURN NULL;
+        END $$;
+        CREATE TRIGGER credit_draw AFTER INSERT ON credit_draws FOR EACH ROW EXECUTE FUNCTION credit_draw_fn();
+        """
+    )
