@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from gatewaytui.billing import slices as slices_mod
+from gatewaytui.model import GatewayError
 from gatewaytui.ops import tenants as tenant_ops
 from gatewaytui.store import credit as credit_store
 from gatewaytui.store import ledger as ledger_store
@@ -196,3 +197,21 @@ async def test_a_clean_shutdown_gives_its_slices_back(make_gateway: Any) -> None
     await one.gateway.stop()
     assert await _gone(two, tid)
     assert (await store_credit(two, tid))[0] == 1_000_000 - costs(two, tid)
+
+
+async def test_a_hold_from_a_slice_resizes_there_and_only_while_the_lease_is_fresh(gateway: Any) -> None:
+    _, tid = await busy(gateway)
+    wallet = gateway.rt.wallet
+    s = wallet.slices.by_tenant[tid]
+    h = wallet.hold(tid, 100, "req_resized")
+    await wallet.secure(h)
+    assert h.slice is s and s.used == 100
+    wallet.slices.valid_until = time.monotonic()
+    with pytest.raises(GatewayError) as refused:
+        await wallet.resize(h, 300)  # a fallback's larger worst case: not from a slice that may be gone
+    assert refused.value.kind == "unavailable" and h.amount == 100 and s.used == 100
+    await wallet.heartbeat()
+    await wallet.resize(h, 300)
+    assert h.amount == 300 and s.used == 300
+    size = s.size
+    assert wallet.close(h, 40) and h.draw == 40 and (s.used, s.size) == (0, size - 40)

@@ -198,6 +198,8 @@ class SharedWallet(Wallet):
             return
         if h.slice is not None:  # admitted from a slice: it grows there (the slice grown first if short)
             s, delta = h.slice, amount - h.amount
+            if delta > 0 and (time.monotonic() >= self.slices.valid_until or not self.slices.usable()):
+                raise unreachable()  # the slice may be released by now: no new reservation from it
             short = delta - s.free
             if short > 0 and (s.closed or not await self._guarded(partial(self._grow, s, short))):
                 raise refusal(amount, self.available(h.tenant_id) + h.amount)
@@ -237,11 +239,7 @@ class SharedWallet(Wallet):
             log.warning(
                 "admission failed: the store is unreachable (%s)", str(exc).strip() or type(exc).__name__
             )
-            raise GatewayError(
-                "unavailable",
-                "the gateway's store is unreachable; paid requests are refused until it is back",
-                retry_after=5,
-            ) from None
+            raise unreachable() from None
 
     async def _admit(self, h: Hold) -> bool:
         now = time.monotonic()
@@ -438,6 +436,15 @@ class SharedWallet(Wallet):
         """The live instances of the cluster (``store.credit.instances``)."""
         async with self._pool.connection(timeout=timeout) as conn:
             return await credit_store.instances(conn)
+
+
+def unreachable() -> GatewayError:
+    """The answer (503) to paid admission while the store cannot be reached: fail closed."""
+    return GatewayError(
+        "unavailable",
+        "the gateway's store is unreachable; paid requests are refused until it is back",
+        retry_after=5,
+    )
 
 
 STORE_INT_MAX = (1 << 63) - 1  # PostgreSQL's bigint: the store's amounts, balances and token counts
