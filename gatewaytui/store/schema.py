@@ -493,7 +493,9 @@ def m010_credit_slices(db: Database) -> None:
     ``credit_draws`` row, whose trigger shrinks the slice and the tenant's ``held`` by the same amount (the
     balance falls by the cost, so ``balance - held`` stays what it was: the rest of the slice stays
     reserved). One row per request, so a settlement written twice draws once; rows older than an hour go
-    with the lease sweep. The trigger locks the tenant's credit row first, as admission and the sweep do."""
+    with the lease sweep. The trigger runs once per statement (the writer inserts a batch's draws in one):
+    it locks the tenants' credit rows first, in tenant order, as admission and the sweep do, then takes each
+    slice's draws off it in one update."""
     if dialect(db) != "postgresql":
         return
     db.executescript(
@@ -507,14 +509,15 @@ def m010_credit_slices(db: Database) -> None:
         );
         CREATE FUNCTION credit_draw_fn() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            PERFORM 1 FROM credit WHERE tenant_id = NEW.tenant_id FOR UPDATE;
-            UPDATE credit_holds SET amount = amount - NEW.amount
-                WHERE request_id = NEW.slice AND amount >= NEW.amount;
-            IF FOUND THEN
-                UPDATE credit SET held = held - NEW.amount WHERE tenant_id = NEW.tenant_id;
-            END IF;
+            PERFORM 1 FROM credit WHERE tenant_id IN (SELECT tenant_id FROM drawn) ORDER BY tenant_id FOR UPDATE;
+            WITH t AS (SELECT slice, SUM(amount) AS amount FROM drawn GROUP BY slice),
+                s AS (UPDATE credit_holds h SET amount = h.amount - t.amount FROM t
+                    WHERE h.request_id = t.slice AND h.amount >= t.amount RETURNING h.tenant_id, t.amount),
+                c AS (SELECT tenant_id, SUM(amount) AS amount FROM s GROUP BY tenant_id)
+            UPDATE credit SET held = credit.held - c.amount FROM c WHERE credit.tenant_id = c.tenant_id;
             RETURN NULL;
         END $$;
-        CREATE TRIGGER credit_draw AFTER INSERT ON credit_draws FOR EACH ROW EXECUTE FUNCTION credit_draw_fn();
+        CREATE TRIGGER credit_draw AFTER INSERT ON credit_draws REFERENCING NEW TABLE AS drawn
+            FOR EACH STATEMENT EXECUTE FUNCTION credit_draw_fn();
         """
     )
