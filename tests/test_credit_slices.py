@@ -145,7 +145,10 @@ async def test_two_instances_with_slices_never_admit_more_than_the_balance(
     assert balance == 40 * hold - costs(one, tid) == ledger_store.balance(one.rt.readers.get(), tid)
 
 
-async def test_a_slice_admits_nothing_past_half_the_lease_or_during_an_outage(gateway: Any) -> None:
+async def test_a_slice_admits_nothing_past_half_the_lease_or_during_an_outage(
+    gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)  # (after the start) kept unless closed
     key, _ = await busy(gateway)
     wallet = gateway.rt.wallet
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
@@ -162,7 +165,10 @@ async def test_a_slice_admits_nothing_past_half_the_lease_or_during_an_outage(ga
         assert (wallet.slices.admitted, wallet._line.admissions) == (from_slice + 1, line + 2)
 
 
-async def test_a_refund_that_over_commits_the_tenant_closes_its_slice(gateway: Any) -> None:
+async def test_a_refund_that_over_commits_the_tenant_closes_its_slice(
+    gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)  # (after the start) kept unless closed
     key, tid = await busy(gateway)
     wallet = gateway.rt.wallet
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
@@ -177,7 +183,10 @@ async def test_a_refund_that_over_commits_the_tenant_closes_its_slice(gateway: A
     assert tid not in wallet.slices.by_tenant
 
 
-async def test_a_settlement_written_twice_draws_from_its_slice_once(gateway: Any) -> None:
+async def test_a_settlement_written_twice_draws_from_its_slice_once(
+    gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)  # (after the start) kept unless closed
     _, tid = await busy(gateway)
     await gateway.flush()
     s = gateway.rt.wallet.slices.by_tenant[tid]
@@ -199,7 +208,10 @@ async def test_a_clean_shutdown_gives_its_slices_back(make_gateway: Any) -> None
     assert (await store_credit(two, tid))[0] == 1_000_000 - costs(two, tid)
 
 
-async def test_a_hold_from_a_slice_resizes_there_and_only_while_the_lease_is_fresh(gateway: Any) -> None:
+async def test_a_hold_from_a_slice_resizes_there_and_only_while_the_lease_is_fresh(
+    gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)  # (after the start) kept unless closed
     _, tid = await busy(gateway)
     wallet = gateway.rt.wallet
     s = wallet.slices.by_tenant[tid]

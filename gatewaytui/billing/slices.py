@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 SLICE_AFTER = 32  # admissions of one tenant within one second on this instance before it takes a slice
-SLICE_HOLDS = 32  # a slice reserves this many worst cases of the request that asked for it ...
+SLICE_HOLDS = 32  # a slice grows by this many worst cases of the request that asked, and what is in flight ...
 SLICE_SHARE = 4  # ... and never more than this part of what the tenant has left across the cluster
 SLICE_IDLE = 1.0  # seconds without an admission after which an idle slice is given back
 
@@ -81,8 +81,9 @@ class Slices:
         self._rate[tenant_id] = (int(now), count)
         if count < SLICE_AFTER or tenant_id in self.growing or now >= self.valid_until or not self.usable():
             return None
-        grant = min(SLICE_HOLDS * amount, available // SLICE_SHARE)
         s = self.by_tenant.get(tenant_id)
+        # room for what it has in flight and SLICE_HOLDS more like this one, within a share of what is left
+        grant = min(SLICE_HOLDS * amount + (s.used if s is not None else 0), available // SLICE_SHARE)
         if grant < 2 * amount or (s is not None and s.closed):
             return None
         if s is None:
