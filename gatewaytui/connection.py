@@ -10,8 +10,10 @@ its next request arrives. Behaviour is Hypercorn's: an idle connection is closed
 that and closes every idle connection; a connection going idle after it closes at once).
 
 ``install()`` puts ``Connection`` in place of ``TCPServer`` where Hypercorn's asyncio worker makes its
-connections. If a Hypercorn release no longer has the parts this relies on, nothing is replaced and
-Hypercorn's own timeout runs (``installed()`` says which).
+connections, and ``inbox.py``'s light queue and event in place of the ``asyncio.Queue`` Hypercorn gives
+each request (``Requests.spawn_app``) and the ``asyncio.Event`` it gives each connection. If a Hypercorn
+release no longer has the parts this relies on, nothing is replaced and Hypercorn's own parts run
+(``installed()`` says which).
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import hypercorn.asyncio.run as hypercorn_run
+import hypercorn.asyncio.tcp_server as hypercorn_tcp
+from hypercorn.asyncio.task_group import TaskGroup, _handle
 from hypercorn.asyncio.tcp_server import TCPServer
-from hypercorn.asyncio.worker_context import AsyncioSingleTask, WorkerContext
+from hypercorn.asyncio.worker_context import AsyncioSingleTask, EventWrapper, WorkerContext
+
+from .inbox import Inbox, Signal
 
 
 class _IdleConnections:
@@ -96,24 +103,48 @@ class Connection(TCPServer):
         self.idle_task = IdleClock(self)
 
 
+class Requests(TaskGroup):
+    """Hypercorn's task group of one connection, its requests' ``receive`` channel an ``Inbox``."""
+
+    async def spawn_app(self, app: Any, config: Any, scope: Any, send: Any) -> Callable[..., Any]:
+        inbox = Inbox(config.max_app_queue_size)
+
+        def call_soon(func: Callable[..., Any], *args: Any) -> Any:  # (for sync apps, as Hypercorn's)
+            return asyncio.run_coroutine_threadsafe(func(*args), self._loop).result()
+
+        sync_spawn = partial(self._loop.run_in_executor, None)
+        self.spawn(_handle, app, config, scope, inbox.get, send, sync_spawn, call_soon)
+        return inbox.put
+
+
 def _fits() -> bool:
-    """Hypercorn still has what ``Connection`` relies on."""
+    """Hypercorn still has what ``Connection`` and ``Requests`` rely on."""
     needed = ("_initiate_server_close", "_idle_timeout", "protocol_send", "run")
     return (
         all(callable(getattr(TCPServer, name, None)) for name in needed)
         and callable(getattr(AsyncioSingleTask, "restart", None))
         and callable(getattr(hypercorn_run, "worker_serve", None))
         and hypercorn_run.__dict__.get("TCPServer") in (TCPServer, Connection)
+        and hypercorn_tcp.__dict__.get("TaskGroup") in (TaskGroup, Requests)
+        and callable(getattr(TaskGroup, "spawn", None))
+        and WorkerContext.event_class in (EventWrapper, Signal)
     )
 
 
 def install() -> bool:
-    """Use ``Connection`` for the connections Hypercorn's asyncio worker serves; False if it does not fit."""
+    """Use ``Connection``, ``Requests`` and ``Signal`` for the connections Hypercorn's asyncio worker serves;
+    False if they do not fit."""
     if not _fits():
         return False
     hypercorn_run.TCPServer = Connection  # type: ignore[misc]
+    hypercorn_tcp.TaskGroup = Requests  # type: ignore[misc]
+    WorkerContext.event_class = Signal
     return True
 
 
 def installed() -> bool:
-    return hypercorn_run.__dict__.get("TCPServer") is Connection
+    return (
+        hypercorn_run.__dict__.get("TCPServer") is Connection
+        and hypercorn_tcp.__dict__.get("TaskGroup") is Requests
+        and WorkerContext.event_class is Signal
+    )

@@ -31,7 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 SLICE_AFTER = 32  # admissions of one tenant within one second on this instance before it takes a slice
-SLICE_HOLDS = 32  # a slice grows by this many worst cases of the request that asked, and what is in flight ...
+SLICE_HOLDS = (
+    32  # a slice grows by this many worst cases of the request that asked, and what is in flight ...
+)
 SLICE_SHARE = 4  # ... and never more than this part of what the tenant has left across the cluster
 SLICE_IDLE = 1.0  # seconds without an admission after which an idle slice is given back
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
+from ..inbox import Inbox
 from ..model import GatewayError
 from ..runtime import Runtime
 from . import limits, relay
@@ -192,11 +193,12 @@ class ChatLane:
         await respond(reply, send)
 
 
-def _queue_of(receive: Receive) -> asyncio.Queue[dict[str, Any]] | None:
-    """The queue ``receive`` takes its messages from, when it is an ``asyncio.Queue``'s ``get`` (Hypercorn's):
-    messages already in it are read without arming the body timeout."""
+def _queue_of(receive: Receive) -> asyncio.Queue[dict[str, Any]] | Inbox | None:
+    """The queue ``receive`` takes its messages from, when it is the ``get`` of an ``Inbox``
+    (``connection.install``) or an ``asyncio.Queue`` (Hypercorn's own): messages already in it are read
+    without arming the body timeout."""
     queue = getattr(receive, "__self__", None)
-    if type(queue) is asyncio.Queue and getattr(receive, "__name__", None) == "get":
+    if type(queue) in (Inbox, asyncio.Queue) and getattr(receive, "__name__", None) == "get":
         return queue
     return None
 

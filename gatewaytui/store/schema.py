@@ -507,6 +507,7 @@ def m010_credit_slices(db: Database) -> None:
             amount BIGINT NOT NULL,
             created_at REAL NOT NULL
         );
+        CREATE INDEX credit_draws_created ON credit_draws(created_at);
         CREATE FUNCTION credit_draw_fn() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             PERFORM 1 FROM credit WHERE tenant_id IN (SELECT tenant_id FROM drawn) ORDER BY tenant_id FOR UPDATE;
