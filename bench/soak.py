@@ -400,6 +400,8 @@ def cluster_checks(url: str) -> dict[str, Any]:
             "credit_holds_left": q("SELECT COUNT(*) FROM credit_holds").fetchone()[0],
             "credit_held_micro": q("SELECT COALESCE(SUM(held), 0) FROM credit").fetchone()[0],
             "credit_balance_micro": q("SELECT COALESCE(SUM(balance), 0) FROM credit").fetchone()[0],
+            # settlements of requests admitted from a credit slice (billing/slices.py; rows kept an hour)
+            "slice_draws": q("SELECT COUNT(*) FROM credit_draws").fetchone()[0],
         }
     finally:
         conn.close()
@@ -517,6 +519,7 @@ def render_cluster_soak(s: dict[str, Any]) -> str:
         f"| ledger balance vs top-ups − costs | {c['balance_micro']} vs {c['topups_minus_costs_micro']} micro-USD |",
         f"| credit_holds rows / credit.held left | {c['credit_holds_left']} / {c['credit_held_micro']} |",
         f"| credit.balance vs ledger | {c['credit_balance_micro']} vs {c['balance_micro']} |",
+        f"| settlements drawn from a credit slice | {c['slice_draws']} |",
         f"| request rows by status | {', '.join(f'{k} {v}' for k, v in sorted(c['requests_by_status'].items()))} |",
         f"| money exact, counters back to zero | {'yes ✅' if s['money_exact_and_counters_zero'] else 'NO ❌'} |",
     ]

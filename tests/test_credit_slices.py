@@ -81,19 +81,24 @@ async def busy(gw: Any, requests: int = 3) -> tuple[str, int]:
     return key, gw.rt.keyring.authenticate(key)["tenant_id"]
 
 
-async def test_a_busy_tenant_is_admitted_from_a_slice_and_the_books_stay_exact(gateway: Any) -> None:
+async def test_a_busy_tenant_is_admitted_from_a_slice_and_the_books_stay_exact(
+    gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)  # kept between requests however slow the machine
+    monkeypatch.setattr(slices_mod, "SLICE_AFTER", 1)  # from the first admission
     wallet = gateway.rt.wallet
     line_before = wallet._line.admissions
     _, tid = await busy(gateway, 12)
     s = wallet.slices.by_tenant[tid]
     assert s.id.startswith(f"slice:{wallet.origin}:{tid}:") and s.used == 0
-    assert wallet._line.admissions - line_before == 1  # the first request only: the rest came off the slice
+    assert wallet._line.admissions == line_before  # no request made the admission's round trip
     await gateway.flush()
     balance, held, rows = await store_credit(gateway, tid)
     spent = costs(gateway, tid)
     assert spent > 0
     assert balance == 1_000_000 - spent == ledger_store.balance(gateway.rt.readers.get(), tid)
     assert rows == [(s.id, s.size)] and held == s.size  # the slice's rest, less every cost drawn from it
+    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 0.3)
     await until(lambda: _gone(gateway, tid))  # idle: given back, after the settlements it drew from
     assert tid not in wallet.slices.by_tenant
     balance_after, _, _ = await store_credit(gateway, tid)
@@ -227,3 +232,22 @@ async def test_a_hold_from_a_slice_resizes_there_and_only_while_the_lease_is_fre
     assert h.amount == 300 and s.used == 300
     size = s.size
     assert wallet.close(h, 40) and h.draw == 40 and (s.used, s.size) == (0, size - 40)
+
+
+async def test_a_slice_the_store_refuses_to_grow_is_closed(
+    gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)
+    key, tid = await busy(gateway)
+    s = gateway.rt.wallet.slices.by_tenant[tid]
+    await gateway.flush()
+    await gateway.rt.write(  # everything else the tenant has is held elsewhere in the cluster
+        lambda conn: conn.execute("UPDATE credit SET held = balance WHERE tenant_id = ?", (tid,))
+    )
+    big = {**body(), "max_tokens": 4096}  # a worst case larger than what the slice has free
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
+        r = await http.post("/v1/messages", headers={"x-api-key": key}, json=big)
+        assert r.status_code == 402, r.text
+        assert s.closed  # not grown: admitted exactly until it is given back
+        r = await ask(http, key)  # small enough for the slice, but a closed slice admits nothing
+        assert r.status_code == 402, r.text

@@ -304,6 +304,8 @@ class SharedWallet(Wallet):
             self.slices.growing.discard(s.tenant_id)
         if done:
             self.slices.granted(s, amount)
+        else:  # the tenant's credit is spoken for across the cluster: its slice goes back, exact from here
+            self.slices.close(s.tenant_id)
         return done
 
     def close(self, h: Hold, cost: int | None) -> list[tuple[str, int, str]]:

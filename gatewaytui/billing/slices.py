@@ -78,15 +78,20 @@ class Slices:
     def want(self, tenant_id: int, amount: int, available: int, now: float) -> tuple[Slice, int] | None:
         """The slice to reserve (or grow) and by how much, when the tenant is admitted often enough here and
         has enough left (``available``: across the cluster, as last read) for a slice worth having."""
-        second, count = self._rate.get(tenant_id, (0, 0))
-        count = count + 1 if second == int(now) else 1
-        self._rate[tenant_id] = (int(now), count)
-        if count < SLICE_AFTER or tenant_id in self.growing or now >= self.valid_until or not self.usable():
-            return None
         s = self.by_tenant.get(tenant_id)
+        if s is None:  # a slice once the tenant is busy here; one it has already grows when short
+            second, count = self._rate.get(tenant_id, (0, 0))
+            count = count + 1 if second == int(now) else 1
+            self._rate[tenant_id] = (int(now), count)
+            if count < SLICE_AFTER:
+                return None
+        if tenant_id in self.growing or now >= self.valid_until or not self.usable():
+            return None
         # room for what it has in flight and SLICE_HOLDS more like this one, within a share of what is left
         grant = min(SLICE_HOLDS * amount + (s.used if s is not None else 0), available // SLICE_SHARE)
         if grant < 2 * amount or (s is not None and s.closed):
+            if s is not None:  # too little left to grow it: it goes back, and the tenant is admitted exactly
+                s.closed = True
             return None
         if s is None:
             self._made += 1
