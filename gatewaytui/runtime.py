@@ -56,6 +56,26 @@ log = logging.getLogger("gatewaytui")
 T = TypeVar("T")
 
 
+async def stop_tasks(tasks: list[asyncio.Task[Any]], tries: int = 10) -> None:
+    """Cancel background tasks and wait until they have ended, cancelling again each second a task that is
+    still running (one that lost its cancellation to a race); after ``tries`` seconds the stragglers are
+    logged and left behind, so that stopping never hangs."""
+    pending = set(tasks)
+    for task in pending:
+        task.cancel()
+    for _ in range(tries):
+        if not pending:
+            break
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+        for task in pending:
+            task.cancel()
+    if pending:
+        log.error("%d background tasks did not stop: %s", len(pending), sorted(t.get_name() for t in pending))
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: an error of a stopped task is no news at shutdown
+
+
 class Runtime:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -190,13 +210,7 @@ class Runtime:
 
     async def stop(self) -> None:
         self.backlog.drain()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
+        await stop_tasks(self._tasks)
         self._tasks.clear()
         if self._settlements:
             await asyncio.gather(*list(self._settlements), return_exceptions=True)
@@ -407,8 +421,9 @@ class Runtime:
         last_tick = 0.0
         try:
             while True:
-                try:
-                    await asyncio.wait_for(wake.wait(), retry or 1.0)
+                try:  # (asyncio.timeout: wait_for on 3.11 loses a cancellation that meets a wake-up)
+                    async with asyncio.timeout(retry or 1.0):
+                        await wake.wait()
                     await asyncio.sleep(COALESCE_S)
                 except TimeoutError:
                     pass

@@ -96,8 +96,9 @@ async def _event_stream(rt: Runtime, prefixes: tuple[str, ...]) -> AsyncIterator
     try:
         yield _frame("ready", {"published": rt.bus.published})
         while True:
-            try:
-                event = await asyncio.wait_for(sub.get(), HEARTBEAT_S)
+            try:  # (asyncio.timeout: wait_for on 3.11 loses a cancellation that meets an event)
+                async with asyncio.timeout(HEARTBEAT_S):
+                    event = await sub.get()
             except TimeoutError:
                 yield b": keepalive\n\n"
                 continue
