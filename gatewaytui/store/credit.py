@@ -94,23 +94,28 @@ RELEASE = (
 )
 
 
-async def sweep(conn: Any) -> list[tuple[int, int]]:
-    """Drop instances whose lease ran out and release every hold no live instance owns (tenant, amount).
+async def _release_where(conn: Any, where: str, params: tuple[Any, ...] = ()) -> list[tuple[int, int]]:
+    """(In a transaction) release the holds ``where`` says (a condition on ``credit_holds h``); (tenant, credit
+    released). Their tenants' credit rows are locked first, in tenant order (the order admission and
+    settlement take them), so a release cannot deadlock with them."""
+    await conn.execute(
+        f"SELECT 1 FROM credit WHERE tenant_id IN (SELECT tenant_id FROM credit_holds h WHERE {where})"
+        " ORDER BY tenant_id FOR UPDATE",
+        params,
+    )
+    cur = await conn.execute(
+        f"WITH d AS (DELETE FROM credit_holds h WHERE {where} RETURNING tenant_id, amount, key_id, key_amount),"
+        f" {RELEASE}",
+        params,
+    )
+    return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
 
-    Credit rows are locked first, in tenant order (the order admission and settlement take them), so the
-    sweep cannot deadlock with them."""
+
+async def sweep(conn: Any) -> list[tuple[int, int]]:
+    """Drop instances whose lease ran out and release every hold no live instance owns (tenant, amount)."""
     async with conn.transaction():
         await conn.execute(f"DELETE FROM instances WHERE lease_until < {NOW}")
-        orphans = "SELECT tenant_id FROM credit_holds h WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = h.owner)"
-        await conn.execute(
-            f"SELECT 1 FROM credit WHERE tenant_id IN ({orphans}) ORDER BY tenant_id FOR UPDATE"
-        )
-        cur = await conn.execute(
-            "WITH d AS (DELETE FROM credit_holds h WHERE NOT EXISTS"
-            " (SELECT 1 FROM instances i WHERE i.id = h.owner) RETURNING tenant_id, amount, key_id, key_amount),"
-            f" {RELEASE}"
-        )
-        released = [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+        released = await _release_where(conn, "NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = h.owner)")
         await conn.execute(f"DELETE FROM credit_draws WHERE created_at < {NOW} - %s", (DRAWS_KEPT,))
         return released
 
@@ -120,23 +125,13 @@ async def release_own(conn: Any, owner: str, keep: set[str], older_than: float) 
     cancelled mid-admission, or one whose settlement is spooled: its ledger entries still charge the cost)."""
     async with conn.transaction():
         cur = await conn.execute(
-            f"SELECT request_id, tenant_id FROM credit_holds WHERE owner = %s AND created_at < {NOW} - %s"
-            " ORDER BY tenant_id",
+            f"SELECT request_id FROM credit_holds WHERE owner = %s AND created_at < {NOW} - %s",
             (owner, older_than),
         )
-        stale = [(r[0], int(r[1])) for r in await cur.fetchall() if r[0] not in keep]
+        stale = [r[0] for r in await cur.fetchall() if r[0] not in keep]
         if not stale:
             return []
-        tenants = sorted({t for _, t in stale})
-        await conn.execute(
-            "SELECT 1 FROM credit WHERE tenant_id = ANY(%s) ORDER BY tenant_id FOR UPDATE", (tenants,)
-        )
-        cur = await conn.execute(
-            "WITH d AS (DELETE FROM credit_holds WHERE request_id = ANY(%s) AND owner = %s"
-            f" RETURNING tenant_id, amount, key_id, key_amount), {RELEASE}",
-            ([r for r, _ in stale], owner),
-        )
-        return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+        return await _release_where(conn, "request_id = ANY(%s) AND owner = %s", (stale, owner))
 
 
 # ------------------------------------------------------------------ credit slices (schema m010)
@@ -176,19 +171,8 @@ def return_slice(conn: Any, tenant_id: int, slice_id: str) -> None:
 
 async def release_slices(conn: Any, owner: str) -> list[tuple[int, int]]:
     """At a clean shutdown (every settlement written): give back each slice this instance holds."""
-    mine = "owner = %s AND starts_with(request_id, 'slice:')"
     async with conn.transaction():
-        await conn.execute(
-            f"SELECT 1 FROM credit WHERE tenant_id IN (SELECT tenant_id FROM credit_holds WHERE {mine})"
-            " ORDER BY tenant_id FOR UPDATE",
-            (owner,),
-        )
-        cur = await conn.execute(
-            f"WITH d AS (DELETE FROM credit_holds WHERE {mine} RETURNING tenant_id, amount, key_id, key_amount),"
-            f" {RELEASE}",
-            (owner,),
-        )
-        return [(int(r[0]), int(r[1])) for r in await cur.fetchall()]
+        return await _release_where(conn, "owner = %s AND starts_with(request_id, 'slice:')", (owner,))
 
 
 async def leave(conn: Any, instance: str) -> None:
