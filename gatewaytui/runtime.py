@@ -198,12 +198,12 @@ class Runtime:
     async def _give_back_slices(self) -> None:
         """Give the idle credit slices back (``billing/slices.py``), each after the settlements it drew from:
         the backlog's journal goes to the writer first, and the return is queued behind it."""
-        from .billing.slices import SLICE_IDLE
+        from .billing.slices import GIVE_BACK_EVERY
 
         wallet = self.shared_wallet
         assert wallet is not None
         while True:
-            await asyncio.sleep(SLICE_IDLE / 2)
+            await asyncio.sleep(GIVE_BACK_EVERY)
             if wallet.slices.by_tenant:
                 self.backlog.drain()
                 wallet.give_back(self.writer.submit)

@@ -28,6 +28,12 @@ def eager_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(slices_mod, "SLICE_IDLE", 0.3)
 
 
+@pytest.fixture
+def kept_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slices kept however slow the machine (given back only once closed, or at shutdown)."""
+    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)
+
+
 def body(text: str = "hi [usage in=10 out=20]", max_tokens: int = 50) -> dict[str, Any]:
     return {
         "model": "claude-sonnet-4-5",
@@ -151,9 +157,8 @@ async def test_two_instances_with_slices_never_admit_more_than_the_balance(
 
 
 async def test_a_slice_admits_nothing_past_half_the_lease_or_during_an_outage(
-    gateway: Any, monkeypatch: pytest.MonkeyPatch
+    gateway: Any, kept_slices: None
 ) -> None:
-    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)  # (after the start) kept unless closed
     key, _ = await busy(gateway)
     wallet = gateway.rt.wallet
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
@@ -171,9 +176,8 @@ async def test_a_slice_admits_nothing_past_half_the_lease_or_during_an_outage(
 
 
 async def test_a_refund_that_over_commits_the_tenant_closes_its_slice(
-    gateway: Any, monkeypatch: pytest.MonkeyPatch
+    gateway: Any, kept_slices: None
 ) -> None:
-    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)  # (after the start) kept unless closed
     key, tid = await busy(gateway)
     wallet = gateway.rt.wallet
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=30) as http:
@@ -188,10 +192,7 @@ async def test_a_refund_that_over_commits_the_tenant_closes_its_slice(
     assert tid not in wallet.slices.by_tenant
 
 
-async def test_a_settlement_written_twice_draws_from_its_slice_once(
-    gateway: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)  # (after the start) kept unless closed
+async def test_a_settlement_written_twice_draws_from_its_slice_once(gateway: Any, kept_slices: None) -> None:
     _, tid = await busy(gateway)
     await gateway.flush()
     s = gateway.rt.wallet.slices.by_tenant[tid]
@@ -214,9 +215,8 @@ async def test_a_clean_shutdown_gives_its_slices_back(make_gateway: Any) -> None
 
 
 async def test_a_hold_from_a_slice_resizes_there_and_only_while_the_lease_is_fresh(
-    gateway: Any, monkeypatch: pytest.MonkeyPatch
+    gateway: Any, kept_slices: None
 ) -> None:
-    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)  # (after the start) kept unless closed
     _, tid = await busy(gateway)
     wallet = gateway.rt.wallet
     s = wallet.slices.by_tenant[tid]
@@ -234,10 +234,7 @@ async def test_a_hold_from_a_slice_resizes_there_and_only_while_the_lease_is_fre
     assert wallet.close(h, 40) and h.draw == 40 and (s.used, s.size) == (0, size - 40)
 
 
-async def test_a_slice_the_store_refuses_to_grow_is_closed(
-    gateway: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(slices_mod, "SLICE_IDLE", 30.0)
+async def test_a_slice_the_store_refuses_to_grow_is_closed(gateway: Any, kept_slices: None) -> None:
     key, tid = await busy(gateway)
     s = gateway.rt.wallet.slices.by_tenant[tid]
     await gateway.flush()
@@ -251,3 +248,25 @@ async def test_a_slice_the_store_refuses_to_grow_is_closed(
         assert s.closed  # not grown: admitted exactly until it is given back
         r = await ask(http, key)  # small enough for the slice, but a closed slice admits nothing
         assert r.status_code == 402, r.text
+
+
+async def test_the_sweep_keeps_this_instances_slices_and_releases_its_untracked_holds(
+    gateway: Any, kept_slices: None
+) -> None:
+    _, tid = await busy(gateway)
+    await gateway.flush()
+    wallet = gateway.rt.wallet
+    s = wallet.slices.by_tenant[tid]
+
+    def lose_a_hold(conn: Any) -> None:  # a hold this instance no longer tracks, and both older than 60 s
+        conn.execute(
+            "INSERT INTO credit_holds (request_id, tenant_id, amount, owner, created_at) VALUES (?, ?, 500, ?, 0)",
+            ("req_lost", tid, wallet.origin),
+        )
+        conn.execute("UPDATE credit SET held = held + 500 WHERE tenant_id = ?", (tid,))
+        conn.execute("UPDATE credit_holds SET created_at = 0 WHERE request_id = ?", (s.id,))
+
+    await gateway.rt.write(lose_a_hold)
+    assert await wallet.sweep() == [(tid, 500)]
+    _, held, rows = await store_credit(gateway, tid)
+    assert rows == [(s.id, s.size)] and held == s.size

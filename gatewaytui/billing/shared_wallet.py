@@ -319,13 +319,10 @@ class SharedWallet(Wallet):
             return []
         return [(credit_store.DRAW, (h.request_id, h.slice.id, h.tenant_id, h.draw, time.time()))]
 
-    def give_back(self, submit: Callable[[Callable[[Any], None]], Any]) -> int:
-        """Queue the idle slices' return on the writer (``submit``), after the settlements queued before;
-        how many."""
-        idle = self.slices.idle()
-        for s in idle:
+    def give_back(self, submit: Callable[[Callable[[Any], None]], Any]) -> None:
+        """Queue the idle slices' return on the writer (``submit``), after the settlements queued before."""
+        for s in self.slices.idle():
             submit(partial(credit_store.return_slice, tenant_id=s.tenant_id, slice_id=s.id))
-        return len(idle)
 
     def _undo(self, h: Hold) -> None:
         if h.done:

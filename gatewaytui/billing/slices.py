@@ -31,11 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 SLICE_AFTER = 32  # admissions of one tenant within one second on this instance before it takes a slice
-SLICE_HOLDS = (
-    32  # a slice grows by this many worst cases of the request that asked, and what is in flight ...
-)
+SLICE_HOLDS = 32  # a slice grows by this many worst cases of the request that asked, plus its in flight ...
 SLICE_SHARE = 4  # ... and never more than this part of what the tenant has left across the cluster
 SLICE_IDLE = 1.0  # seconds without an admission after which an idle slice is given back
+GIVE_BACK_EVERY = 0.5  # seconds between two looks for slices to give back
 
 
 @dataclass(slots=True, eq=False)
@@ -85,11 +84,13 @@ class Slices:
             self._rate[tenant_id] = (int(now), count)
             if count < SLICE_AFTER:
                 return None
-        if tenant_id in self.growing or now >= self.valid_until or not self.usable():
+        if (s is not None and s.closed) or tenant_id in self.growing:
+            return None
+        if now >= self.valid_until or not self.usable():
             return None
         # room for what it has in flight and SLICE_HOLDS more like this one, within a share of what is left
         grant = min(SLICE_HOLDS * amount + (s.used if s is not None else 0), available // SLICE_SHARE)
-        if grant < 2 * amount or (s is not None and s.closed):
+        if grant < 2 * amount:
             if s is not None:  # too little left to grow it: it goes back, and the tenant is admitted exactly
                 s.closed = True
             return None
@@ -121,9 +122,9 @@ class Slices:
         self.by_tenant.clear()
         self.valid_until = 0.0
 
-    def idle(self, now: float | None = None) -> list[Slice]:
+    def idle(self) -> list[Slice]:
         """Take out the slices to give back: no request of theirs in flight, and idle or closed."""
-        now = time.monotonic() if now is None else now
+        now = time.monotonic()
         out = [
             s
             for s in self.by_tenant.values()
