@@ -1,13 +1,21 @@
-"""Hypercorn's keep-alive timeout, kept with one timer per idle connection instead of two tasks per request.
+"""Hypercorn's client connections, made cheaper where a request pays for them: the keep-alive timeout, and
+the writes of an answer.
 
 Hypercorn (0.17, 0.18) keeps a connection's idle timeout in a task: each request cancels that task and
 awaits its end, and each answer starts a new one, which in turn runs ``asyncio.wait_for`` (another task,
 a timer and an event waiter). That is ~120,000 instructions per request on this path, 5% of a whole
 passthrough request (``python -m bench --cost``). ``Connection`` is Hypercorn's ``TCPServer`` with that
-bookkeeping replaced by ``IdleClock``: an idle connection holds one ``call_later`` handle, cancelled when
-its next request arrives. Behaviour is Hypercorn's: an idle connection is closed after
+bookkeeping replaced by ``IdleClock``: a connection notes when it went idle, and its one timer, when it
+fires, closes it or is set again for the rest of the timeout. Behaviour is Hypercorn's: an idle connection is closed after
 ``keep_alive_timeout`` seconds, or at once when the server terminates (one task per server waits for
 that and closes every idle connection; a connection going idle after it closes at once).
+
+Hypercorn also writes each piece of an answer to the socket as it is made: the head on
+``http.response.start``, then the body, each a ``send`` system call that wakes the client (on loopback,
+in the sender's own time). ``Connection`` gathers what the connection sends in one turn of the loop and
+writes it together: a whole answer (head and body) as soon as it is complete, a stream's pieces at the
+end of the turn that made them (they are never held longer), and anything at once past ``FLUSH_AT``
+bytes, waiting for the socket to drain as Hypercorn does.
 
 ``install()`` puts ``Connection`` in place of ``TCPServer`` where Hypercorn's asyncio worker makes its
 connections, and ``inbox.py``'s light queue and event in place of the ``asyncio.Queue`` Hypercorn gives
@@ -24,17 +32,21 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import h11
 import hypercorn.asyncio.run as hypercorn_run
 import hypercorn.asyncio.tcp_server as hypercorn_tcp
 from hypercorn.asyncio.task_group import TaskGroup, _handle
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import AsyncioSingleTask, EventWrapper, WorkerContext
+from hypercorn.events import Closed, Event, RawData
 
 from .inbox import Inbox, Signal
 
+FLUSH_AT = 64 * 1024  # bytes gathered that are written (and drained) at once
+
 
 class _IdleConnections:
-    """The idle connections of one server; closed together when the server terminates."""
+    """The connections of one server; the idle ones are closed together when the server terminates."""
 
     def __init__(self, context: WorkerContext) -> None:
         self.clocks: set[IdleClock] = set()
@@ -43,7 +55,8 @@ class _IdleConnections:
     async def _watch(self, context: WorkerContext) -> None:
         await context.terminated.wait()
         for clock in list(self.clocks):
-            clock.expire()
+            if clock.idle_since is not None:
+                clock.expire()
 
 
 _servers: weakref.WeakKeyDictionary[WorkerContext, _IdleConnections] = weakref.WeakKeyDictionary()
@@ -51,7 +64,9 @@ _servers: weakref.WeakKeyDictionary[WorkerContext, _IdleConnections] = weakref.W
 
 class IdleClock(AsyncioSingleTask):
     """``TCPServer.idle_task``: ``restart`` when the connection goes idle, ``stop`` when it is busy or
-    closing. Both are synchronous inside (no task is awaited or made)."""
+    closing. Both only note the time (no task, no timer per request): the connection's one timer, when it
+    fires, closes the connection if it has been idle for the whole timeout, else is set again for the rest
+    (a busy connection's timer is dropped and set again when it next goes idle)."""
 
     def __init__(self, connection: Connection) -> None:
         super().__init__()
@@ -59,25 +74,42 @@ class IdleClock(AsyncioSingleTask):
         self.timer: asyncio.TimerHandle | None = None
         self.group: Any = None
         self.idle: _IdleConnections | None = None
+        self.idle_since: float | None = None  # None: busy
 
     async def restart(self, task_group: Any, action: Callable[..., Any]) -> None:
-        self.cancel()
         self.group = task_group
         conn = self.connection
         if conn.context.terminated.is_set():
             self.expire()
             return
-        idle = _servers.get(conn.context)
-        if idle is None or idle.task.done():
-            idle = _servers[conn.context] = _IdleConnections(conn.context)
-        idle.clocks.add(self)
-        self.idle = idle
-        self.timer = conn.loop.call_later(conn.config.keep_alive_timeout, self.expire)
+        self.idle_since = now = conn.loop.time()
+        if self.idle is None:
+            idle = _servers.get(conn.context)
+            if idle is None or idle.task.done():
+                idle = _servers[conn.context] = _IdleConnections(conn.context)
+            idle.clocks.add(self)
+            self.idle = idle
+        if self.timer is None:
+            self.timer = conn.loop.call_at(now + conn.config.keep_alive_timeout, self.check)
 
     async def stop(self) -> None:
-        self.cancel()
+        self.idle_since = None
+
+    def check(self) -> None:
+        """The timer: close the connection if it has been idle for the whole timeout."""
+        self.timer = None
+        if self.idle_since is None:
+            return
+        conn = self.connection
+        due = self.idle_since + conn.config.keep_alive_timeout
+        if due > conn.loop.time():
+            self.timer = conn.loop.call_at(due, self.check)
+        else:
+            self.expire()
 
     def cancel(self) -> None:
+        """The connection is closing: no timer, no longer counted among the server's connections."""
+        self.idle_since = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -96,11 +128,65 @@ class IdleClock(AsyncioSingleTask):
 
 
 class Connection(TCPServer):
-    """Hypercorn's TCP connection with ``IdleClock`` as its idle timeout."""
+    """Hypercorn's TCP connection with ``IdleClock`` as its idle timeout, and its writes gathered."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.idle_task = IdleClock(self)
+        self.idle_task = self.clock = IdleClock(self)
+        self.pending: list[bytes] = []  # gathered, not yet written
+        self.pending_size = 0
+
+    async def protocol_send(self, event: Event) -> None:
+        if type(event) is not RawData:
+            self.flush()
+            return await super().protocol_send(event)
+        data = event.data
+        if data:
+            if not self.pending:
+                self.loop.call_soon(self.flush_soon)
+            self.pending.append(data)
+            self.pending_size += len(data)
+        if self.pending_size >= FLUSH_AT or self.answered():
+            try:
+                if not self.flush():
+                    raise ConnectionResetError
+                await self.writer.drain()
+            except (ConnectionError, RuntimeError):
+                await self.protocol.handle(Closed())
+
+    def answered(self) -> bool:
+        """The answer in progress is complete (HTTP/1.1): what is gathered goes out now."""
+        h11 = getattr(self.protocol.protocol, "connection", None)
+        return h11 is not None and h11.our_state in _ANSWERED
+
+    def flush(self) -> bool:
+        """Write what is gathered; False when the connection is closing or broken (nothing was written)."""
+        pending = self.pending
+        if not pending:
+            return True
+        self.pending, self.pending_size = [], 0
+        if self.writer.is_closing():
+            return False
+        try:
+            self.writer.write(pending[0] if len(pending) == 1 else b"".join(pending))
+        except (ConnectionError, RuntimeError):
+            return False
+        return True
+
+    def flush_soon(self) -> None:
+        """The end of the turn that gathered something: write it; a connection gone is the protocol's news."""
+        if not self.flush():
+            try:
+                self._task_group.spawn(self.protocol.handle, Closed())
+            except RuntimeError:  # the connection's task group has ended: it is closing already
+                pass
+
+    async def _close(self) -> None:
+        self.flush()
+        try:
+            await super()._close()
+        finally:
+            self.clock.cancel()
 
 
 class Requests(TaskGroup):
@@ -117,9 +203,12 @@ class Requests(TaskGroup):
         return inbox.put
 
 
+_ANSWERED = frozenset((h11.DONE, h11.MUST_CLOSE))
+
+
 def _fits() -> bool:
     """Hypercorn still has what ``Connection`` and ``Requests`` rely on."""
-    needed = ("_initiate_server_close", "_idle_timeout", "protocol_send", "run")
+    needed = ("_initiate_server_close", "_idle_timeout", "_close", "protocol_send", "run")
     return (
         all(callable(getattr(TCPServer, name, None)) for name in needed)
         and callable(getattr(AsyncioSingleTask, "restart", None))

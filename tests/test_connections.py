@@ -22,12 +22,17 @@ async def _ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     """One /health request on a kept-alive connection, its answer read to the end."""
     writer.write(REQUEST)
     await writer.drain()
-    head = await reader.readuntil(b"\r\n\r\n")
+    await _answer(reader)
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """A 200 answer with a content-length, read to its end: head and body."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10.0)
     assert head.startswith(b"HTTP/1.1 200"), head
     length = next(
         int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
     )
-    await reader.readexactly(length)
+    return head, await reader.readexactly(length)
 
 
 async def _closed_by_server(reader: asyncio.StreamReader, within: float) -> bool:
@@ -171,3 +176,95 @@ async def test_responses_carry_the_date_and_do_not_name_the_server(gateway: Any)
             assert before <= stamp <= after
             assert "server" not in resp.headers
             await asyncio.sleep(0.6)
+
+
+async def _spied(make_gateway: Any, monkeypatch: Any) -> tuple[Any, str, list[bytes]]:
+    """A gateway, a key, and what the gateway writes to its clients' sockets, one item per write (the fake
+    upstream of these tests runs on Hypercorn in this process too: its writes are left out)."""
+    writes: list[bytes] = []
+    flush = connection.Connection.flush
+    gw = await make_gateway()
+
+    def spy(self: connection.Connection) -> bool:
+        if self.pending and self.writer.get_extra_info("sockname")[1] == gw.gateway.port:
+            writes.append(b"".join(self.pending))
+        return flush(self)
+
+    monkeypatch.setattr(connection.Connection, "flush", spy)
+    return gw, await gw.mint(), writes
+
+
+def _chat(secret: str, content: str, *, stream: bool) -> bytes:
+    body = json.dumps(
+        {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 64,
+            "stream": stream,
+            "messages": [{"role": "user", "content": content}],
+        }
+    ).encode()
+    return (
+        "POST /v1/messages HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n"
+        f"x-api-key: {secret}\r\nanthropic-version: 2023-06-01\r\ncontent-length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+async def test_a_whole_answer_goes_out_in_one_write(make_gateway: Any, monkeypatch: Any) -> None:
+    """Head and body of a non-streamed answer leave in one write (Hypercorn wrote each on its own: two
+    system calls, and the client woken twice); a Quart route's answer too."""
+    gw, secret, writes = await _spied(make_gateway, monkeypatch)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+    try:
+        for _ in range(3):
+            writes.clear()
+            writer.write(_chat(secret, "hello", stream=False))
+            await writer.drain()
+            head, body = await _answer(reader)
+            assert json.loads(body)["type"] == "message"
+            assert writes == [head + body]
+        writes.clear()
+        await _ask(reader, writer)
+        assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200") and writes[0].endswith(b"}")
+    finally:
+        writer.close()
+
+
+async def test_a_stream_goes_out_as_it_is_made(make_gateway: Any, monkeypatch: Any) -> None:
+    """A stream's pieces are not held for the rest of the answer: with the upstream 0.2 s between chunks,
+    the client has its first events ~0.4 s before the last, and the chunks are written as they come."""
+    gw, secret, writes = await _spied(make_gateway, monkeypatch)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+    try:
+        writer.write(_chat(secret, "a slow story [chunks:5] [pace:200]", stream=True))
+        await writer.drain()
+        loop = asyncio.get_running_loop()
+        first = await asyncio.wait_for(reader.readuntil(b"event: message_start"), 10.0)
+        assert first.startswith(b"HTTP/1.1 200")
+        first_at = loop.time()
+        streamed = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 20.0)
+        assert b"event: message_stop" in streamed
+        assert loop.time() - first_at > 0.3, "the stream's first events waited for its last"
+        assert len(writes) >= 4, writes
+    finally:
+        writer.close()
+
+
+async def test_a_client_gone_before_its_answer_is_written_is_no_error(
+    make_gateway: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    """The client closes its connection while the answer is being made: the gathered answer is dropped
+    (the connection is closing), nothing is logged as an error, and the gateway serves the next client."""
+    gw = await make_gateway()
+    secret = await gw.mint()
+    for _ in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+        writer.write(_chat(secret, "hello [delay:50]", stream=False))
+        await writer.drain()
+        writer.transport.abort()
+    await asyncio.sleep(0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+    try:
+        await _ask(reader, writer)
+    finally:
+        writer.close()
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text

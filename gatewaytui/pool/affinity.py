@@ -61,13 +61,16 @@ def prefix_hash(req: ChatRequest) -> str | None:
     return digest.hexdigest()
 
 
-def affinity(req: ChatRequest, headers: Mapping[str, str] | None = None) -> Affinity | None:
-    session = session_of(req, headers)
+def sticky_key(req: ChatRequest, session: str | None) -> str | None:
+    """The key the sticky strategy ranks accounts by (hashing the prompt's head: asked for only when a
+    model has more than one account to choose from)."""
     prefix = prefix_hash(req)
     if session and prefix:
-        return Affinity(f"{session}|{prefix}", session)
-    if session:
-        return Affinity(session, session)
-    if prefix:
-        return Affinity(prefix, None)
-    return None
+        return f"{session}|{prefix}"
+    return session or prefix
+
+
+def affinity(req: ChatRequest, headers: Mapping[str, str] | None = None) -> Affinity | None:
+    session = session_of(req, headers)
+    key = sticky_key(req, session)
+    return Affinity(key, session) if key else None

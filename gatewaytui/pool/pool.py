@@ -101,11 +101,12 @@ class Pool:
         provider: str,
         upstream_model: str,
         name: str,
-        sticky_key: str | None = None,
+        sticky_key: str | Callable[[], str | None] | None = None,
         *,
         session: str | None = None,
     ) -> list[Account]:
-        """Accounts that can serve now, best first."""
+        """Accounts that can serve now, best first (``sticky_key`` may be a function that makes the key: it is
+        called only when there is a choice to make)."""
         now = time.time()
         pool = [
             a for a in self.serving(provider, upstream_model, name) if a.ready_at(now, upstream_model) <= now
@@ -113,8 +114,9 @@ class Pool:
         if len(pool) < 2:
             return pool  # nothing to rank (a model served by one account: the common case)
         strategy = self.strategy
-        if strategy == "sticky" and sticky_key:
-            ranked = sorted(pool, key=lambda a: _rendezvous(sticky_key, a.id, a.weight), reverse=True)
+        key = sticky_key() if callable(sticky_key) and strategy == "sticky" else sticky_key
+        if strategy == "sticky" and isinstance(key, str) and key:
+            ranked = sorted(pool, key=lambda a: _rendezvous(key, a.id, a.weight), reverse=True)
             if session:  # a session's concurrent requests go to different accounts
                 busy = self.session_load(session)
                 ranked.sort(key=lambda a: busy.get(a.id, 0))

@@ -20,7 +20,7 @@ from ..model import (
     StreamError,
 )
 from ..pool.account import Account
-from ..pool.affinity import affinity
+from ..pool.affinity import session_of, sticky_key
 from ..providers.base import UpstreamError
 from ..runtime import Runtime
 from ..upstream import ConnectFailed, Response, TooLarge, TransportError
@@ -45,8 +45,14 @@ async def connect(call: Call, *, stream: bool) -> Attempt:
     tried: set[str] = set()
     last: UpstreamError | None = None
     causes: list[str] = []
-    aff = affinity(call.req, call.flight.headers)
-    sticky, session = (aff.key, aff.session) if aff else (None, None)
+    session = session_of(call.req, call.flight.headers)
+    keyed: list[str | None] = []
+
+    def sticky() -> str | None:  # hashed only when the model has accounts to choose between
+        if not keyed:
+            keyed.append(sticky_key(call.req, session))
+        return keyed[0]
+
     for _ in range(max(1, rt.cfg.routing.max_attempts)):
         candidates = [
             a

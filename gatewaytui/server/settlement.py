@@ -140,6 +140,20 @@ def _close(
 _FLIGHT_STATES = {"ok": "done", "cancelled": "cancelled"}  # any other status: "error"
 
 
+_days: dict[int, str] = {}
+
+
+def utc_day(ts: float) -> str:
+    """``YYYY-MM-DD`` of a Unix time in UTC (formatted once per day: strftime costs ~4 us a request)."""
+    n = int(ts // 86400)
+    day = _days.get(n)
+    if day is None:
+        if len(_days) > 64:
+            _days.clear()
+        day = _days[n] = time.strftime("%Y-%m-%d", time.gmtime(n * 86400))
+    return day
+
+
 def _journal(
     call: Call,
     usage: Usage | None,
@@ -182,7 +196,7 @@ def _journal(
         "started_at": flight.started,
         "ttft_ms": (flight.first_token - flight.started) * 1000 if flight.first_token else None,
         "duration_ms": (now - flight.started) * 1000,
-        "day": time.strftime("%Y-%m-%d", time.gmtime(flight.started)),
+        "day": utc_day(flight.started),
         "requested_model": call.asked_for.name,  # differs from model when a fallback answered
     }
     tenant_id, request_id, origin = call.key["tenant_id"], call.request_id, rt.wallet.origin
