@@ -78,3 +78,25 @@ def test_closing_the_readers_waits_for_a_read_in_progress(tmp_path: Path) -> Non
     closer.join(5)
     assert not closer.is_alive() and seen == [0]
     assert readers.run(lambda c: c.execute("SELECT 1").fetchone()[0]) == 1  # a late read still answers
+
+
+def test_append_writes_like_insert_and_logs_a_refused_write(tmp_path, caplog) -> None:
+    """``append`` (what a settlement uses: nobody waits) batches with ``insert``; its rows land, and a write
+    the store refuses rolls back alone and is logged instead of being dropped silently."""
+    path = tmp_path / "w.db"
+    conn = dbmod.connect(str(path))
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    conn.commit()
+    writer = Writer(path, flush_interval=0.01)
+    writer.start()
+    sql = "INSERT INTO t (id, v) VALUES (?, ?)"
+    try:
+        writer.append([(sql, (1, "a"))])
+        writer.append([(sql, (2, "b")), (sql, (3, None))])  # NOT NULL: neither row lands
+        done = writer.insert([(sql, (4, "d"))])
+        done.result(timeout=10)
+    finally:
+        writer.stop()
+    assert [r[0] for r in conn.execute("SELECT id FROM t ORDER BY id")] == [1, 4]
+    assert writer.pending == 0
+    assert "a settlement could not be written" in caplog.text

@@ -25,7 +25,9 @@ meters a committed stream, ``settlement`` closes the books; ``call`` holds the r
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +41,9 @@ from ..model import (
     GatewayError,
     Text,
 )
+from ..pool.account import Account
 from ..providers import registry
+from ..providers.base import ProviderModule
 from ..runtime import Runtime
 from ..store import bodies
 from ..traffic import Flight
@@ -49,6 +53,7 @@ from .protocols import PROTOCOLS, Reply, error_reply
 from .settlement import settle, settle_soon
 from .stream import abandon, stream_body, stream_content_type
 
+log = logging.getLogger("gatewaytui.server")
 HOSTILE_KEYS = frozenset(
     {
         "api_base",
@@ -354,7 +359,9 @@ async def unary_response(call: Call) -> Reply:
     rt = call.rt
     try:
         assert at.result is not None
-        rt.pool.success(at.account, call.provider.read_quota(at.response.headers))
+        # the account's health and quota facts after the answer is out (the loop's next turn, before any
+        # other request is read): the client does not wait for them
+        asyncio.get_running_loop().call_soon(_served, rt, at.account, call.provider, at.response.headers)
         call.flight.first_token = time.time()
         passthrough = at.upstream.passthrough and call.protocol.NAME == call.provider.WIRE
         if passthrough and at.raw_body is not None:
@@ -371,6 +378,13 @@ async def unary_response(call: Call) -> Reply:
         return Reply(200, payload, headers=_response_headers(call))
     finally:
         rt.pool.end(at.account)
+
+
+def _served(rt: Runtime, account: Account, provider: ProviderModule, headers: Mapping[str, str]) -> None:
+    try:
+        rt.pool.success(account, provider.read_quota(headers))
+    except Exception:  # noqa: BLE001 - the answer is out; the fault is the gateway's to report
+        log.exception("recording an answer of account %s failed", account.label)
 
 
 async def stream_response(call: Call) -> Reply:

@@ -211,7 +211,7 @@ def _journal(
     journal += rt.wallet.draws(call.hold)  # a shared store's credit slice: the cost comes off it alike
     if call.capture is not None:  # [console] store_bodies: the bodies go with the usage row
         journal.append(call.capture.entry(call.request_id))
-    rt.writer.insert(journal)  # the usage row and its ledger entries, in one go
+    rt.writer.append(journal)  # the usage row and its ledger entries, in one go
     rt.telemetry.settled(call, row)  # metrics, the request log, the trace
     rt.bus.publish(
         "request.finished",

@@ -6,11 +6,12 @@ fire-and-forget with ``writer.submit(fn)``. Everything queued when the thread wa
 
 ``writer.insert(statements)`` queues plain inserts (a settled request's usage row and ledger entries, all
 or nothing): consecutive ones are written together as multi-row INSERTs, few statements and so few GIL
-hand-offs; if that fails, each is retried under its own SAVEPOINT as above.
+hand-offs; if that fails, each is retried under its own SAVEPOINT as above. ``writer.append`` does the
+same for a caller that does not wait (a settlement): no future per request, a refused write logged.
 
 On a PostgreSQL store the queue is also the spool: when the server is unreachable (or picks the batch as
 a deadlock victim) the batch is rolled back and retried on a fresh connection, with backoff, until it
-commits; work queued meanwhile joins it. The batch's journal entries (settlements: ``insert``) are also
+commits; work queued meanwhile joins it. The batch's journal entries (settlements: ``append``) are also
 appended to a durable spool file (``store/spool.py``) before the first retry, and so is each one queued
 during the outage, so a process killed while the store is down loses no settlement: the next start replays
 the file. Every write is safe to repeat (ledger entries carry idempotency keys, usage rows are upserts), so
@@ -72,6 +73,24 @@ def _multi_row(sql: str, size: int) -> str | None:
     if not sep or not (group.startswith("(") and group.endswith(")")):
         return None
     return f"{head} VALUES {', '.join([group] * size)}"
+
+
+class Unwatched:
+    """The outcome of an ``append``, which nobody waits for: a failure is logged."""
+
+    __slots__ = ()
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, value: Any) -> None:
+        pass
+
+    def set_exception(self, exc: BaseException) -> None:
+        log.error("a settlement could not be written: %s", exc)
+
+
+Outcome = Future[Any] | Unwatched  # what a queued write reports to
 
 
 class Rows:
@@ -139,6 +158,12 @@ class Writer:
         self._queue.put((Rows(statements), fut))
         return fut
 
+    def append(self, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """``insert`` for a caller that does not wait for the outcome (a settlement: a failure is logged by
+        the writer, as every failed write is): no ``Future`` made per request and resolved across threads."""
+        self.pending += 1
+        self._queue.put((Rows(statements), Unwatched()))
+
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.wrap_future(self.submit(fn))
 
@@ -179,7 +204,7 @@ class Writer:
                 conn.close()
 
     def _write(
-        self, conn: sqlite3.Connection | None, work: list[tuple[Callable[..., Any], Future[Any]]]
+        self, conn: sqlite3.Connection | None, work: list[tuple[Callable[..., Any], Outcome]]
     ) -> sqlite3.Connection | None:
         """Run one batch; on a shared store, retry it on a fresh connection until it commits."""
         delay = RETRY_MIN
@@ -224,7 +249,7 @@ class Writer:
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
 
-    def _hold_on(self, work: list[tuple[Callable[..., Any], Future[Any]]]) -> None:
+    def _hold_on(self, work: list[tuple[Callable[..., Any], Outcome]]) -> None:
         """During an outage: take in what was queued since, and make every journal entry durable."""
         while True:
             try:
@@ -249,10 +274,8 @@ class Writer:
             rows.spooled = True
         self._spooled += len(fresh)
 
-    def _run_batch(
-        self, conn: sqlite3.Connection, work: list[tuple[Callable[..., Any], Future[Any]]]
-    ) -> None:
-        results: list[tuple[Future[Any], bool, Any]] = []
+    def _run_batch(self, conn: sqlite3.Connection, work: list[tuple[Callable[..., Any], Outcome]]) -> None:
+        results: list[tuple[Outcome, bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except Exception as exc:
@@ -262,7 +285,7 @@ class Writer:
                 results.append((fut, False, exc))
             self._resolve(results)
             return
-        run: list[tuple[Rows, Future[Any]]] = []
+        run: list[tuple[Rows, Outcome]] = []
         for n, (fn, fut) in enumerate(work):
             if isinstance(fn, Rows):
                 run.append((fn, fut))
@@ -292,8 +315,8 @@ class Writer:
         conn: sqlite3.Connection,
         n: int,
         fn: Callable[..., Any],
-        fut: Future[Any],
-        results: list[tuple[Future[Any], bool, Any]],
+        fut: Outcome,
+        results: list[tuple[Outcome, bool, Any]],
     ) -> None:
         conn.execute(f"SAVEPOINT w{n}")
         try:
@@ -311,8 +334,8 @@ class Writer:
     def _run_rows(
         self,
         conn: sqlite3.Connection,
-        run: list[tuple[Rows, Future[Any]]],
-        results: list[tuple[Future[Any], bool, Any]],
+        run: list[tuple[Rows, Outcome]],
+        results: list[tuple[Outcome, bool, Any]],
     ) -> None:
         """Consecutive inserts: grouped by statement into multi-row INSERTs; on any failure, one at a time."""
         grouped: dict[str, list[tuple[Any, ...]]] = {}
@@ -335,7 +358,7 @@ class Writer:
         results.extend((fut, True, None) for _, fut in run)
 
     def _settle_spool(
-        self, work: list[tuple[Callable[..., Any], Future[Any]]], results: list[tuple[Future[Any], bool, Any]]
+        self, work: list[tuple[Callable[..., Any], Outcome]], results: list[tuple[Outcome, bool, Any]]
     ) -> None:
         """Spooled entries of a committed batch are in the store (or were refused by it: logged); once none
         is left, the spool files are emptied."""
@@ -354,7 +377,7 @@ class Writer:
             except OSError as exc:  # replaying them again later is harmless
                 log.error("could not empty the spool file (%s)", exc)
 
-    def _resolve(self, results: list[tuple[Future[Any], bool, Any]]) -> None:
+    def _resolve(self, results: list[tuple[Outcome, bool, Any]]) -> None:
         for fut, ok, value in results:
             self.pending -= 1
             if fut.done():  # the waiter went away; the write itself still happened
