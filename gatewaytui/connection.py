@@ -13,9 +13,10 @@ that and closes every idle connection; a connection going idle after it closes a
 Hypercorn also writes each piece of an answer to the socket as it is made: the head on
 ``http.response.start``, then the body, each a ``send`` system call that wakes the client (on loopback,
 in the sender's own time). ``Connection`` gathers what the connection sends in one turn of the loop and
-writes it together: a whole answer (head and body) as soon as it is complete, a stream's pieces at the
-end of the turn that made them (they are never held longer), and anything at once past ``FLUSH_AT``
-bytes, waiting for the socket to drain as Hypercorn does.
+writes it together: a whole answer (head and body) as soon as it is complete, the head with the first
+piece of a stream's body at once (the first token does not wait for the rest of a burst), the stream's
+later pieces at the end of the turn that made them (they are never held longer), and anything at once
+past ``FLUSH_AT`` bytes, waiting for the socket to drain as Hypercorn does.
 
 ``install()`` puts ``Connection`` in place of ``TCPServer`` where Hypercorn's asyncio worker makes its
 connections, and ``inbox.py``'s light queue and event in place of the ``asyncio.Queue`` Hypercorn gives
@@ -38,7 +39,7 @@ import hypercorn.asyncio.tcp_server as hypercorn_tcp
 from hypercorn.asyncio.task_group import TaskGroup, _handle
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import AsyncioSingleTask, EventWrapper, WorkerContext
-from hypercorn.events import Closed, Event, RawData
+from hypercorn.events import Closed, Event, RawData, Updated
 
 from .inbox import Inbox, Signal
 
@@ -135,10 +136,13 @@ class Connection(TCPServer):
         self.idle_task = self.clock = IdleClock(self)
         self.pending: list[bytes] = []  # gathered, not yet written
         self.pending_size = 0
+        self.pieces = 0  # written for the answer in progress (its head, then its body's pieces)
 
     async def protocol_send(self, event: Event) -> None:
         if type(event) is not RawData:
             self.flush()
+            if type(event) is Updated and event.idle:
+                self.pieces = 0
             return await super().protocol_send(event)
         data = event.data
         if data:
@@ -146,7 +150,13 @@ class Connection(TCPServer):
                 self.loop.call_soon(self.flush_soon)
             self.pending.append(data)
             self.pending_size += len(data)
-        if self.pending_size >= FLUSH_AT or self.answered():
+            self.pieces += 1
+        answered = self.answered()
+        # the head with the first piece of its body goes at once (a stream's first token: the rest of a burst
+        # the upstream sent with it is still to be relayed); so does a complete answer
+        if answered or self.pieces == 2 or self.pending_size >= FLUSH_AT:
+            if answered:
+                self.pieces = 0
             try:
                 if not self.flush():
                     raise ConnectionResetError
@@ -155,9 +165,9 @@ class Connection(TCPServer):
                 await self.protocol.handle(Closed())
 
     def answered(self) -> bool:
-        """The answer in progress is complete (HTTP/1.1): what is gathered goes out now."""
-        h11 = getattr(self.protocol.protocol, "connection", None)
-        return h11 is not None and h11.our_state in _ANSWERED
+        """The answer in progress is complete (HTTP/1.1; an HTTP/2 connection's writes go at each turn's end)."""
+        state = getattr(getattr(self.protocol.protocol, "connection", None), "our_state", None)
+        return state is not None and state in _ANSWERED
 
     def flush(self) -> bool:
         """Write what is gathered; False when the connection is closing or broken (nothing was written)."""

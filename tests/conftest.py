@@ -127,6 +127,7 @@ class GatewayHandle:
     async def flush(self) -> None:
         """Wait until every queued database write is committed (and, on a shared store, its balances read:
         there, other instances' changes arrive by notification)."""
+        await asyncio.sleep(0)  # an answer delivered whole settles at the loop's next turn (settle_soon)
         self.rt.backlog.drain()  # settlements waiting for an idle moment (gatewaytui/backlog.py)
         await self.rt.write(lambda conn: None)
         if self.rt.shared_wallet is not None:

@@ -268,3 +268,23 @@ async def test_a_client_gone_before_its_answer_is_written_is_no_error(
     finally:
         writer.close()
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")], caplog.text
+
+
+async def test_http2_clients_are_answered(make_gateway: Any) -> None:
+    """HTTP/2 with prior knowledge over plain TCP (Hypercorn serves it): writes are gathered there too, and
+    answers, a stream's included, arrive whole."""
+    gw = await make_gateway()
+    secret = await gw.mint()
+    async with httpx.AsyncClient(base_url=gw.base_url, http1=False, http2=True) as client:
+        health = await client.get("/health")
+        assert health.http_version == "HTTP/2" and health.status_code == 200
+        headers = {"x-api-key": secret, "anthropic-version": "2023-06-01"}
+        body = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        answer = await client.post("/v1/messages", json=body, headers=headers)
+        assert answer.status_code == 200 and answer.json()["type"] == "message"
+        streamed = await client.post("/v1/messages", json={**body, "stream": True}, headers=headers)
+        assert streamed.status_code == 200 and b"event: message_stop" in streamed.content

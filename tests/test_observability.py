@@ -258,6 +258,7 @@ async def test_traces_show_admission_each_attempt_and_settlement(
         ) as s:
             await s.get_final_text()
         request_id = s.current_message_snapshot.id  # the upstream's id; the gateway's is in the header
+    await gw.flush()  # the stream settles once its end is out, its telemetry from the backlog
     spans = exporter.get_finished_spans()
     root = next(sp for sp in spans if sp.name == "gatewaytui.request")
     rid = root.attributes["gatewaytui.request_id"]

@@ -3,7 +3,9 @@ flows (an error or an empty stream first is a failure, so failover can still hap
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -21,10 +23,12 @@ from ..model import (
 )
 from ..pool.account import Account
 from ..pool.affinity import session_of, sticky_key
-from ..providers.base import UpstreamError
+from ..providers.base import ProviderModule, UpstreamError
 from ..runtime import Runtime
 from ..upstream import ConnectFailed, Response, TooLarge, TransportError
 from .call import Attempt, Call
+
+log = logging.getLogger("gatewaytui.server")
 
 CONTENT_EVENTS = (BlockStart, MessageDelta, MessageStop)
 
@@ -175,6 +179,15 @@ async def attempt(call: Call, acc: Account, *, stream: bool) -> Attempt:
             rt.pool.end(acc)
             if response is not None:
                 await response.aclose()
+
+
+def served(rt: Runtime, account: Account, provider: ProviderModule, headers: Mapping[str, str]) -> None:
+    """Record that ``account`` answered (its health, its quota headers): called once the answer is out, so
+    the client does not wait for it."""
+    try:
+        rt.pool.success(account, provider.read_quota(headers))
+    except Exception:  # noqa: BLE001 - the answer is out; the fault is the gateway's to report
+        log.exception("recording an answer of account %s failed", account.label)
 
 
 def _fail(

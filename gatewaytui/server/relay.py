@@ -7,9 +7,9 @@ Streams: the relay waits a short commit window for the first upstream event. Fai
 become proper HTTP errors (and fail over); after it, the client gets a 200 with keep-alives while the
 relay keeps trying, and any later failure is reported in-band in the client's protocol. Content is never
 retried once a byte of it reached the client. Settlement is synchronous bookkeeping (no await), so a
-client disconnect that cancels the handler cannot skip or double it; a non-streamed answer marks its call
-settled at once and closes the books at the loop's next turn, after its bytes went to the server
-(``settlement.settle_soon``).
+client disconnect that cancels the handler cannot skip or double it; an answer delivered whole (non-streamed,
+or a stream to its end) marks its call settled at once and closes the books at the loop's next turn, after
+its last bytes went to the server (``settlement.settle_soon``).
 
 Fallbacks: when no account of the model can serve (all cooling or disabled, or every attempt failed before
 the first byte), ``serve`` re-admits the request on the model's configured fallbacks in turn (its hold,
@@ -25,9 +25,7 @@ meters a committed stream, ``settlement`` closes the books; ``call`` holds the r
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,19 +39,16 @@ from ..model import (
     GatewayError,
     Text,
 )
-from ..pool.account import Account
 from ..providers import registry
-from ..providers.base import ProviderModule
 from ..runtime import Runtime
 from ..store import bodies
 from ..traffic import Flight
-from .attempts import Unserved, connect
+from .attempts import Unserved, connect, served
 from .call import Attempt, Call
 from .protocols import PROTOCOLS, Reply, error_reply
 from .settlement import settle, settle_soon
 from .stream import abandon, stream_body, stream_content_type
 
-log = logging.getLogger("gatewaytui.server")
 HOSTILE_KEYS = frozenset(
     {
         "api_base",
@@ -361,7 +356,7 @@ async def unary_response(call: Call) -> Reply:
         assert at.result is not None
         # the account's health and quota facts after the answer is out (the loop's next turn, before any
         # other request is read): the client does not wait for them
-        asyncio.get_running_loop().call_soon(_served, rt, at.account, call.provider, at.response.headers)
+        asyncio.get_running_loop().call_soon(served, rt, at.account, call.provider, at.response.headers)
         call.flight.first_token = time.time()
         passthrough = at.upstream.passthrough and call.protocol.NAME == call.provider.WIRE
         if passthrough and at.raw_body is not None:
@@ -378,13 +373,6 @@ async def unary_response(call: Call) -> Reply:
         return Reply(200, payload, headers=_response_headers(call))
     finally:
         rt.pool.end(at.account)
-
-
-def _served(rt: Runtime, account: Account, provider: ProviderModule, headers: Mapping[str, str]) -> None:
-    try:
-        rt.pool.success(account, provider.read_quota(headers))
-    except Exception:  # noqa: BLE001 - the answer is out; the fault is the gateway's to report
-        log.exception("recording an answer of account %s failed", account.label)
 
 
 async def stream_response(call: Call) -> Reply:

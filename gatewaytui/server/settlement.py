@@ -2,9 +2,11 @@
 entries (one batched write), update the live traffic and publish.
 
 What the next request's admission and routing read (the hold closed in the wallet, the key's limits, the
-request gone from the live traffic, so its account and session count it no more) is settled at once. The
-journal, the metrics and the "request.finished" event of a non-streamed answer (``settle_soon``) wait in
-the runtime's backlog (``backlog.py``) for a moment the loop would otherwise sit idle."""
+request gone from the live traffic, so its account and session count it no more) is settled at once. An
+answer the client has whole (a non-streamed answer, a stream that ran to its end) is settled by
+``settle_soon``: at the loop's next turn, after its last bytes went out, with its journal, metrics and
+"request.finished" event waiting in the runtime's backlog (``backlog.py``) for a moment the loop would
+otherwise sit idle."""
 
 from __future__ import annotations
 

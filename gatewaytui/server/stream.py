@@ -25,9 +25,9 @@ from ..model import (
 )
 from ..runtime import Runtime
 from ..upstream import TransportError
-from .attempts import scrub_events
+from .attempts import scrub_events, served
 from .call import Attempt, Call
-from .settlement import settle, settle_estimated
+from .settlement import settle, settle_estimated, settle_soon
 
 log = logging.getLogger("gatewaytui.relay")
 
@@ -71,7 +71,10 @@ async def stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[
             yield encoder.encode(StreamError(err.kind, err.message, err.status)) + encoder.finish()
             return
         at = task.result()
-        rt.pool.success(at.account, call.provider.read_quota(at.response.headers))
+        # the account's health and quota facts once the first chunk is out (two turns on: the connection
+        # writes what a turn gathered at its end)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(loop.call_soon, served, rt, at.account, call.provider, at.response.headers)
         passthrough = at.upstream.passthrough and call.protocol.NAME == call.provider.WIRE
         call.flight.state = "streaming"
         call.flight.first_token = time.time()
@@ -159,8 +162,10 @@ async def stream_body(call: Call, task: asyncio.Task[Attempt]) -> AsyncIterator[
             settle_estimated(
                 call, usage, estimate_input(call), status=outcome, http_status=http_status, error=error
             )
-        else:
+        elif outcome == "cancelled":
             settle(call, usage, status=outcome, http_status=http_status, error=error)
+        else:  # the stream's end goes to the client first: the books close at the loop's next turn
+            settle_soon(call, usage, status=outcome, http_status=http_status, error=error)
         if at is not None:
             rt.pool.end(at.account)
             rt.track(at.response.aclose())
