@@ -152,17 +152,17 @@ class Connection(TCPServer):
             self.pending_size += len(data)
             self.pieces += 1
         answered = self.answered()
-        # the head with the first piece of its body goes at once (a stream's first token: the rest of a burst
-        # the upstream sent with it is still to be relayed); so does a complete answer
-        if answered or self.pieces == 2 or self.pending_size >= FLUSH_AT:
-            if answered:
-                self.pieces = 0
-            try:
+        try:
+            # the head with the first piece of its body goes at once (a stream's first token: the rest of a
+            # burst the upstream sent with it is still to be relayed); so does a complete answer
+            if answered or self.pieces == 2 or self.pending_size >= FLUSH_AT:
+                if answered:
+                    self.pieces = 0
                 if not self.flush():
                     raise ConnectionResetError
-                await self.writer.drain()
-            except (ConnectionError, RuntimeError):
-                await self.protocol.handle(Closed())
+            await self.writer.drain()  # a client that does not read holds its answer back (as Hypercorn did)
+        except (ConnectionError, RuntimeError):
+            await self.protocol.handle(Closed())
 
     def answered(self) -> bool:
         """The answer in progress is complete (HTTP/1.1; an HTTP/2 connection's writes go at each turn's end)."""

@@ -194,11 +194,11 @@ async def _spied(make_gateway: Any, monkeypatch: Any) -> tuple[Any, str, list[by
     return gw, await gw.mint(), writes
 
 
-def _chat(secret: str, content: str, *, stream: bool) -> bytes:
+def _chat(secret: str, content: str, *, stream: bool, max_tokens: int = 64) -> bytes:
     body = json.dumps(
         {
             "model": "claude-sonnet-4-5",
-            "max_tokens": 64,
+            "max_tokens": max_tokens,
             "stream": stream,
             "messages": [{"role": "user", "content": content}],
         }
@@ -288,3 +288,41 @@ async def test_http2_clients_are_answered(make_gateway: Any) -> None:
         assert answer.status_code == 200 and answer.json()["type"] == "message"
         streamed = await client.post("/v1/messages", json={**body, "stream": True}, headers=headers)
         assert streamed.status_code == 200 and b"event: message_stop" in streamed.content
+
+
+async def test_a_client_that_does_not_read_holds_the_stream_back(make_gateway: Any, monkeypatch: Any) -> None:
+    """Backpressure: a stream whose client stops reading stops being relayed once the connection's write
+    buffer is full (Hypercorn waited for the socket to drain after each write; gathered writes still do),
+    instead of the gateway buffering the rest of a long answer in memory; the client then reads it whole.
+    The socket buffers are made small on both ends, so the kernel cannot take the answer in their place, and
+    no write is large enough to be written (and drained) at once for its size alone."""
+    monkeypatch.setattr(connection, "FLUSH_AT", 1 << 40)
+    buffered: list[int] = []
+    flush = connection.Connection.flush
+    gw = await make_gateway()
+
+    def spy(self: connection.Connection) -> bool:
+        if self.pending and self.writer.get_extra_info("sockname")[1] == gw.gateway.port:
+            sock = self.writer.get_extra_info("socket")
+            if not buffered:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
+            buffered.append(self.writer.transport.get_write_buffer_size())
+        return flush(self)
+
+    monkeypatch.setattr(connection.Connection, "flush", spy)
+    secret = await gw.mint()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.gateway.port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 24)
+    try:
+        writer.write(_chat(secret, "a long story [chunks:20000]", stream=True, max_tokens=200_000))
+        await writer.drain()
+        await asyncio.sleep(1.5)  # not reading
+        assert buffered and max(buffered) < 1 << 20, max(buffered)
+        streamed = await asyncio.wait_for(reader.readuntil(b"\r\n0\r\n\r\n"), 60.0)
+        assert streamed.startswith(b"HTTP/1.1 200") and b"event: message_stop" in streamed
+        assert len(streamed) > 2 << 20  # the answer was larger than what may wait in the gateway
+    finally:
+        writer.close()
