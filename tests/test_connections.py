@@ -326,3 +326,24 @@ async def test_a_client_that_does_not_read_holds_the_stream_back(make_gateway: A
         assert len(streamed) > 2 << 20  # the answer was larger than what may wait in the gateway
     finally:
         writer.close()
+
+
+async def test_expect_100_continue_is_answered_before_the_body(make_gateway: Any) -> None:
+    """A client that sends ``Expect: 100-continue`` waits for the interim answer before its body (curl does
+    for large bodies): the gathered writes send it at the end of that turn, and the answer follows."""
+    gw = await make_gateway()
+    secret = await gw.mint()
+    request = _chat(secret, "hello", stream=False)
+    head, body = request.split(b"\r\n\r\n", 1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.gateway.port)
+    try:
+        writer.write(head + b"\r\nexpect: 100-continue\r\n\r\n")
+        await writer.drain()
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+        assert interim.startswith(b"HTTP/1.1 100"), interim
+        writer.write(body)
+        await writer.drain()
+        _, answer = await _answer(reader)
+        assert json.loads(answer)["type"] == "message"
+    finally:
+        writer.close()
