@@ -71,9 +71,8 @@ def history_row(r: dict[str, Any], now: float) -> tuple[str, tuple[Any, ...]]:
     """A stored request (``store.requests.history``) as a row."""
     state = STATUS_STATE.get(r.get("status") or "", r.get("status") or "-")
     took = (r.get("duration_ms") or 0.0) / 1000
-    ended = r["started_at"] + took
     return r["id"], (
-        duration(max(0.0, now - ended)),
+        duration(max(0.0, now - r["started_at"])),  # since it started: the order the history is sorted in
         r.get("tenant") or "-",
         r.get("model") or "-",
         r.get("account") or "-",
