@@ -376,14 +376,21 @@ async def unary_response(call: Call) -> Reply:
 
 
 async def stream_response(call: Call) -> Reply:
+    """The stream's answer once its upstream committed (or failed), or after ``keepalive_interval`` with the
+    upstream still failing over: the client then gets the headers and keep-alive pings meanwhile."""
     rt = call.rt
-    task = call.upstream = asyncio.create_task(serve(call, stream=True))
+    loop = asyncio.get_running_loop()
+    gate: asyncio.Future[None] = loop.create_future()  # opened by the upstream try's end or by the timer
+    task = call.upstream = loop.create_task(_serve_then_open(call, gate))
+    timer = loop.call_later(rt.cfg.server.keepalive_interval, _open, gate)
     try:
-        done, _ = await asyncio.wait({task}, timeout=rt.cfg.server.keepalive_interval)
+        await gate
     except BaseException:  # the client went away inside the commit window: the upstream try goes too
         rt.track(abandon(rt, task))
         raise
-    if task in done:
+    finally:
+        timer.cancel()
+    if task.done():
         exc = task.exception()
         if isinstance(exc, GatewayError):
             settle(call, None, status="error", http_status=exc.status, error=exc.message)
@@ -394,4 +401,18 @@ async def stream_response(call: Call) -> Reply:
     body = stream_body(call, task)
     if call.capture is not None:
         body = call.capture.tee(body)
-    return Reply(200, body, stream_content_type(call), headers, ready=task in done)
+    return Reply(200, body, stream_content_type(call), headers, ready=task.done())
+
+
+async def _serve_then_open(call: Call, gate: asyncio.Future[None]) -> Attempt:
+    """``serve`` for a stream, opening ``gate`` as it ends: the handler waiting on the gate resumes at the
+    loop's next turn, where ``asyncio.wait`` on the task would take two (its callback, then its waiter)."""
+    try:
+        return await serve(call, stream=True)
+    finally:
+        _open(gate)
+
+
+def _open(gate: asyncio.Future[None]) -> None:
+    if not gate.done():  # done: already opened, or cancelled with the handler
+        gate.set_result(None)
