@@ -46,7 +46,7 @@ def free_port() -> int:
 
 
 def rss_kb(pid: int) -> int:
-    """Resident set size of one process (VmRSS, kB)."""
+    """Resident set size of one process (VmRSS, in KiB: what /proc calls kB)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):

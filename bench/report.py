@@ -134,7 +134,7 @@ def render(results: dict[str, Any]) -> str:
         n = idle.get("gatewaytui", next(iter(idle.values())))["streams"]
         cells = [
             (
-                _num(idle[c]["kb_per_stream"], "{:.1f} kB")
+                _num(idle[c]["kb_per_stream"], "{:.1f} KiB")
                 + (f" ({idle[c]['streams']} held)" if idle[c]["streams"] != n else "")
             )
             if c in idle
@@ -145,7 +145,7 @@ def render(results: dict[str, Any]) -> str:
         lines.append(
             f"| RSS per open idle stream ({n:,} streams) | "
             + " | ".join(cells)
-            + f" | | | <= 40 KB{_verdict(None if gw is None else gw <= 40.96)} |"
+            + f" | | | <= 40 KiB{_verdict(None if gw is None else gw <= 40.0)} |"  # VmRSS is in KiB
         )
     lines.append("")
     lines.append(

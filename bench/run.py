@@ -173,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
                 r = asyncio.run(_idle(t, args.idle_streams, inflight))
                 results["idle"][t.name] = r
                 print(
-                    f"  idle streams {t.name}: {r['kb_per_stream']:.1f} kB/stream "
+                    f"  idle streams {t.name}: {r['kb_per_stream']:.1f} KiB/stream "
                     f"({r['rss_before_kb'] / 1024:.0f} -> {r['rss_after_kb'] / 1024:.0f} MB)",
                     flush=True,
                 )
