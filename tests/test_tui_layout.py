@@ -235,6 +235,35 @@ async def test_history_keeps_the_selection_filters_sorts_pauses_and_jumps(app: A
         assert costs == sorted(costs)
 
 
+async def test_history_sorts_by_the_columns_shown_and_starts_each_order_at_its_top(app: Any) -> None:
+    async with app.run_test(size=(80, 24)) as pilot:
+        await ready(pilot, "2")
+        screen = app.screen
+        recent = screen.query_one("#recent", LiveTable)
+        shown = [c.key for c, _ in recent.shown]
+        assert "account" not in shown and "ttft" not in shown  # dropped at 80 columns
+        ago = next(c for c in recent.ordered_columns if c.key.value == "started")
+        assert ago.label.plain == "Ago▲"  # newest first: the Ago values rise down the list
+        seen = []
+        for _ in range(len(shown)):
+            await pilot.press("s")
+            await app.settle()
+            seen.append(screen.sort)
+        assert seen == [*shown[1:], shown[0]]  # every shown column once, none that is not shown
+        screen._sort("cost", True)
+        await screen.reload()
+        recent.focus()
+        recent.move_cursor(row=30, animate=False)  # well down the list, then a new order
+        await pilot.press("r")
+        await app.settle()
+        await screen.reload()
+        await pilot.pause()
+        assert recent.cursor_row == 0 and recent.scroll_y == 0
+        costs = [r["cost_micro"] for r in screen.history]
+        assert costs == sorted(costs)
+        assert "by Cost ▲" in str(screen.query_one("#recent-title").render())
+
+
 async def test_quit_with_streams_in_flight_asks_first(app: Any) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)

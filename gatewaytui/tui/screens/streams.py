@@ -44,6 +44,8 @@ HISTORY_COLUMNS = [
     Col("cost", "Cost", 8),
 ]
 SORTS = [c.key for c in HISTORY_COLUMNS]  # each history column sorts by the store's field of the same name
+LABELS = {c.key: c.label for c in HISTORY_COLUMNS}
+SHOWN_REVERSED = {"started"}  # "Ago" shows time since the start: it grows as the start time falls
 FILTERS = ("tenant", "model", "account", "status")
 PAGE = 200  # history rows fetched at first; each time the cursor reaches the last row, this many more
 STATUS_STATE = {"ok": "done", "error": "error", "cancelled": "cancelled"}
@@ -130,7 +132,7 @@ class StreamsScreen(ConsoleScreen):
         self.limit = PAGE
         self.history: list[dict[str, Any]] = []
         self.history_error: str | None = None
-        self.to_newest = False  # ``g``: the cursor goes to the newest row once the history reloads
+        self.to_top = False  # the cursor goes to the first row once the history reloads (``g``, a new view)
 
     def compose_body(self) -> ComposeResult:
         yield Label("In flight", id="inflight-title", classes="section")
@@ -175,8 +177,8 @@ class StreamsScreen(ConsoleScreen):
             self.history_error = str(exc)[:120]
         now = self.snap["at"] if self.snap else 0.0
         self.recent.sync([history_row(r, now) for r in self.history])
-        if self.to_newest and self.recent.row_count:
-            self.to_newest = False
+        if self.to_top and self.recent.row_count:
+            self.to_top = False
             self.recent.move_cursor(row=0, animate=False)
             self.recent.scroll_home(animate=False)
         self._titles()
@@ -192,7 +194,7 @@ class StreamsScreen(ConsoleScreen):
         if self.filter_text:
             text.append(f" · filter {self.filter_text}", style="bold")
         if self.sort != "started" or not self.descending:
-            text.append(f" · by {self.sort} {'▼' if self.descending else '▲'}")
+            text.append(f" · by {LABELS[self.sort]} {self._arrow()}")
         if self.paused:
             text.append(" · PAUSED (space resumes)", style="bold yellow")
         if self.history_error:
@@ -253,12 +255,15 @@ class StreamsScreen(ConsoleScreen):
         box.display = bool(text)
         box.value = text
         self.limit = PAGE
-        self.to_newest = True  # a new filter is a new view: it starts at its newest row
+        self.to_top = True  # a new filter is a new view: it starts at its first row
         self.recent.focus()
         self.kick()
 
     def action_sort(self) -> None:
-        following = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        """Sort by the next column shown (a narrow terminal drops some: sorting by one unseen reads as no
+        order at all)."""
+        keys = [c.key for c, _ in self.recent.shown if c.key in SORTS] or SORTS
+        following = keys[(keys.index(self.sort) + 1) % len(keys)] if self.sort in keys else keys[0]
         self._sort(following, True)
 
     def action_reverse(self) -> None:
@@ -267,13 +272,17 @@ class StreamsScreen(ConsoleScreen):
     def _sort(self, key: str, descending: bool) -> None:
         self.sort, self.descending = key, descending
         self.limit = PAGE
+        self.to_top = True  # a new order is a new view: it starts at its first row
         self._mark_sort()
         self.kick()
 
+    def _arrow(self) -> str:
+        """▼ when the column's values fall down the list, ▲ when they rise, as they read on screen."""
+        return "▼" if self.descending != (self.sort in SHOWN_REVERSED) else "▲"
+
     def _mark_sort(self) -> None:
         for col in HISTORY_COLUMNS:
-            arrow = ("▼" if self.descending else "▲") if col.key == self.sort else None
-            self.recent.set_label(col.key, f"{col.label}{arrow}" if arrow else None)
+            self.recent.set_label(col.key, f"{col.label}{self._arrow()}" if col.key == self.sort else None)
 
     def action_pause(self) -> None:
         self.paused = not self.paused
@@ -282,7 +291,7 @@ class StreamsScreen(ConsoleScreen):
     def action_newest(self) -> None:
         """Newest first again, cursor on the newest row, live updates on."""
         self.paused = False
-        self.to_newest = True
+        self.to_top = True
         self.recent.focus()
         if self.sort != "started" or not self.descending:
             self._sort("started", True)
