@@ -21,6 +21,9 @@ async def test_openai_models_list_with_aliases_and_pricing(gateway) -> None:
     auto = next(m for m in models if m.id == "auto")
     assert auto.model_extra["alias_of"] == "claude-sonnet-4-5"
     assert auto.model_extra["pricing"]["input"] == "3" and auto.model_extra["pricing"]["cache_read"] == "0.3"
+    gpt = next(m for m in models if m.id == "gpt-4o")
+    # plain decimals: Decimal.normalize() alone gives "1E+1"
+    assert gpt.model_extra["pricing"]["output"] == "10"
     async with httpx.AsyncClient(base_url=gateway.base_url) as http:
         r = await http.get("/models", headers={"authorization": f"Bearer {key}"})
         assert r.status_code == 200 and r.json()["object"] == "list"

@@ -163,7 +163,8 @@ def _price_json(price: Price) -> str:
 
 
 def _usd(micro_per_mtok: Fraction) -> str:
-    return str((Decimal(micro_per_mtok.numerator) / Decimal(1_000_000)).normalize())
+    """Micro-USD as a plain decimal string, trailing zeros dropped ("10", "0.3"; never "1E+1")."""
+    return format((Decimal(micro_per_mtok.numerator) / Decimal(1_000_000)).normalize(), "f")
 
 
 def parse_usd(text: str) -> int:

@@ -85,6 +85,7 @@ def demo_models() -> list[ModelConfig]:
             output_per_mtok=5_000_000,
             cache_read_per_mtok=100_000,
             cache_write_per_mtok=1_250_000,
+            cache_write_1h_per_mtok=2_000_000,
         ),
         ModelConfig(
             name="gpt-4o",
