@@ -141,6 +141,31 @@ async def test_other_methods_on_chat_routes(gateway) -> None:
         assert "POST" in r.headers["allow"]
 
 
+async def test_gemini_paths_that_miss_a_part_say_which(gateway) -> None:
+    key = await gateway.mint()
+    auth = {"x-goog-api-key": key}
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}]}
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        for prefix in ("/v1beta/models/", "/v1/models/"):
+            for verb in ("generateContent", "streamGenerateContent", "countTokens"):
+                r = await http.get(f"{prefix}gemini-2.5-flash:{verb}", headers=auth)  # a method, not a model
+                assert_shape("gemini", r, 405)
+                assert "POST" in r.headers["allow"] and "take POST" in r.json()["error"]["message"]
+            r = await http.post(f"{prefix}:generateContent", json=body, headers=auth)
+            assert_shape("gemini", r, 404)
+            assert "names no model" in r.json()["error"]["message"]
+            r = await http.post(f"{prefix}gemini-2.5-flash", json=body, headers=auth)
+            assert_shape("gemini", r, 405)
+            assert r.headers["allow"] == "GET" and "no method after the model" in r.json()["error"]["message"]
+            r = await http.post(f"{prefix}gemini-2.5-flash:embedStuff", json=body, headers=auth)
+            assert_shape("gemini", r, 404)
+            assert "unknown method 'embedStuff'" in r.json()["error"]["message"]
+        r = await http.get("/v1beta/models/gemini-2.5-flash", headers=auth)  # the model itself still reads
+        assert r.status_code == 200 and r.json()["name"].endswith("gemini-2.5-flash")
+        r = await http.get("/v1/models/ft:gpt-4o:acme::x1", headers={"authorization": f"Bearer {key}"})
+        assert_shape("openai_chat", r, 404)  # a colon in an OpenAI model id is no Gemini method
+
+
 async def test_client_gone_while_sending_the_body_leaves_nothing_behind(gateway) -> None:
     key = await gateway.mint()
     host, port = gateway.base_url.removeprefix("http://").split(":")

@@ -35,12 +35,18 @@ def create_app(rt: Runtime) -> Quart:
     @app.post("/v1/models/<path:target>")
     async def gemini(target: str) -> Response:  # :generateContent and :streamGenerateContent are the lane's
         model, _, verb = target.partition(":")
-        if verb == "countTokens":
+        if verb == "countTokens" and model:
             return await discovery.gemini_count_tokens(rt, model)
-        err = GatewayError(
-            "not_found",
-            f"unknown method {verb or target!r}; expected :generateContent, :streamGenerateContent or :countTokens",
-        )
+        expected = "expected /v1beta/models/{model}:generateContent, :streamGenerateContent or :countTokens"
+        if not verb:  # the model itself: it can be read (GET), not posted to
+            err = GatewayError(
+                "invalid_request", f"no method after the model {target[:200]!r}; {expected}", status=405
+            )
+            return error_response("gemini", err, new_request_id(), {"allow": "GET"})
+        if not model:
+            err = GatewayError("not_found", f"the path names no model before :{verb[:60]}; {expected}")
+        else:
+            err = GatewayError("not_found", f"unknown method {verb[:60]!r}; {expected}")
         return error_response("gemini", err, new_request_id())
 
     discovery.register(app, rt, ROUTE_PREFIX)

@@ -15,7 +15,7 @@ from ..model import GatewayError
 from ..protocols import anthropic
 from ..runtime import Runtime
 from .auth import presented_key, require_route
-from .protocols import PROTOCOLS, error_response, new_request_id
+from .protocols import GEMINI_VERBS, PROTOCOLS, error_response, new_request_id
 from .relay import apply_preset
 
 CREATED = 1_700_000_000
@@ -69,6 +69,23 @@ def gemini_model(name: str, m: ModelConfig) -> dict[str, Any]:
     }
 
 
+GEMINI_METHODS = (*GEMINI_VERBS, "countTokens")
+
+
+def _gemini_method(model_id: str) -> bool:
+    """A model path that ends in one of Gemini's methods (``gemini-2.5-flash:generateContent``)."""
+    return model_id.rpartition(":")[2] in GEMINI_METHODS and ":" in model_id
+
+
+def _post_only(model_id: str) -> Response:
+    err = GatewayError(
+        "invalid_request",
+        f"method {request.method} not allowed on {model_id[:200]!r}: Gemini's methods take POST",
+        status=405,
+    )
+    return error_response("gemini", err, new_request_id(), {"allow": "OPTIONS, POST"})
+
+
 def register(app: Quart, rt: Runtime, route_prefix: str) -> None:
     def authed(protocol: str) -> GatewayError | None:
         try:
@@ -109,6 +126,8 @@ def register(app: Quart, rt: Runtime, route_prefix: str) -> None:
 
     @app.get("/v1/models/<path:model_id>")
     async def get_model(model_id: str) -> Response:
+        if _gemini_method(model_id):
+            return _post_only(model_id)
         anthropic_style = "anthropic-version" in request.headers
         protocol = (
             "anthropic"
@@ -146,6 +165,8 @@ def register(app: Quart, rt: Runtime, route_prefix: str) -> None:
 
     @app.get("/v1beta/models/<path:model_id>")
     async def gemini_get_model(model_id: str) -> Response:
+        if _gemini_method(model_id):
+            return _post_only(model_id)
         err = authed("gemini")
         try:
             if err:
