@@ -79,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a --workers worker
     p.add_argument("--siblings", help=argparse.SUPPRESS)  # a --workers worker: the workers' private run dir
-    p.add_argument("--log-level", default=os.environ.get("GATEWAYTUI_LOG", "info"))
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("GATEWAYTUI_LOG", "info"),
+        help="debug, info (default; $GATEWAYTUI_LOG), warning or error",
+    )
     p.add_argument(
         "--log-format",
         choices=configmod.LOG_FORMATS,

@@ -160,6 +160,9 @@ async def test_gemini_paths_that_miss_a_part_say_which(gateway) -> None:
             r = await http.post(f"{prefix}gemini-2.5-flash:embedStuff", json=body, headers=auth)
             assert_shape("gemini", r, 404)
             assert "unknown method 'embedStuff'" in r.json()["error"]["message"]
+        r = await http.post("/v1beta/models/gemini-2.5-flash:generateContent", json=body)  # no key at all
+        assert_shape("gemini", r, 401)
+        assert "x-goog-api-key or ?key=" in r.json()["error"]["message"]  # how a Gemini client sends one
         r = await http.get("/v1beta/models/gemini-2.5-flash", headers=auth)  # the model itself still reads
         assert r.status_code == 200 and r.json()["name"].endswith("gemini-2.5-flash")
         r = await http.get("/v1/models/ft:gpt-4o:acme::x1", headers={"authorization": f"Bearer {key}"})

@@ -36,7 +36,9 @@ class Keyring:
     def authenticate(self, secret: str | None) -> dict[str, Any]:
         if not secret:
             raise GatewayError(
-                "authentication", "missing API key: send it in x-api-key or Authorization: Bearer"
+                "authentication",
+                "missing API key: send it in x-api-key or Authorization: Bearer "
+                "(Gemini clients: x-goog-api-key or ?key=)",
             )
         if len(secret) > 512 or not secret.isprintable():
             raise GatewayError("authentication", "invalid API key")
