@@ -97,8 +97,8 @@ class OverviewScreen(ConsoleScreen):
             ms(stats.get("ttft_p50_ms")), f"p95 {ms(stats.get('ttft_p95_ms'))}"
         )
         reqs, toks = series["requests"][:-1], series["tokens"][:-1]
-        self.query_one("#trend-requests", Trend).show(
-            reqs, f"peak {max(reqs, default=0):g}/s · {stats['total']} served"
+        self.query_one("#trend-requests", Trend).show(  # the window its title names, as the errors tile
+            reqs, f"peak {max(reqs, default=0):g}/s · {count(total)} in 60 s"
         )
         self.query_one("#trend-tokens", Trend).show(toks, f"peak {count(max(toks, default=0))}/s")
         self.query_one("#accounts", LiveTable).sync(
