@@ -30,6 +30,8 @@ def loads_request(data: bytes, *, max_depth: int = 64) -> Any:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "UTF-8" in str(exc):  # orjson reads bytes as UTF-8 and says so in Python's terms ("str is not...")
+            raise GatewayError("invalid_request", "request body is not valid UTF-8; JSON must be") from None
         raise GatewayError("invalid_request", f"request body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise GatewayError("invalid_request", "request body must be a JSON object")

@@ -329,8 +329,8 @@ async def test_odd_methods_are_refused_in_the_callers_protocol(
     key = await gateway.mint()
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
         r = await http.request(method, path, json=factory(), headers=key_headers(key))
-    # GET /v1beta/models/{name} is the Gemini model lookup: "gemini-2.5-flash:generateContent" is no model
-    assert_protocol_error(protocol, r, 404 if (protocol, method) == ("gemini", "GET") else 405)
+    # Gemini's GET /v1beta/models/{name} reads a model; with a method after the name it is a 405 too
+    assert_protocol_error(protocol, r, 405)
 
 
 async def test_connect_and_malformed_request_lines_are_refused(gateway) -> None:
@@ -392,6 +392,27 @@ async def test_malformed_json_is_400_in_the_callers_protocol(
             path, content=payload, headers={**key_headers(key), "content-type": "application/json"}
         )
     assert_protocol_error(protocol, r, 400)
+    assert not upstream.requests
+
+
+async def test_bad_utf8_and_a_missing_field_are_named_plainly(gateway, upstream) -> None:
+    key = await gateway.mint()
+    headers = {**key_headers(key), "content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
+        bad = b'{"model": "gpt-4o", "messages": [{"role": "user", "content": "\xff\xfe"}]}'
+        r = await http.post("/v1/chat/completions", content=bad, headers=headers)
+        assert r.status_code == 400
+        assert r.json()["error"]["message"] == "request body is not valid UTF-8; JSON must be"
+        r = await http.post("/v1/chat/completions", json={"model": "gpt-4o"}, headers=headers)
+        assert r.status_code == 400
+        assert r.json()["error"]["message"] == "messages: expected array, but it is missing or null"
+        r = await http.post(
+            "/v1/messages", json={"model": "claude-sonnet-4-5", "max_tokens": 5}, headers=headers
+        )
+        assert (
+            r.status_code == 400
+            and r.json()["error"]["message"] == "messages: expected array, but it is missing or null"
+        )
     assert not upstream.requests
 
 

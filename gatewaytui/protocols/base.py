@@ -61,9 +61,8 @@ def expect_type(value: Any, types: type | tuple[type, ...], path: str) -> Any:
     ok = isinstance(value, types) and not (isinstance(value, bool) and bool not in _as_tuple(types))
     if not ok:
         names = " or ".join(_json_name(t) for t in _as_tuple(types))
-        raise GatewayError(
-            "invalid_request", f"{path}: expected {names}, got {_json_name(type(value))}", param=path
-        )
+        got = "but it is missing or null" if value is None else f"got {_json_name(type(value))}"
+        raise GatewayError("invalid_request", f"{path}: expected {names}, {got}", param=path)
     return value
 
 
