@@ -395,7 +395,7 @@ async def test_malformed_json_is_400_in_the_callers_protocol(
     assert not upstream.requests
 
 
-async def test_bad_utf8_and_a_missing_field_are_named_plainly(gateway, upstream) -> None:
+async def test_bad_utf8_a_missing_field_and_no_tokens_are_named_plainly(gateway, upstream) -> None:
     key = await gateway.mint()
     headers = {**key_headers(key), "content-type": "application/json"}
     async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as http:
@@ -413,6 +413,15 @@ async def test_bad_utf8_and_a_missing_field_are_named_plainly(gateway, upstream)
             r.status_code == 400
             and r.json()["error"]["message"] == "messages: expected array, but it is missing or null"
         )
+        # max_tokens 0: Anthropic's API refuses it, as the other protocols' decoders here already did
+        zero = {
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 0,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        r = await http.post("/v1/messages", json=zero, headers=headers)
+        assert r.status_code == 400 and r.json()["error"]["message"] == "max_tokens: must be >= 1"
+        assert r.json()["type"] == "error"
     assert not upstream.requests
 
 

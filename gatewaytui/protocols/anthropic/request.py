@@ -33,7 +33,7 @@ def decode_request(
     if not count_only:
         require("max_tokens" in body, "max_tokens: field required", "max_tokens")
         max_tokens = expect_type(body.get("max_tokens"), int, "max_tokens")
-        require(max_tokens >= 0, "max_tokens: must be >= 0", "max_tokens")
+        require(max_tokens >= 1, "max_tokens: must be >= 1", "max_tokens")  # as Anthropic requires
     messages_raw = expect_type(body.get("messages"), list, "messages")
     messages = [decode_message(m, f"messages.{i}") for i, m in enumerate(messages_raw)]
     req = ChatRequest(
