@@ -264,6 +264,20 @@ async def test_history_sorts_by_the_columns_shown_and_starts_each_order_at_its_t
         assert "by Cost ▲" in str(screen.query_one("#recent-title").render())
 
 
+def test_the_demo_keys_curl_fits_80_columns_and_pastes_as_the_same_request() -> None:
+    import json
+    import shlex
+
+    from gatewaytui.tui.format import curl_line, curl_lines
+
+    key = "gw-" + "k" * 43  # a minted key's length
+    shown = curl_lines("http://127.0.0.1:8080", key)
+    assert max(map(len, shown.splitlines())) <= 70  # inside the dialog at 80 columns
+    pasted = shlex.split(shown.replace("\\\n", " "))  # what a shell makes of the pasted lines
+    one = shlex.split(curl_line("http://127.0.0.1:8080", key))
+    assert pasted[:-1] == one[:-1] and json.loads(pasted[-1]) == json.loads(one[-1])
+
+
 async def test_quit_with_streams_in_flight_asks_first(app: Any) -> None:
     async with app.run_test(size=(80, 24)) as pilot:
         await ready(pilot)
@@ -342,6 +356,11 @@ async def test_the_demo_key_stays_in_the_overview_and_shows_again(tmp_path: Any,
         assert type(dialog).__name__ == "SecretDialog"
         assert "gw-demo-key-0123456789" in str(dialog.query_one("#secret").render())
         assert "curl http://127.0.0.1:8080/v1/messages" in str(dialog.query_one("#extra").render())
+        await ready(pilot, "u")  # the curl command, as shown: it pastes into a shell as one command
+        assert app.clipboard.startswith("curl http://127.0.0.1:8080/v1/messages \\\n")
+        assert "x-api-key: gw-demo-key-0123456789" in app.clipboard
+        await ready(pilot, "c")
+        assert app.clipboard == "gw-demo-key-0123456789"
         await ready(pilot, "escape")
         await ready(pilot, "k")  # not a shown-once secret: it shows again
         assert "gw-demo-key-0123456789" in str(app.screen.query_one("#secret").render())

@@ -26,7 +26,7 @@ from textual.message import Message
 from textual.screen import ModalScreen, Screen
 
 from .console import TABS
-from .format import curl_line
+from .format import curl_lines
 from .screens.accounts import AccountsScreen
 from .screens.base import ConsoleScreen
 from .screens.dialogs import ConfirmDialog, Dialog, SecretDialog, explain
@@ -289,7 +289,7 @@ class ConsoleApp(App[None]):
                     self.demo_key,
                     title=f"The demo tenant's key (clients connect to {self.base_url or 'the gateway'})",
                     shown_once=False,
-                    extra=curl_line(self.base_url, self.demo_key) if self.base_url else None,
+                    extra=curl_lines(self.base_url, self.demo_key) if self.base_url else None,
                 )
             )
 

@@ -152,3 +152,16 @@ def curl_line(base_url: str, key: str) -> str:
         f"curl {base_url}/v1/messages -H 'x-api-key: {key}' -H 'content-type: application/json' "
         """-d '{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}'"""
     )
+
+
+def curl_lines(base_url: str, key: str) -> str:
+    """``curl_line`` as a shell command over short lines (backslash continuations; the JSON breaks inside
+    its quotes), so it can be selected and pasted from an 80-column terminal without the screen's own
+    wrapping breaking it."""
+    return (
+        f"curl {base_url}/v1/messages \\\n"
+        f"  -H 'x-api-key: {key}' \\\n"
+        "  -H 'content-type: application/json' \\\n"
+        """  -d '{"model": "auto", "max_tokens": 100,\n"""
+        """       "messages": [{"role": "user", "content": "hi"}]}'"""
+    )

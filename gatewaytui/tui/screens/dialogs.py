@@ -580,6 +580,7 @@ class SecretDialog(Dialog):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "copy", "Copy", id="secret.copy"),
+        Binding("u", "copy_extra", "Copy curl", id="secret.copy-curl"),
         Binding("escape,enter", "close", "Done", id="secret.close"),
     ]
 
@@ -615,9 +616,18 @@ class SecretDialog(Dialog):
                 yield Button("Done", id="done", compact=True)
         yield ConsoleFooter()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return bool(self.extra) if action == "copy_extra" else True  # no line to try: no key for it
+
     def action_copy(self) -> None:
         self.app.copy_to_clipboard(self.secret)
         self.notify("key copied to the clipboard", timeout=3, markup=False)
+
+    def action_copy_extra(self) -> None:
+        """The line to try, as shown (its lines end in backslashes: it pastes into a shell as one command)."""
+        if self.extra:
+            self.app.copy_to_clipboard(self.extra)
+            self.notify("curl command copied to the clipboard", timeout=3, markup=False)
 
     def action_close(self) -> None:
         if self.shown_once:
