@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from rich.text import Text
@@ -146,22 +147,26 @@ def cooldown(account: dict[str, Any]) -> str:
     return f"{COOLDOWN_SHORT.get(cause, cause)} {duration(cd.get('remaining_s'))}"
 
 
+TRY_BODY = {"model": "auto", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _curl_parts(base_url: str, key: str, body: str) -> list[str]:
+    return [
+        f"curl {base_url}/v1/messages",
+        f"-H 'x-api-key: {key}'",
+        "-H 'content-type: application/json'",
+        f"-d '{body}'",
+    ]
+
+
 def curl_line(base_url: str, key: str) -> str:
     """A request a client could send to try the gateway (Anthropic Messages with the given key)."""
-    return (
-        f"curl {base_url}/v1/messages -H 'x-api-key: {key}' -H 'content-type: application/json' "
-        """-d '{"model":"auto","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}'"""
-    )
+    return " ".join(_curl_parts(base_url, key, json.dumps(TRY_BODY, separators=(",", ":"))))
 
 
 def curl_lines(base_url: str, key: str) -> str:
     """``curl_line`` as a shell command over short lines (backslash continuations; the JSON breaks inside
     its quotes), so it can be selected and pasted from an 80-column terminal without the screen's own
     wrapping breaking it."""
-    return (
-        f"curl {base_url}/v1/messages \\\n"
-        f"  -H 'x-api-key: {key}' \\\n"
-        "  -H 'content-type: application/json' \\\n"
-        """  -d '{"model": "auto", "max_tokens": 100,\n"""
-        """       "messages": [{"role": "user", "content": "hi"}]}'"""
-    )
+    body = json.dumps(TRY_BODY).replace(' "messages"', '\n       "messages"')
+    return " \\\n  ".join(_curl_parts(base_url, key, body))
