@@ -14,8 +14,9 @@ from ..config import ModelConfig
 from ..model import GatewayError
 from ..protocols import anthropic
 from ..runtime import Runtime
+from . import limits
 from .auth import presented_key, require_route
-from .protocols import GEMINI_VERBS, PROTOCOLS, error_response, new_request_id
+from .protocols import GEMINI_METHODS, PROTOCOLS, error_response, new_request_id
 from .relay import apply_preset
 
 CREATED = 1_700_000_000
@@ -69,20 +70,14 @@ def gemini_model(name: str, m: ModelConfig) -> dict[str, Any]:
     }
 
 
-GEMINI_METHODS = (*GEMINI_VERBS, "countTokens")
-
-
 def _gemini_method(model_id: str) -> bool:
     """A model path that ends in one of Gemini's methods (``gemini-2.5-flash:generateContent``)."""
-    return model_id.rpartition(":")[2] in GEMINI_METHODS and ":" in model_id
+    _, colon, method = model_id.rpartition(":")
+    return bool(colon) and method in GEMINI_METHODS
 
 
-def _post_only(model_id: str) -> Response:
-    err = GatewayError(
-        "invalid_request",
-        f"method {request.method} not allowed on {model_id[:200]!r}: Gemini's methods take POST",
-        status=405,
-    )
+def _post_only() -> Response:
+    err = limits.method_not_allowed(request.method, request.path, ": Gemini's methods take POST")
     return error_response("gemini", err, new_request_id(), {"allow": "OPTIONS, POST"})
 
 
@@ -127,7 +122,7 @@ def register(app: Quart, rt: Runtime, route_prefix: str) -> None:
     @app.get("/v1/models/<path:model_id>")
     async def get_model(model_id: str) -> Response:
         if _gemini_method(model_id):
-            return _post_only(model_id)
+            return _post_only()
         anthropic_style = "anthropic-version" in request.headers
         protocol = (
             "anthropic"
@@ -166,7 +161,7 @@ def register(app: Quart, rt: Runtime, route_prefix: str) -> None:
     @app.get("/v1beta/models/<path:model_id>")
     async def gemini_get_model(model_id: str) -> Response:
         if _gemini_method(model_id):
-            return _post_only(model_id)
+            return _post_only()
         err = authed("gemini")
         try:
             if err:

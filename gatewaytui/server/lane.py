@@ -186,9 +186,7 @@ class ChatLane:
         if method in ("OPTIONS", "HEAD"):  # no body may follow a HEAD answer
             status = 200 if method == "OPTIONS" else 405
             return await respond(Reply(status, b"", "text/plain", {"allow": "OPTIONS, POST"}), send)
-        err = GatewayError(
-            "invalid_request", f"method {method[:20]} not allowed on {scope['path'][:200]}", status=405
-        )
+        err = limits.method_not_allowed(method, scope["path"])
         reply = error_reply(route.protocol, err, new_request_id(), {"allow": "OPTIONS, POST"})
         await respond(reply, send)
 

@@ -28,5 +28,11 @@ def body_too_large(server: ServerConfig) -> GatewayError:
     return GatewayError("request_too_large", f"request body exceeds the {server.max_body_mb:g} MB limit")
 
 
+def method_not_allowed(method: str, path: str, why: str = "") -> GatewayError:
+    return GatewayError(
+        "invalid_request", f"method {method[:20]} not allowed on {path[:200]}{why}", status=405
+    )
+
+
 def internal_error() -> GatewayError:
     return GatewayError("api_error", "internal gateway error; the request was not billed")

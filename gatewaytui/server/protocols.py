@@ -41,7 +41,8 @@ CHAT_PATHS: dict[str, str] = {
     "/responses": "openai_responses",
 }
 GEMINI_PREFIXES = ("/v1beta/models/", "/v1/models/")
-GEMINI_VERBS = ("generateContent", "streamGenerateContent")
+GEMINI_VERBS = ("generateContent", "streamGenerateContent")  # the lane's chat routes
+GEMINI_METHODS = (*GEMINI_VERBS, "countTokens")  # every method a Gemini model path may name (all POST)
 
 
 @dataclass(slots=True, frozen=True)
